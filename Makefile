@@ -1,0 +1,36 @@
+# Developer entry points. Everything runs from a project-local virtualenv (.venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
+
+.PHONY: venv test unit demo lint bench clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(OCTOPRINT_SPEC)"
+	$(PIP) install -q -e ".[test,develop]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+demo: venv
+	$(PY) scripts/demo.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo-basedir test-artifacts
