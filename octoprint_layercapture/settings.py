@@ -354,8 +354,8 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
 
 
 def _check_folder(c: _Checker) -> str:
-    folder = c.text("capture_folder", 200).strip("/")
-    parts = folder.split("/") if folder else []
+    folder = c.text("capture_folder", 200)
+    parts = folder.rstrip("/").split("/") if folder else []
     if not parts or any(not _FOLDER_PART.match(p) for p in parts):
         c.fail(
             "capture_folder",
@@ -363,7 +363,7 @@ def _check_folder(c: _Checker) -> str:
             f"(sub-folders separated by '/'), got {folder!r}",
         )
         return str(DEFAULTS["capture_folder"])
-    return folder
+    return "/".join(parts)
 
 
 def _check_bounds(c: _Checker, values: CaptureSettings, profile_bounds: Optional[Bounds]) -> None:

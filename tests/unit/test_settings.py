@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from octoprint_layercapture import settings as s
+from octoprint_layercapture.profile import bounds_from_profile
+
+BED = s.Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
+
+
+def errors_for(data, bounds=BED):
+    with pytest.raises(s.InvalidSettings) as info:
+        s.validate(data, bounds)
+    return {e.key: e.message for e in info.value.errors}
+
+
+def test_defaults_validate_and_round_trip():
+    values = s.validate({}, s.Bounds(0, 0, 250, 210))
+    assert values.grid_size == 3
+    assert values.stop_mode == "pause"
+    assert s.to_storable(values) == {**s.DEFAULTS, "capture_z_heights": []}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("grid_size", 4, "1, 3 or 5"),
+        ("grid_size", 2.5, "whole number"),
+        ("grid_spacing", 0, "greater than 0"),
+        ("grid_spacing", -1, "greater than 0"),
+        ("image_quality", 0, "at least 1"),
+        ("image_quality", 101, "at most 100"),
+        ("capture_delay", -0.1, "at least 0"),
+        ("snapshot_timeout", -1, "greater than 0"),
+        ("pause_timeout", 0, "greater than 0"),
+        ("capture_z_heights", "0.6, abc", "'abc' is not a number"),
+        ("capture_z_heights", [-1], "above 0"),
+        ("stop_mode", "teleport", "'pause' or 'hold'"),
+        ("enabled", "yes", "true or false"),
+        ("grid_center_x", "left", "must be a number"),
+        ("grid_center_x", math.nan, "finite"),
+        ("snapshot_url", "file:///etc/passwd", "http"),
+        ("capture_folder", "../outside", "relative folder"),
+        ("capture_folder", "/abs", "relative folder"),
+        ("capture_folder", "", "relative folder"),
+        ("capture_every_n_layers", -3, "at least 0"),
+        ("not_a_setting", 1, "not a Layer Capture setting"),
+    ],
+)
+def test_invalid_values_are_refused_with_a_message(key, value, fragment):
+    errors = errors_for({key: value})
+    assert key in errors
+    assert fragment in errors[key]
+
+
+def test_grid_outside_the_bed_is_refused():
+    errors = errors_for({"grid_center_x": 5.0, "grid_center_y": 100.0})
+    assert "grid points lie outside the bed" in errors["grid_spacing"]
+
+
+def test_explicit_bed_edges_override_the_profile():
+    values = s.validate(
+        {"bed_max_x": 300, "grid_center_x": 270, "grid_center_y": 100}, BED
+    )
+    assert values.bounds(BED) == s.Bounds(0, 0, 300, 200, 200)
+
+
+def test_bed_min_must_be_below_max():
+    errors = errors_for({"bed_min_x": 100, "bed_max_x": 50})
+    assert "greater than bed_min_x" in errors["bed_max_x"]
+
+
+def test_all_errors_are_reported_at_once():
+    errors = errors_for({"grid_size": 4, "image_quality": 0, "stop_mode": "x"})
+    assert set(errors) == {"grid_size", "image_quality", "stop_mode"}
+
+
+def test_values_are_coerced():
+    values = s.validate(
+        {"grid_size": "5", "image_quality": 80.0, "capture_z_heights": "3, 0.6;10 0.6"},
+        s.Bounds(0, 0, 300, 300),
+    )
+    assert values.grid_size == 5
+    assert values.image_quality == 80
+    assert values.capture_z_heights == (0.6, 3.0, 10.0)
+
+
+def test_without_bounds_the_grid_is_not_checked():
+    assert s.validate({"grid_center_x": -500.0}, None).grid_center_x == -500.0
+
+
+def test_migrate_from_the_per_axis_version():
+    old = {"grid_size_x": 5, "grid_size_y": 5, "grid_spacing_x": 10, "z_offset_base": 3}
+    migrated = s.migrate(old, None)
+    assert migrated == {"grid_size": 5, "grid_spacing": 10, "z_offset": 3}
+    s.validate(migrated, BED)
+
+
+def test_migrate_keeps_current_keys_when_both_exist():
+    assert s.migrate({"grid_size": 3, "grid_size_x": 5}, 1) == {"grid_size": 3}
+
+
+def test_migrate_current_version_is_unchanged():
+    data = {"grid_spacing": 12.0}
+    assert s.migrate(data, s.SETTINGS_VERSION) == data
+
+
+def test_profile_bounds_lowerleft_center_and_custom_box():
+    volume = {"width": 200, "depth": 180, "height": 150, "origin": "lowerleft"}
+    assert bounds_from_profile({"volume": volume}) == s.Bounds(0, 0, 200, 180, 150)
+    centred = {**volume, "origin": "center"}
+    assert bounds_from_profile({"volume": centred}) == s.Bounds(-100, -90, 100, 90, 150)
+    box = {"x_min": -5, "x_max": 210, "y_min": 0, "y_max": 190, "z_max": 140}
+    assert bounds_from_profile({"volume": {**volume, "custom_box": box}}) == s.Bounds(
+        -5, 0, 210, 190, 140
+    )
+    assert bounds_from_profile({"volume": {}}) is None
+    assert bounds_from_profile(None) is None
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(s.DEFAULTS)),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-10**6, 10**6),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.text(max_size=30),
+            st.lists(st.floats(), max_size=5),
+        ),
+        max_size=8,
+    )
+)
+def test_validator_never_crashes_and_accepted_grids_fit(data):
+    try:
+        values = s.validate(data, BED)
+    except s.InvalidSettings as exc:
+        assert exc.errors
+        return
+    bounds = values.bounds(BED)
+    offsets = s.grid_offsets(values.grid_size, values.grid_spacing)
+    for dx in offsets:
+        for dy in offsets:
+            assert bounds.contains_xy(values.grid_center_x + dx, values.grid_center_y + dy)
