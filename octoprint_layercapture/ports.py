@@ -1,0 +1,274 @@
+"""The small interfaces the capture sequence talks through, and the values they exchange.
+
+The sequence runs on its own worker thread and never touches OctoPrint directly: the plugin
+implements these ports with ``self._printer`` and its camera and storage code, the unit tests
+implement them with recorders. Nothing here imports OctoPrint, ``grid`` or ``layers``; the
+``*Like`` protocols describe just the attributes the sequence reads from a grid plan and from
+the layer tracker's motion state, so any object with those attributes fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
+
+if TYPE_CHECKING:  # settings.py is pure too; imported for the annotations only
+    from .settings import CaptureSettings
+
+
+@dataclass(frozen=True)
+class Position:
+    """A head position in printer coordinates (mm); ``None`` where an axis is unknown."""
+
+    x: Optional[float]
+    y: Optional[float]
+    z: Optional[float]
+    e: Optional[float] = None
+
+    @property
+    def has_xyz(self) -> bool:
+        return self.x is not None and self.y is not None and self.z is not None
+
+    def describe(self) -> str:
+        def axis(value: Optional[float]) -> str:
+            return "?" if value is None else f"{value:g}"
+
+        return f"X{axis(self.x)} Y{axis(self.y)} Z{axis(self.z)}"
+
+
+# Why a job was interrupted; the plugin adapter raises JobInterrupted with one of these.
+CANCELLED = "cancelled"
+DISCONNECTED = "disconnected"
+SHUTDOWN = "shutdown"
+
+
+class JobInterrupted(Exception):
+    """The job ended under the sequence (cancel, disconnect, shutdown): send nothing more."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or f"job {reason}")
+        self.reason = reason
+
+
+class PrinterTimeout(Exception):
+    """A confirmation from the printer or OctoPrint did not come in time."""
+
+
+class PrinterPort(Protocol):
+    def send(self, commands: Sequence[str]) -> None:
+        """Queue G-code for the printer (the adapter tags it as the plugin's own)."""
+
+    def confirm(self, timeout: float) -> Position:
+        """Send M400 + M114 and block until the position report answering this request.
+
+        Raises :class:`PrinterTimeout` or :class:`JobInterrupted`.
+        """
+
+    def wait_stopped(self, timeout: float) -> Optional[Position]:
+        """Block until the job is stopped; the position OctoPrint reported on pausing, if any.
+
+        Raises :class:`PrinterTimeout` or :class:`JobInterrupted`.
+        """
+
+    def continue_job(self, timeout: float) -> None:
+        """Resume the job and wait until it runs again.
+
+        Raises :class:`PrinterTimeout` or :class:`JobInterrupted`.
+        """
+
+    def check(self) -> None:
+        """Raise :class:`JobInterrupted` if the job was cancelled, the printer disconnected
+        or OctoPrint is shutting down."""
+
+    def user_paused(self) -> bool:
+        """Whether the user paused the job by hand while the sequence ran."""
+
+
+@dataclass(frozen=True)
+class ShotRequest:
+    """One snapshot to take: which layer, which grid position and where the head is."""
+
+    layer: int
+    layer_z: float
+    index: int
+    count: int
+    x: float
+    y: float
+    z: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    data: bytes
+    content_type: str
+    duration: float
+    camera: str
+
+
+class CameraError(Exception):
+    """A snapshot failed; the message says why (timeout, HTTP error, no camera...)."""
+
+
+class CameraPort(Protocol):
+    def take(self, request: ShotRequest) -> Snapshot:
+        """Take one snapshot; raises :class:`CameraError` on failure."""
+
+
+@dataclass(frozen=True)
+class SavedShot:
+    path: str
+    thumbnail: Optional[str]
+    size_bytes: int
+
+
+class ImageSink(Protocol):
+    def save(self, request: ShotRequest, snapshot: Snapshot, when: datetime) -> SavedShot:
+        """Write the image (and its thumbnail); may raise OSError."""
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None:
+        """Only for the configured settle delays, never to wait for motion."""
+
+
+class PointLike(Protocol):
+    """A grid point as the sequence reads it (``grid.GridPoint`` fits)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def x(self) -> float: ...
+
+    @property
+    def y(self) -> float: ...
+
+    @property
+    def z(self) -> float: ...
+
+
+class PlanLike(Protocol):
+    """A grid plan: points in visiting order, skipped points, capture height."""
+
+    @property
+    def points(self) -> Sequence[PointLike]: ...
+
+    @property
+    def skipped(self) -> Sequence[Any]: ...
+
+    @property
+    def capture_z(self) -> float: ...
+
+    @property
+    def count(self) -> int: ...
+
+
+class MotionLike(Protocol):
+    """The job's motion state when it stopped (``layers.MotionState`` fits).
+
+    ``None`` means unknown: the tracker has not seen the value in the file yet.
+    """
+
+    @property
+    def x(self) -> Optional[float]: ...
+
+    @property
+    def y(self) -> Optional[float]: ...
+
+    @property
+    def z(self) -> Optional[float]: ...
+
+    @property
+    def e(self) -> Optional[float]: ...
+
+    @property
+    def absolute_xyz(self) -> Optional[bool]: ...
+
+    @property
+    def absolute_e(self) -> Optional[bool]: ...
+
+    @property
+    def feedrate(self) -> Optional[float]: ...
+
+
+# ---- What the plugin hands the sequence, and what it gets back (for the metadata)
+
+# Timing phases, consecutive: they add up to the "total" timing.
+PHASES = ("stop", "moves", "settle", "capture", "return", "resume")
+
+# Where the stop position came from.
+STOP_FROM_PAUSE_EVENT = "pause_event"
+STOP_FROM_POSITION_REPORT = "position_report"
+STOP_FROM_TRACKER = "tracker"
+STOP_UNKNOWN = "unknown"
+
+OUTCOME_COMPLETED = "completed"
+OUTCOME_COMPLETED_WITH_FAILURES = "completed_with_failures"
+OUTCOME_INTERRUPTED = "interrupted"
+OUTCOME_LEFT_PAUSED_BY_USER = "left_paused_by_user"
+OUTCOME_NOT_CONTINUED = "not_continued"
+
+
+@dataclass(frozen=True)
+class CaptureJob:
+    """One capture: the job is already stopped (or stopping) at ``layer``; ``held_line`` is
+    the held-back first line of the next layer, sent just before the job continues."""
+
+    layer: int
+    layer_z: float
+    plan: PlanLike
+    motion: MotionLike
+    settings: CaptureSettings
+    held_line: Optional[str] = None
+
+
+@dataclass
+class ShotResult:
+    """One grid point the head was sent to; ``saved`` is None when no image was stored."""
+
+    index: int
+    request: ShotRequest
+    commanded: Position
+    measured: Optional[Position]
+    saved: Optional[SavedShot]
+    snapshot_camera: str
+    duration: float
+    captured_at: datetime
+
+
+@dataclass
+class SequenceFailure:
+    """Something that went wrong; ``phase`` is one of :data:`PHASES`, ``index`` the grid
+    position concerned (None when none is), ``duration`` the time the failing step took."""
+
+    phase: str
+    message: str
+    index: Optional[int]
+    duration: float
+
+
+@dataclass
+class SequenceResult:
+    """What the sequence did, for the metadata and the UI.
+
+    ``outcome`` is one of the ``OUTCOME_*`` values; ``continued`` whether the job runs
+    again. ``held_line_sent`` False with a held line means the plugin still owes it to the
+    job (left paused by the user, interrupted, or not continued).
+    """
+
+    layer: int
+    shots: List[ShotResult]
+    failures: List[SequenceFailure]
+    timings: Dict[str, float]
+    stop_position: Optional[Position]
+    stop_position_source: str
+    continued: bool
+    outcome: str
+    started_at: datetime
+    travel_z: Optional[float] = None
+    held_line_sent: bool = False
