@@ -1,0 +1,27 @@
+"""Shared pytest set-up for unit, integration and browser tests.
+
+Imports nothing from OctoPrint: unit tests run without it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+# `import harness` works from every test directory (and under --import-mode=importlib).
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator:
+    """Keeps each phase's report on the item (``item.rep_setup``, ``item.rep_call``,
+    ``item.rep_teardown``) so fixtures can tell in their teardown whether the test failed
+    (see ``harness.item_failed``)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
