@@ -7,7 +7,10 @@ import nothing from OctoPrint.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set
 
 import flask
 import octoprint.plugin
@@ -15,6 +18,12 @@ from flask_babel import gettext
 from octoprint.access.permissions import ADMIN_GROUP, Permissions
 
 from . import settings as lc_settings
+from .cameras import FakeCamera, NoCamera, OctoPrintWebcam
+from .grid import GridPlan
+from .layers import LayerTargets, LayerTracker, LayerTrigger
+from .ports import OUTCOME_INTERRUPTED, CameraPort, SequenceResult
+from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
+from .worker import CaptureRequest, CaptureWorker, PrintInfo
 
 __plugin_name__ = "Layer Capture"
 __plugin_pythoncompat__ = ">=3.9,<4"
@@ -32,10 +41,32 @@ class LayerCapturePlugin(
     def __init__(self) -> None:
         super().__init__()
         self._last_settings_errors: List[Dict[str, str]] = []
+        # Per-print state. Set on OctoPrint's event thread, read on the comm thread: each is
+        # replaced as a whole (never mutated in place), so readers see old or new, not half.
+        self._tracker: Optional[LayerTracker] = None
+        self._port: Optional[OctoPrintPrinterPort] = None
+        self._job: Optional[Dict[str, Any]] = None
+        self._status_lock = threading.Lock()
+        self._status: Dict[str, Any] = {"state": "idle"}
+        self._worker: Optional[CaptureWorker] = None
+        # the held first line of a layer the job still needs when the user resumes it
+        self._owed_line: Optional[str] = None
+
+    def initialize(self) -> None:
+        self._worker = CaptureWorker(
+            make_printer=self._job_port,
+            make_camera=self._make_camera,
+            on_status=self._publish_status,
+            on_finished=self._on_sequence_finished,
+            plugin_version=str(self._plugin_version),
+            logger=self._logger,
+        )
 
     ##~~ StartupPlugin mixin
 
     def on_after_startup(self) -> None:
+        assert self._worker is not None
+        self._worker.start()
         try:
             values = self._current_settings()
         except lc_settings.InvalidSettings as exc:
@@ -49,7 +80,247 @@ class LayerCapturePlugin(
     ##~~ ShutdownPlugin mixin
 
     def on_shutdown(self) -> None:
-        pass
+        port = self._port
+        if port is not None:
+            port.interrupt("shutdown")
+        if self._worker is not None:
+            self._worker.stop()
+
+    ##~~ EventHandlerPlugin mixin
+
+    def on_event(self, event: str, payload: Optional[Dict[str, Any]]) -> None:
+        payload = payload or {}
+        port = self._port
+        if event == "PrintStarted":
+            self._arm(payload)
+        elif event in ("PrintDone", "PrintFailed", "PrintCancelled", "PrintCancelling"):
+            if port is not None and event != "PrintDone":
+                port.interrupt("cancelled" if "Cancel" in event else "print failed")
+            self._disarm(event)
+        elif event in ("Disconnecting", "Disconnected", "Error"):
+            if port is not None:
+                port.interrupt("disconnected")
+            self._disarm(event)
+        elif port is None:
+            return
+        elif event == "PositionUpdate":
+            port.on_position_update(payload)
+        elif event == "PrintPaused":
+            port.on_paused(payload)
+        elif event == "PrintResumed":
+            port.on_resumed()
+        elif event == "ZChange":
+            # ZChange fires for z-hops and our own moves too, so it only feeds the status;
+            # layers are decided from the extruding moves in the queuing hook.
+            with self._status_lock:
+                self._status["z"] = payload.get("new")
+
+    def _arm(self, payload: Dict[str, Any]) -> None:
+        self._disarm("PrintStarted")
+        if payload.get("origin") == "sdcard":
+            self._publish_status(
+                {"state": "unsupported", "message": "SD card prints are not captured"}
+            )
+            return
+        try:
+            values = self._current_settings()
+        except lc_settings.InvalidSettings as exc:
+            self._logger.warning(f"Settings are invalid, this print is not captured: {exc}")
+            self._publish_status({"state": "error", "message": f"invalid settings: {exc}"})
+            return
+        if not values.enabled:
+            return
+        if values.capture_every_n_layers == 0 and not values.capture_z_heights:
+            self._logger.info("No layers selected (every N = 0 and no Z heights)")
+            return
+        self._job = {
+            "settings": values,
+            "bounds": values.bounds(self._profile_bounds()),
+            "print_info": PrintInfo(
+                gcode_file=str(payload.get("name") or payload.get("path") or ""),
+                started_at=datetime.now(),
+            ),
+            "store_root": Path(self._settings.global_get_basefolder("uploads"))
+            / values.capture_folder,
+        }
+        self._port = OctoPrintPrinterPort(self._printer, values.stop_mode, self._logger)
+        self._tracker = LayerTracker(
+            LayerTargets(
+                every_n=values.capture_every_n_layers,
+                z_heights=values.capture_z_heights,
+                min_layer_height=values.min_layer_height,
+            )
+        )
+        self._publish_status({"state": "waiting", "layer": 0})
+
+    def _disarm(self, reason: str) -> None:
+        self._owed_line = None
+        tracker = self._tracker
+        self._tracker = None
+        if tracker is not None and tracker.vase_mode:
+            self._logger.warning("Spiral vase mode detected: layers were not captured")
+        if tracker is not None:
+            self._publish_status({"state": "idle", "reason": reason})
+
+    ##~~ G-code hooks (OctoPrint's comm thread: keep them cheap)
+
+    def on_gcode_queuing(
+        self,
+        comm_instance: Any,
+        phase: str,
+        cmd: str,
+        cmd_type: Optional[str],
+        gcode: Optional[str],
+        subcode: Optional[str] = None,
+        tags: Optional[Set[str]] = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        tracker = self._tracker
+        if tracker is None or not tags or "source:file" not in tags:
+            return None
+        trigger = tracker.feed(cmd)
+        if trigger is not None and self._stop_job_for(trigger, held_line=cmd):
+            # the first move of the next layer waits until the capture is done
+            return (None,)
+        return None
+
+    def on_atcommand_queuing(
+        self,
+        comm_instance: Any,
+        phase: str,
+        command: str,
+        parameters: str,
+        tags: Optional[Set[str]] = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        tracker = self._tracker
+        if tracker is None or command.upper() != "LAYERCAPTURE":
+            return
+        trigger = tracker.feed_marker(parameters or "")
+        if trigger is not None:
+            self._stop_job_for(trigger, held_line=None)
+
+    def on_gcode_sending(
+        self,
+        comm_instance: Any,
+        phase: str,
+        cmd: str,
+        cmd_type: Optional[str],
+        gcode: Optional[str],
+        subcode: Optional[str] = None,
+        tags: Optional[Set[str]] = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        port = self._port
+        if gcode == "M114" and port is not None and port.pending_confirm_tag() is not None:
+            port.on_sending(tags)
+
+    def _stop_job_for(self, trigger: LayerTrigger, held_line: Optional[str]) -> bool:
+        """Stops the job on the comm thread, so no further line of the file goes out."""
+        job, port, worker, tracker = self._job, self._port, self._worker, self._tracker
+        if job is None or port is None or worker is None or tracker is None:
+            return False
+        if worker.busy:
+            self._logger.warning(
+                f"layer {trigger.layer}: the previous capture is still running, skipped"
+            )
+            return False
+        values: lc_settings.CaptureSettings = job["settings"]
+        port.begin_stop()
+        if values.stop_mode == "hold":
+            if not self._printer.set_job_on_hold(True, blocking=False):
+                self._logger.warning(
+                    f"layer {trigger.layer}: could not put the job on hold, skipped"
+                )
+                return False
+        else:
+            self._printer.pause_print(tags=plugin_tags())
+            if not (self._printer.is_pausing() or self._printer.is_paused()):
+                self._logger.warning(f"layer {trigger.layer}: OctoPrint did not pause, skipped")
+                return False
+        worker.submit(
+            CaptureRequest(
+                trigger=trigger,
+                motion=trigger.state_before or tracker.state,
+                held_line=held_line,
+                settings=values,
+                bounds=job["bounds"],
+                print_info=job["print_info"],
+                store_root=job["store_root"],
+            )
+        )
+        return True
+
+    def _on_sequence_finished(self, request: CaptureRequest, result: SequenceResult) -> None:
+        port = self._port
+        interrupted = result.outcome == OUTCOME_INTERRUPTED
+        if port is not None:
+            port.release(result.continued, interrupted)
+        if request.held_line and not result.held_line_sent and not interrupted:
+            self._owed_line = request.held_line
+        if not result.continued and not interrupted:
+            self._logger.warning(
+                f"layer {request.trigger.layer}: the job was left paused ({result.outcome}); "
+                "it continues when you resume it"
+            )
+
+    def on_gcode_script(
+        self, comm_instance: Any, script_type: str, script_name: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        if script_type != "gcode" or script_name != "beforePrintResumed":
+            return None
+        owed, self._owed_line = self._owed_line, None
+        if owed is None:
+            return None
+        return None, [owed], None, {PLUGIN_TAG}
+
+    def _job_port(self) -> OctoPrintPrinterPort:
+        port = self._port
+        if port is None:
+            raise RuntimeError("no print job is armed")
+        return port
+
+    def _make_camera(self, request: CaptureRequest, plan: GridPlan) -> CameraPort:
+        values = request.settings
+        if values.use_fake_camera:
+            return FakeCamera(
+                values.image_quality, request.bounds, [(p.x, p.y) for p in plan.points]
+            )
+        webcam = self._find_webcam(values.webcam)
+        if webcam is None:
+            wanted = f"webcam {values.webcam!r}" if values.webcam else "a snapshot webcam"
+            return NoCamera(f"OctoPrint has no {wanted} (Settings > Webcam & Timelapse)")
+        name = webcam.config.name
+        provider = webcam.providerPlugin
+        return OctoPrintWebcam(
+            name,
+            fetch=lambda: provider.take_webcam_snapshot(name),
+            retries=values.snapshot_retries,
+        )
+
+    def _find_webcam(self, name: str) -> Any:
+        import octoprint.webcams
+
+        try:
+            if name:
+                return octoprint.webcams.get_webcams().get(name)
+            return octoprint.webcams.get_snapshot_webcam()
+        except Exception:
+            self._logger.exception("Could not look up OctoPrint's webcams")
+            return None
+
+    def _publish_status(self, update: Dict[str, Any]) -> None:
+        with self._status_lock:
+            if update.get("state") in ("idle", "waiting"):
+                self._status = {}
+            self._status.update(update)
+            snapshot = dict(self._status)
+        self._plugin_manager.send_plugin_message(
+            self._identifier, {"type": "status", "status": snapshot}
+        )
 
     ##~~ SettingsPlugin mixin
 
@@ -69,7 +340,8 @@ class LayerCapturePlugin(
         for key, value in migrated.items():
             if key in lc_settings.DEFAULTS:
                 self._settings.set([key], value)
-        self._logger.info(f"Migrated settings from version {current} to {target}")
+        if migrated != stored:
+            self._logger.info(f"Migrated settings from version {current} to {target}")
 
     def on_settings_save(self, data: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(data, dict):
@@ -165,7 +437,12 @@ class LayerCapturePlugin(
     @octoprint.plugin.BlueprintPlugin.route("/status", methods=["GET"])
     @Permissions.PLUGIN_LAYERCAPTURE_VIEW.require(403)
     def get_status(self) -> Any:
-        return flask.jsonify(state="idle", settings_errors=self._last_settings_errors)
+        with self._status_lock:
+            status = dict(self._status)
+        tracker = self._tracker
+        if tracker is not None:
+            status.update(layer=tracker.layer, captured_layers=list(tracker.captured_layers()))
+        return flask.jsonify(status=status, settings_errors=self._last_settings_errors)
 
     ##~~ access permissions hook
 
@@ -210,6 +487,10 @@ class LayerCapturePlugin(
 __plugin_implementation__ = LayerCapturePlugin()
 
 __plugin_hooks__ = {
+    "octoprint.comm.protocol.gcode.queuing": __plugin_implementation__.on_gcode_queuing,
+    "octoprint.comm.protocol.gcode.sending": __plugin_implementation__.on_gcode_sending,
+    "octoprint.comm.protocol.scripts": __plugin_implementation__.on_gcode_script,
+    "octoprint.comm.protocol.atcommand.queuing": (__plugin_implementation__.on_atcommand_queuing),
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
     "octoprint.plugin.softwareupdate.check_config": (
         __plugin_implementation__.get_update_information

@@ -63,9 +63,7 @@ def test_grid_outside_the_bed_is_refused():
 
 
 def test_explicit_bed_edges_override_the_profile():
-    values = s.validate(
-        {"bed_max_x": 300, "grid_center_x": 270, "grid_center_y": 100}, BED
-    )
+    values = s.validate({"bed_max_x": 300, "grid_center_x": 270, "grid_center_y": 100}, BED)
     assert values.bounds(BED) == s.Bounds(0, 0, 300, 200, 200)
 
 
@@ -129,7 +127,7 @@ def test_profile_bounds_lowerleft_center_and_custom_box():
         st.one_of(
             st.none(),
             st.booleans(),
-            st.integers(-10**6, 10**6),
+            st.integers(-(10**6), 10**6),
             st.floats(allow_nan=True, allow_infinity=True),
             st.text(max_size=30),
             st.lists(st.floats(), max_size=5),

@@ -1,0 +1,274 @@
+"""Runs capture sequences off OctoPrint's threads.
+
+The comm-thread hook only stops the job and queues a :class:`CaptureRequest`; the named
+worker thread here plans the grid, runs the sequence and writes files and metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from .grid import GridPlan, plan_grid
+from .layers import LayerTrigger, MotionState
+from .ports import CameraPort, PrinterPort, SavedShot, ShotRequest, Snapshot
+from .sequence import CaptureJob, CaptureSequence, SequenceResult
+from .settings import Bounds, CaptureSettings
+from .storage import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
+
+_THREAD_NAME = "layercapture-worker"
+
+
+@dataclass(frozen=True)
+class PrintInfo:
+    gcode_file: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    trigger: LayerTrigger
+    motion: MotionState
+    held_line: Optional[str]
+    settings: CaptureSettings
+    bounds: Optional[Bounds]
+    print_info: PrintInfo
+    store_root: Path
+
+
+class InterruptibleClock:
+    """Wall clock for the sequence; its sleeps (settle delays only) end early on shutdown."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stop.wait(seconds)
+
+
+class StoreSink:
+    """The sequence's image sink, writing through :class:`CaptureStore`."""
+
+    def __init__(self, store: CaptureStore, settings: CaptureSettings) -> None:
+        self._store = store
+        self._settings = settings
+
+    def save(self, request: ShotRequest, snapshot: Snapshot, when: datetime) -> SavedShot:
+        saved = self._store.save_image(
+            request.layer,
+            request.index,
+            request.layer_z,
+            when,
+            snapshot.data,
+            thumbnail=self._settings.create_thumbnails,
+        )
+        return SavedShot(
+            path=saved.path.name,
+            thumbnail=saved.thumbnail_path.name if saved.thumbnail_path else None,
+            size_bytes=saved.size_bytes,
+        )
+
+
+def build_metadata(
+    request: CaptureRequest, plan: GridPlan, result: SequenceResult, plugin_version: str
+) -> LayerMetadata:
+    s = request.settings
+    plan_rows = {p.index: p for p in plan.points}
+    images = []
+    for shot in result.shots:
+        if shot.saved is None:
+            continue
+        point = plan_rows[shot.index]
+        images.append(
+            ImageRecord(
+                path=shot.saved.path,
+                thumbnail=shot.saved.thumbnail,
+                index=shot.index,
+                row=point.row,
+                col=point.col,
+                position={"x": point.x, "y": point.y, "z": point.z},
+                measured=(
+                    None
+                    if shot.measured is None
+                    else {
+                        "x": shot.measured.x,
+                        "y": shot.measured.y,
+                        "z": shot.measured.z,
+                        "e": shot.measured.e,
+                    }
+                ),
+                captured_at=shot.captured_at.isoformat(timespec="seconds"),
+                duration_s=round(shot.duration, 4),
+                camera=shot.snapshot_camera,
+                size_bytes=shot.saved.size_bytes,
+                content_type="image/jpeg",
+            )
+        )
+    return LayerMetadata(
+        layer=request.trigger.layer,
+        z_height=request.trigger.z,
+        timestamp=result.started_at.isoformat(timespec="seconds"),
+        gcode_file=request.print_info.gcode_file,
+        print_start_time=request.print_info.started_at.isoformat(timespec="seconds"),
+        images=images,
+        settings={
+            "grid_spacing": s.grid_spacing,
+            "grid_center": {"x": s.grid_center_x, "y": s.grid_center_y},
+            "grid_size": s.grid_size,
+            "z_offset": s.z_offset,
+            "stop_mode": s.stop_mode,
+        },
+        capture_z=plan.capture_z,
+        camera=images[0].camera if images else "",
+        skipped=[
+            SkippedRecord(index=p.index, position={"x": p.x, "y": p.y, "z": p.z}, reason=p.reason)
+            for p in plan.skipped
+        ],
+        failures=[
+            FailureRecord(
+                index=f.index, phase=f.phase, message=f.message, duration_s=round(f.duration, 4)
+            )
+            for f in result.failures
+        ],
+        timings={k: round(v, 4) for k, v in result.timings.items()},
+        trigger={"source": request.trigger.source, "reasons": list(request.trigger.reasons)},
+        plugin_version=plugin_version,
+    )
+
+
+class CaptureWorker:
+    """One named thread that runs the queued captures one after another."""
+
+    def __init__(
+        self,
+        make_printer: Callable[[], PrinterPort],
+        make_camera: Callable[[CaptureRequest, GridPlan], CameraPort],
+        on_status: Callable[[Dict[str, Any]], None],
+        on_finished: Callable[[CaptureRequest, SequenceResult], None],
+        plugin_version: str,
+        logger: Optional[logging.Logger] = None,
+        clock: Any = None,
+    ) -> None:
+        self._make_printer = make_printer
+        self._make_camera = make_camera
+        self._on_status = on_status
+        self._on_finished = on_finished
+        self._plugin_version = plugin_version
+        self._logger = logger or logging.getLogger("octoprint.plugins.layercapture.worker")
+        self._clock = clock
+        self._queue: queue.Queue[Optional[CaptureRequest]] = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._busy = threading.Event()
+        self._stopping = threading.Event()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set() or not self._queue.empty()
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ends the thread after the current capture (which the caller has interrupted)."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._logger.warning(f"{_THREAD_NAME} did not stop within {timeout:g} s")
+
+    def submit(self, request: CaptureRequest) -> None:
+        self._busy.set()
+        self._queue.put(request)
+
+    def _run(self) -> None:
+        while True:
+            request = self._queue.get()
+            if request is None:
+                return
+            try:
+                self._capture(request)
+            except Exception:
+                self._logger.exception(
+                    f"layer {request.trigger.layer}: capture failed unexpectedly"
+                )
+                self._on_status({"state": "error", "layer": request.trigger.layer})
+            finally:
+                if self._queue.empty():
+                    self._busy.clear()
+
+    def _capture(self, request: CaptureRequest) -> None:
+        s = request.settings
+        motion = request.motion
+        start_xy = None if motion.x is None or motion.y is None else (motion.x, motion.y)
+        plan = plan_grid(
+            s.grid_center_x,
+            s.grid_center_y,
+            s.grid_spacing,
+            s.grid_size,
+            request.trigger.z,
+            s.z_offset,
+            request.bounds,
+            start_xy=start_xy,
+        )
+        layer = request.trigger.layer
+        for skipped in plan.skipped:
+            self._logger.warning(f"layer {layer} position {skipped.index}: {skipped.reason}")
+        store = CaptureStore(request.store_root)
+        sequence = CaptureSequence(
+            printer=self._make_printer(),
+            camera=self._make_camera(request, plan),
+            sink=StoreSink(store, s),
+            clock=self._clock or InterruptibleClock(self._stopping),
+            logger=self._logger,
+            on_progress=lambda phase, i, n: self._on_status(
+                {"state": "capturing", "layer": layer, "phase": phase, "index": i, "count": n}
+            ),
+        )
+        job = CaptureJob(
+            layer=layer,
+            layer_z=request.trigger.z,
+            plan=plan,
+            motion=motion,
+            settings=s,
+            held_line=request.held_line,
+        )
+        result = sequence.run(job)
+        self._on_finished(request, result)
+        metadata = build_metadata(request, plan, result, self._plugin_version)
+        try:
+            path = store.save_metadata(metadata, result.started_at)
+        except OSError as exc:
+            self._logger.error(f"layer {layer}: could not write the metadata: {exc}")
+            path = None
+        self._logger.info(
+            f"layer {layer}: {len(metadata.images)}/{plan.count} images, "
+            f"{len(result.failures)} failures, outcome {result.outcome}, "
+            f"{result.timings.get('total', 0.0):.2f} s" + (f", metadata {path}" if path else "")
+        )
+        self._on_status(
+            {
+                "state": "captured",
+                "layer": layer,
+                "outcome": result.outcome,
+                "images": len(metadata.images),
+                "failures": [f.message for f in result.failures],
+                "total_s": result.timings.get("total"),
+            }
+        )
