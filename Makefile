@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
 
-.PHONY: venv test unit demo lint bench clean
+.PHONY: venv test unit demo demo-stop lint bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ unit: venv
 
 demo: venv
 	$(PY) scripts/demo.py
+
+demo-stop: venv
+	$(PY) scripts/demo.py --stop
 
 lint: venv
 	$(VENV)/bin/ruff check .
