@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from .cameras import NoCamera
 from .grid import GridPlan, plan_grid
 from .layers import LayerTrigger, MotionState
 from .ports import CameraPort, PrinterPort, SavedShot, ShotRequest, Snapshot
@@ -176,7 +177,8 @@ class CaptureWorker:
 
     @property
     def busy(self) -> bool:
-        return self._busy.is_set() or not self._queue.empty()
+        """A sequence is queued or moving the head (writing its metadata does not count)."""
+        return self._busy.is_set()
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -210,14 +212,13 @@ class CaptureWorker:
                 )
                 self._on_status({"state": "error", "layer": request.trigger.layer})
             finally:
-                if self._queue.empty():
-                    self._busy.clear()
+                self._busy.clear()
 
-    def _capture(self, request: CaptureRequest) -> None:
+    def _plan(self, request: CaptureRequest) -> GridPlan:
         s = request.settings
         motion = request.motion
         start_xy = None if motion.x is None or motion.y is None else (motion.x, motion.y)
-        plan = plan_grid(
+        return plan_grid(
             s.grid_center_x,
             s.grid_center_y,
             s.grid_spacing,
@@ -227,13 +228,37 @@ class CaptureWorker:
             request.bounds,
             start_xy=start_xy,
         )
+
+    def _capture(self, request: CaptureRequest) -> None:
+        s = request.settings
         layer = request.trigger.layer
+        setup_error: Optional[str] = None
+        try:
+            plan = self._plan(request)
+            camera = self._make_camera(request, plan)
+        except Exception as exc:
+            # the job is already stopped: an empty plan makes the sequence continue it
+            # without moving the head, and the metadata records why
+            self._logger.exception(f"layer {layer}: could not prepare the capture")
+            plan = GridPlan(
+                (),
+                (),
+                request.trigger.z,
+                s.grid_size,
+                s.grid_spacing,
+                s.grid_center_x,
+                s.grid_center_y,
+                request.trigger.z,
+                s.z_offset,
+            )
+            setup_error = f"could not prepare the capture: {exc}"
+            camera = NoCamera(setup_error)
         for skipped in plan.skipped:
             self._logger.warning(f"layer {layer} position {skipped.index}: {skipped.reason}")
         store = CaptureStore(request.store_root)
         sequence = CaptureSequence(
             printer=self._make_printer(),
-            camera=self._make_camera(request, plan),
+            camera=camera,
             sink=StoreSink(store, s),
             clock=self._clock or InterruptibleClock(self._stopping),
             logger=self._logger,
@@ -245,13 +270,19 @@ class CaptureWorker:
             layer=layer,
             layer_z=request.trigger.z,
             plan=plan,
-            motion=motion,
+            motion=request.motion,
             settings=s,
             held_line=request.held_line,
         )
-        result = sequence.run(job)
+        try:
+            result = sequence.run(job)
+        finally:
+            # the job runs again from here on; the next layer may queue its capture
+            self._busy.clear()
         self._on_finished(request, result)
         metadata = build_metadata(request, plan, result, self._plugin_version)
+        if setup_error is not None:
+            metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
         try:
             path = store.save_metadata(metadata, result.started_at)
         except OSError as exc:
