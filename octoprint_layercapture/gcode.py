@@ -102,13 +102,15 @@ def return_commands(
     return [_z_move(stop_z, z_speed), *unretract]
 
 
-def restore_mode_commands(motion: MotionLike, retracted: bool) -> List[str]:
-    """Give the job back the modes it had: we only ever switch to G90, and to M83 when we
-    retracted; an unknown XYZ mode is left at the firmware default G90."""
+def restore_mode_commands(motion: MotionLike) -> List[str]:
+    """Give the job back the modes it had: we switch to G90, and to M83 when we retract;
+    an unknown XYZ mode is left at the firmware default G90. Marlin's G90 (and G91) also
+    set the E mode, so a known E mode is restored even when we did not retract: an M83 job
+    would otherwise go on with absolute E."""
     commands: List[str] = []
     if motion.absolute_xyz is False:
         commands.append("G91")
-    if retracted:
+    if motion.absolute_e is not None:
         commands.append("M82" if motion.absolute_e else "M83")
     feedrate: Optional[float] = motion.feedrate
     if feedrate is not None and math.isfinite(feedrate) and feedrate > 0:

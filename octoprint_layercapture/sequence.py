@@ -324,7 +324,7 @@ class _Run:
         # The virtual printer applies G90/G91 before queued moves finish: the modes are
         # restored only once the head is confirmed back down.
         self._confirm_return(at_stop, "back at the stop position")
-        if self._return_step(gcode.restore_mode_commands(self.job.motion, self.retracted)):
+        if self._return_step(gcode.restore_mode_commands(self.job.motion)):
             self.head_back = True
 
     def _return_step(self, commands: List[str]) -> bool:

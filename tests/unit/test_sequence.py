@@ -237,9 +237,19 @@ def test_hold_mode_relative_xyz_confirms_the_stop_and_restores_g91():
 def test_no_retract_means_no_e_moves_and_no_e_mode_change():
     rig, _, result = run_sequence(retract_length=0)
     assert not [line for line in rig.printer.sent if "E" in line and line != HELD_LINE]
-    assert "M83" not in rig.printer.sent and "M82" not in rig.printer.sent
+    assert "M83" not in rig.printer.sent
     assert rig.printer.sent[:2] == ["G90", "G0 Z5.6 F600"]
     assert result.outcome == "completed"
+
+
+@pytest.mark.parametrize(("absolute_e", "mode"), [(True, "M82"), (False, "M83")])
+def test_no_retract_still_restores_the_e_mode_after_g90(absolute_e: bool, mode: str):
+    # Marlin's G90 also makes E absolute: an M83 job must get M83 back.
+    rig, _, _ = run_sequence(retract_length=0, absolute_e=absolute_e)
+    sent = rig.printer.sent
+    assert sent.index(mode) > sent.index("G90")
+    assert [line for line in sent if line in ("M82", "M83")] == [mode]
+    assert sent.index(mode) < sent.index(HELD_LINE)
 
 
 def test_unknown_e_mode_skips_the_retract():
