@@ -109,6 +109,8 @@ class LayerCapturePlugin(
             port.on_paused(payload)
         elif event == "PrintResumed":
             port.on_resumed()
+        elif event == "PrinterStateChanged":
+            port.on_state_changed()
         elif event == "ZChange":
             # ZChange fires for z-hops and our own moves too, so it only feeds the status;
             # layers are decided from the extruding moves in the queuing hook.

@@ -104,6 +104,11 @@ class OctoPrintPrinterPort:
             self._resumed_event = True
             self._cond.notify_all()
 
+    def on_state_changed(self) -> None:
+        """Wakes :meth:`wait_stopped`, which waits for the end of PAUSING."""
+        with self._cond:
+            self._cond.notify_all()
+
     def interrupt(self, reason: str) -> None:
         """Cancel, failure, disconnect or shutdown: the sequence stops moving at once."""
         with self._cond:
@@ -149,7 +154,14 @@ class OctoPrintPrinterPort:
         if self._stop_mode == "hold":
             self.check()
             return None
-        self._wait(lambda: self._paused_event, timeout, "PrintPaused")
+        # OctoPrint fires PrintPaused while still PAUSING; commands sent then wait in its
+        # command queue, and the ones sent once it is PAUSED overtake them (a lift could
+        # go out after the first XY move). So wait for the state to leave PAUSING too.
+        self._wait(
+            lambda: self._paused_event and not self._printer.is_pausing(),
+            timeout,
+            "PrintPaused and the end of PAUSING",
+        )
         return self._paused_position
 
     def continue_job(self, timeout: float) -> None:
