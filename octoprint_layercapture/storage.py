@@ -320,6 +320,8 @@ class LayerMetadata:
     images: List[ImageRecord]
     settings: Dict[str, Any]  # grid_spacing, grid_center {x, y}, grid_size, z_offset, stop_mode
     capture_z: Optional[float] = None
+    # where the job stopped, as the printer reported it: {x, y, z, e, source}
+    stop_position: Optional[Dict[str, Any]] = None
     camera: str = ""
     skipped: List[SkippedRecord] = field(default_factory=list)
     failures: List[FailureRecord] = field(default_factory=list)

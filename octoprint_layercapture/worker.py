@@ -133,6 +133,17 @@ def build_metadata(
             "stop_mode": s.stop_mode,
         },
         capture_z=plan.capture_z,
+        stop_position=(
+            None
+            if result.stop_position is None
+            else {
+                "x": result.stop_position.x,
+                "y": result.stop_position.y,
+                "z": result.stop_position.z,
+                "e": result.stop_position.e,
+                "source": result.stop_position_source,
+            }
+        ),
         camera=images[0].camera if images else "",
         skipped=[
             SkippedRecord(index=p.index, position={"x": p.x, "y": p.y, "z": p.z}, reason=p.reason)
