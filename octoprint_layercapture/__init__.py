@@ -110,7 +110,7 @@ class LayerCapturePlugin(
         elif event == "PrintResumed":
             port.on_resumed()
         elif event == "PrinterStateChanged":
-            port.on_state_changed()
+            port.on_state_changed(payload.get("state_id"))
         elif event == "ZChange":
             # ZChange fires for z-hops and our own moves too, so it only feeds the status;
             # layers are decided from the extruding moves in the queuing hook.
