@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from octoprint_layercapture import settings as lc_settings
 from octoprint_layercapture.ports import (
@@ -58,6 +58,9 @@ class PrinterFaults:
     resumed_before_hold: bool = False  # wait_stopped raises JobResumedByUser
     continue_failures: int = 0  # the first K continue_job calls time out
     send_failures: FrozenSet[int] = frozenset()  # these send() calls raise RuntimeError
+    # lines the printer never runs (a line lost on the serial link), matched by prefix;
+    # each entry drops that many occurrences, e.g. {"G0 Z0.6": 1}
+    lost_lines: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +126,8 @@ class RecorderPrinter:
         self.calls_after_interrupt: List[str] = []
         self.continued = False
         self.state_at_continue: Optional[HeadState] = None
+        self.lost: List[str] = []
+        self._to_lose = dict(self.faults.lost_lines)
 
     # ---- the port
 
@@ -133,6 +138,9 @@ class RecorderPrinter:
             raise RuntimeError("serial write failed")
         for line in commands:
             self.log.append(line)
+            if self._lost(line):
+                self.lost.append(line)
+                continue
             self._execute(line)
             self.states.append((line, copy.copy(self.head)))
 
@@ -206,6 +214,13 @@ class RecorderPrinter:
                 return previous
             previous = state
         raise AssertionError(f"{line!r} was never sent")
+
+    def _lost(self, line: str) -> bool:
+        for prefix, count in self._to_lose.items():
+            if count > 0 and line.startswith(prefix):
+                self._to_lose[prefix] = count - 1
+                return True
+        return False
 
     def _interrupt(self) -> None:
         self.interrupted = True
