@@ -440,7 +440,7 @@ class LayerCapturePlugin(
 
     def get_assets(self) -> Dict[str, List[str]]:
         return {
-            "js": ["js/layercapture.js"],
+            "js": ["js/layercapture_settings.js", "js/layercapture_tab.js"],
             "clientjs": ["clientjs/layercapture.js"],
             "css": ["css/layercapture.css"],
         }
