@@ -22,14 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .storage import (
-    is_day_folder_name,
-    parse_image_name,
-    parse_metadata_name,
-    read_metadata,
-    resolve_inside,
-    thumbnail_name,
-)
+from .gallery_records import layer_record
+from .storage import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.gallery")
 
@@ -61,18 +55,6 @@ def _regular_file(path: Path) -> Optional[os.stat_result]:
     except OSError:
         return None
     return info if stat.S_ISREG(info.st_mode) else None
-
-
-def _number(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _position(value: Any) -> Optional[Dict[str, Optional[float]]]:
-    if not isinstance(value, Mapping):
-        return None
-    return {axis: _number(value.get(axis)) for axis in ("x", "y", "z", "e") if axis in value}
 
 
 @dataclass
@@ -247,7 +229,7 @@ class CaptureIndex:
             return None if info is None else info.st_size
 
         self._remove_layer(key)
-        layer = self._layer_record(key, day, meta, size_of)
+        layer = layer_record(key, day, meta, size_of)
         metadata_size = size_of(name) or 0
         pid = print_id(layer["gcode_file"], layer["print_start_time"], day)
         entry = self._prints.get(pid)
@@ -265,81 +247,6 @@ class CaptureIndex:
                 self._files[image["thumbnail"]] = (pid, image["thumbnail_size_bytes"])
         layer["size_bytes"] += metadata_size
         return 1
-
-    @staticmethod
-    def _layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: Any) -> Dict[str, Any]:
-        settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
-        grid_size = settings.get("grid_size")
-        if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
-            grid_size = 1
-        images = []
-        total = 0
-        seen = set()
-        for raw in meta.get("images") or []:
-            if not isinstance(raw, Mapping) or not isinstance(raw.get("path"), str):
-                continue
-            parsed = parse_image_name(raw["path"])
-            if parsed is None or parsed.is_thumbnail or raw["path"] in seen:
-                continue  # only our own names: nothing else is ever served
-            size = size_of(raw["path"])
-            if size is None:
-                continue  # deleted or never written
-            seen.add(raw["path"])
-            thumb = thumbnail_name(raw["path"])
-            thumb_size = size_of(thumb)
-            index = parsed.index
-            row, col = raw.get("row"), raw.get("col")
-            if not isinstance(row, int) or not isinstance(col, int):
-                row, col = divmod(index, grid_size)
-            images.append(
-                {
-                    "index": index,
-                    "row": row,
-                    "col": col,
-                    "path": f"{day}/{raw['path']}",
-                    "thumbnail": None if thumb_size is None else f"{day}/{thumb}",
-                    "thumbnail_size_bytes": thumb_size or 0,
-                    "position": _position(raw.get("position")),
-                    "measured": _position(raw.get("measured")),
-                    "captured_at": raw.get("captured_at"),
-                    "camera": raw.get("camera") if isinstance(raw.get("camera"), str) else "",
-                    "size_bytes": size,
-                }
-            )
-            total += size + (thumb_size or 0)
-        images.sort(key=lambda i: i["index"])
-        failures = [
-            {"index": f.get("index"), "phase": f.get("phase"), "message": f.get("message")}
-            for f in meta.get("failures") or []
-            if isinstance(f, Mapping)
-        ]
-        skipped = [
-            {"index": s.get("index"), "reason": s.get("reason")}
-            for s in meta.get("skipped") or []
-            if isinstance(s, Mapping)
-        ]
-        timings = meta.get("timings") if isinstance(meta.get("timings"), Mapping) else {}
-        start = meta.get("print_start_time")
-        layer_number = meta.get("layer")
-        if not isinstance(layer_number, int) or isinstance(layer_number, bool):
-            layer_number = parse_metadata_name(key.rsplit("/", 1)[1]).layer  # type: ignore[union-attr]
-        return {
-            "id": key,
-            "metadata": key,
-            "layer": layer_number,
-            "z_height": _number(meta.get("z_height")),
-            "capture_z": _number(meta.get("capture_z")),
-            "timestamp": meta.get("timestamp") if isinstance(meta.get("timestamp"), str) else None,
-            "gcode_file": meta.get("gcode_file") if isinstance(meta.get("gcode_file"), str) else "",
-            "print_start_time": start if isinstance(start, str) else None,
-            "grid_size": grid_size,
-            "camera": meta.get("camera") if isinstance(meta.get("camera"), str) else "",
-            "images": images,
-            "skipped": skipped,
-            "failures": failures,
-            "total_s": _number(timings.get("total")),
-            "size_bytes": total,
-        }
 
     def _remove_layer(self, key: str) -> None:
         pid = self._layer_of.pop(key, None)

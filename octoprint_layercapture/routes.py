@@ -68,8 +68,9 @@ class GalleryRoutes:
         return self._gallery
 
     def _current_print_id(self) -> Optional[str]:
+        """The gallery id of the print being captured (armed), else None."""
         job = self._job
-        if job is None:
+        if job is None or self._tracker is None:
             return None
         info = job["print_info"]
         return print_id(info.gcode_file, info.started_at.isoformat(timespec="seconds"), "")

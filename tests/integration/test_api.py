@@ -393,6 +393,7 @@ def test_a_captured_print_appears_in_the_gallery_and_the_status(api: Api, tmp_pa
     assert refused.status_code == 409
     server.wait_print_done(timeout=60, since=mark)
     server.wait_for_plugin_message(15, state_is("captured", 4), since=mark)
+    assert api.request(ADMIN, "GET", f"{BASE}/prints").json()["current"] is None  # ended
     layers = api.request(ADMIN, "GET", f"{BASE}/prints/{current}/layers").json()["layers"]
     assert [d["layer"] for d in layers] == [2, 4]
     for layer in layers:

@@ -221,3 +221,33 @@ def test_concurrent_readers_and_writers(tmp_path):
 @pytest.mark.parametrize("value", ["", "abc", "0" * 15, "G" * 16, "../" * 6, "0" * 17])
 def test_print_ids_are_sixteen_hex_digits(value):
     assert not is_print_id(value)
+
+
+def test_records_of_sparse_or_odd_metadata():
+    from octoprint_layercapture.gallery_records import layer_record
+
+    name = "layer_0007_pos_05_z_1_40_20240115_103000.jpg"
+    meta = {
+        "layer": "seven",  # not a number: taken from the file name
+        "settings": {"grid_size": 3},
+        "images": [
+            {"path": name, "position": {"x": 1, "y": True}},  # no row/col: from the index
+            "not an image",
+            {"path": name},  # listed twice
+            {"path": name.replace(".jpg", "_thumb.jpg")},  # a thumbnail is not an image
+        ],
+        "failures": [{"index": 2, "phase": "capture", "message": "timed out"}, 5],
+        "timings": {"total": 2.5},
+    }
+    sizes = {name: 1000, name.replace(".jpg", "_thumb.jpg"): 100}
+    record = layer_record(
+        "2024-01-15/layer_0007_metadata_20240115_103000.json", "2024-01-15", meta, sizes.get
+    )
+    assert record["layer"] == 7 and record["total_s"] == 2.5
+    assert record["gcode_file"] == "" and record["print_start_time"] is None
+    assert [(i["index"], i["row"], i["col"]) for i in record["images"]] == [(5, 1, 2)]
+    image = record["images"][0]
+    assert image["position"] == {"x": 1.0, "y": None}
+    assert image["thumbnail"] == "2024-01-15/" + name.replace(".jpg", "_thumb.jpg")
+    assert record["size_bytes"] == 1100
+    assert record["failures"] == [{"index": 2, "phase": "capture", "message": "timed out"}]

@@ -249,14 +249,21 @@ $(function () {
         self.outsidePoints = ko.pureComputed(function () {
             var preview = self.preview();
             if (!preview) return [];
-            return _.map(
-                _.filter(preview.points, function (p) {
-                    return !p.inside;
-                }),
-                function (p) {
-                    return _.sprintf(gettext("Position %(index)d is not visited: %(reason)s"), p);
-                }
-            );
+            var outside = _.filter(preview.points, function (p) {
+                return !p.inside;
+            });
+            var shown = 4;
+            var lines = _.map(outside.slice(0, shown), function (p) {
+                return _.sprintf(gettext("Position %(index)d is not visited: %(reason)s"), p);
+            });
+            if (outside.length > shown) {
+                lines.push(
+                    _.sprintf(gettext("... and %(count)d more positions"), {
+                        count: outside.length - shown
+                    })
+                );
+            }
+            return lines;
         });
 
         self.drawingCaption = ko.pureComputed(function () {

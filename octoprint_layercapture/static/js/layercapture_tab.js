@@ -7,13 +7,6 @@ $(function () {
     "use strict";
 
     var PLUGIN = "layercapture";
-    var PHASES = {
-        stopping: gettext("stopping the job"),
-        moving: gettext("moving to position %(index)s of %(count)s"),
-        capturing: gettext("taking the picture at position %(index)s of %(count)s"),
-        returning: gettext("returning to the print"),
-        resuming: gettext("continuing the job")
-    };
 
     function number(value, digits) {
         return value === null || value === undefined ? "-" : Number(value).toFixed(digits);
@@ -25,6 +18,15 @@ $(function () {
         self.access = parameters[1];
         self.client = function () {
             return OctoPrint.plugins.layercapture;
+        };
+
+        // gettext is only ready once the view models are built
+        var phases = {
+            stopping: gettext("stopping the job"),
+            moving: gettext("moving to position %(index)s of %(count)s"),
+            capturing: gettext("taking the picture at position %(index)s of %(count)s"),
+            returning: gettext("returning to the print"),
+            resuming: gettext("continuing the job")
         };
 
         self.printPage = 10;
@@ -64,7 +66,7 @@ $(function () {
                 case "capturing":
                     return (
                         _.sprintf(gettext("Capturing layer %(layer)s: "), st) +
-                        _.sprintf(PHASES[st.phase] || st.phase || "", st)
+                        _.sprintf(phases[st.phase] || st.phase || "", st)
                     );
                 case "captured":
                     return _.sprintf(
@@ -345,12 +347,12 @@ $(function () {
                     return {name: r[0], value: String(r[1])};
                 })
             });
-            $(".lc-viewer").modal("show");
+            $("#layercapture_viewer").modal("show");
         };
 
         self.askDelete = function (print) {
             self.deleting(print);
-            $(".lc-confirm-delete").modal("show");
+            $("#layercapture_confirm_delete").modal("show");
         };
 
         self.confirmDelete = function () {
@@ -370,7 +372,7 @@ $(function () {
                 .always(function () {
                     self.deleteBusy(false);
                     self.deleting(null);
-                    $(".lc-confirm-delete").modal("hide");
+                    $("#layercapture_confirm_delete").modal("hide");
                 });
         };
 
