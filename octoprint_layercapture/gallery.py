@@ -14,6 +14,7 @@ indexed files, which is what the download routes serve.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -63,6 +64,7 @@ class _Print:
     gcode_file: str
     print_start_time: Optional[str]
     layers: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # metadata path -> layer
+    encoded: Dict[str, str] = field(default_factory=dict)  # metadata path -> layer as JSON
     _ordered: Optional[List[Dict[str, Any]]] = None
     _summary: Optional[Dict[str, Any]] = None
 
@@ -73,7 +75,8 @@ class _Print:
     def ordered(self) -> List[Dict[str, Any]]:
         if self._ordered is None:
             self._ordered = sorted(
-                self.layers.values(), key=lambda d: (d["layer"], d["timestamp"] or "", d["id"])
+                self.layers.values(),
+                key=lambda d: (d["layer"], d["timestamp"] or "", d["metadata"]),
             )
         return self._ordered
 
@@ -124,7 +127,7 @@ class CaptureIndex:
         self._root: Optional[Path] = Path(root) if root is not None else None
         self._built = False
         self._prints: Dict[str, _Print] = {}
-        self._files: Dict[str, Tuple[str, int]] = {}  # relative path -> (print id, bytes)
+        self._files: Dict[str, str] = {}  # relative path -> print id
         self._layer_of: Dict[str, str] = {}  # metadata path -> print id
         self._sorted: Optional[List[_Print]] = None
 
@@ -237,15 +240,17 @@ class CaptureIndex:
             entry = self._prints[pid] = _Print(pid, layer["gcode_file"], layer["print_start_time"])
             self._sorted = None
         layer["print_id"] = pid
+        layer["size_bytes"] += metadata_size
         entry.layers[key] = layer
+        # serialised once here: listing thousands of layers only joins these
+        entry.encoded[key] = json.dumps(layer, separators=(",", ":"))
         entry.changed()
         self._layer_of[key] = pid
-        self._files[key] = (pid, metadata_size)
+        self._files[key] = pid
         for image in layer["images"]:
-            self._files[image["path"]] = (pid, image["size_bytes"])
+            self._files[image["path"]] = pid
             if image["thumbnail"]:
-                self._files[image["thumbnail"]] = (pid, image["thumbnail_size_bytes"])
-        layer["size_bytes"] += metadata_size
+                self._files[image["thumbnail"]] = pid
         return 1
 
     def _remove_layer(self, key: str) -> None:
@@ -254,6 +259,8 @@ class CaptureIndex:
             return
         entry = self._prints.get(pid)
         layer = entry.layers.pop(key, None) if entry is not None else None
+        if entry is not None:
+            entry.encoded.pop(key, None)
         self._files.pop(key, None)
         if layer is not None:
             for image in layer["images"]:
@@ -301,6 +308,20 @@ class CaptureIndex:
             ordered = entry.ordered()
             chosen = ordered[offset : None if limit is None else offset + limit]
             return Page(list(chosen), len(ordered), offset, limit or 0)
+
+    def layers_json(self, pid: str, offset: int = 0, limit: Optional[int] = None) -> Optional[str]:
+        """:meth:`layers` as the JSON text of ``Page.to_dict("layers")``, from the layers
+        serialised when they were indexed; None: unknown print."""
+        self.ensure_built()
+        with self._lock:
+            entry = self._prints.get(pid)
+            if entry is None:
+                return None
+            ordered = entry.ordered()
+            chosen = ordered[offset : None if limit is None else offset + limit]
+            items = ",".join(entry.encoded[d["metadata"]] for d in chosen)
+        tail = json.dumps({"total": len(ordered), "offset": offset, "limit": limit or 0})
+        return '{"layers":[' + items + "]," + tail[1:]
 
     def file_path(self, relative: str) -> Optional[Path]:
         """Absolute path of an indexed file (image, thumbnail, metadata), else None.
@@ -354,7 +375,7 @@ class CaptureIndex:
             root = self._root
             if entry is None or root is None:
                 return None
-            relatives = [rel for rel, (owner, _size) in self._files.items() if owner == pid]
+            relatives = [rel for rel, owner in self._files.items() if owner == pid]
             for key in list(entry.layers):
                 self._remove_layer(key)
             return self._unlink(root, relatives)

@@ -30,7 +30,8 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
     """The gallery's record of metadata ``meta`` stored as ``key`` (``<day>/<file>``).
 
     ``size_of`` answers for files of the day folder; ``size_bytes`` counts the images and
-    thumbnails (the caller adds the metadata file).
+    thumbnails (the caller adds the metadata file). Kept small: a listing of 10,000 images
+    carries one of these per layer.
     """
     settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
     grid_size = settings.get("grid_size")
@@ -55,6 +56,7 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         row, col = raw.get("row"), raw.get("col")
         if not isinstance(row, int) or not isinstance(col, int):
             row, col = divmod(index, grid_size)
+        # what the gallery grid needs; the rest is read from the metadata file on demand
         images.append(
             {
                 "index": index,
@@ -62,11 +64,7 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
                 "col": col,
                 "path": f"{day}/{raw['path']}",
                 "thumbnail": None if thumb_size is None else f"{day}/{thumb}",
-                "thumbnail_size_bytes": thumb_size or 0,
                 "position": _position(raw.get("position")),
-                "measured": _position(raw.get("measured")),
-                "captured_at": raw.get("captured_at"),
-                "camera": raw.get("camera") if isinstance(raw.get("camera"), str) else "",
                 "size_bytes": size,
             }
         )
@@ -88,7 +86,6 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
     if not isinstance(layer_number, int) or isinstance(layer_number, bool):
         layer_number = parse_metadata_name(key.rsplit("/", 1)[1]).layer  # type: ignore[union-attr]
     return {
-        "id": key,
         "metadata": key,
         "layer": layer_number,
         "z_height": _number(meta.get("z_height")),

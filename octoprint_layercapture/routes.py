@@ -114,10 +114,11 @@ class GalleryRoutes:
             offset, limit = api.parse_page(flask.request.args)
         except api.ApiError as exc:
             return _error(exc.status, exc.message)
-        page = self._gallery_index().layers(print_id, offset, limit)
-        if page is None:
+        text = self._gallery_index().layers_json(print_id, offset, limit)
+        if text is None:
             return _error(404, "no such print")
-        return flask.jsonify(page.to_dict("layers"))
+        # compact, pre-serialised layers: a page may list thousands of images
+        return flask.Response(text, mimetype="application/json")
 
     @octoprint.plugin.BlueprintPlugin.route("/prints/<print_id>", methods=["DELETE"])
     @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)

@@ -9,6 +9,7 @@ thumbnails and one metadata file per layer. Files are written plainly (no fsync)
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -134,7 +135,7 @@ def build_tree(
 ) -> List[BuiltPrint]:
     """About ``images`` images spread evenly over ``prints`` prints on different days."""
     per_layer = grid_size * grid_size
-    layers = max(1, round(images / per_layer / prints))
+    layers = max(1, math.ceil(images / per_layer / prints))
     start = datetime(2024, 1, 1, 9, 0, 0)
     return [
         build_print(

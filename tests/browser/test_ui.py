@@ -205,6 +205,7 @@ def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screensho
             return img && img.complete && img.naturalWidth > 320;
         }"""
     )
+    viewer.locator(".lc-metadata th", has_text="Measured X / Y / Z / E").wait_for()
     rows = dict(
         zip(
             viewer.locator(".lc-metadata th").all_inner_texts(),
@@ -215,6 +216,11 @@ def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screensho
     assert rows["Commanded X / Y / Z"].startswith("100.00 / 100.00 / ")
     assert rows["Position"].startswith("#4 (row 1, column 1)")
     assert rows["G-code file"] == PRINT_NAME
+    assert rows["Measured X / Y / Z / E"].startswith("100.00 / 100.00 / ")  # from the file
+    assert rows["Camera"] == "fake camera"
+    page.wait_for_function(  # the dialog fades in
+        "() => getComputedStyle(document.querySelector('#layercapture_viewer')).opacity === '1'"
+    )
     viewer.screenshot(path=str(screenshots / "gallery_image.png"))
     viewer.locator(".modal-footer .btn-primary").click()
     viewer.wait_for(state="hidden")

@@ -251,3 +251,14 @@ def test_records_of_sparse_or_odd_metadata():
     assert image["thumbnail"] == "2024-01-15/" + name.replace(".jpg", "_thumb.jpg")
     assert record["size_bytes"] == 1100
     assert record["failures"] == [{"index": 2, "phase": "capture", "message": "timed out"}]
+
+
+def test_layers_json_is_the_page_as_json(tmp_path):
+    build_print(tmp_path, "a.gcode", START, 5)
+    index = index_of(tmp_path)
+    pid = index.prints().items[0]["id"]
+    for offset, limit in ((0, None), (1, 2), (4, 10), (9, 3)):
+        page = index.layers(pid, offset, limit)
+        assert page is not None
+        assert json.loads(index.layers_json(pid, offset, limit)) == page.to_dict("layers")
+    assert index.layers_json("0" * 16) is None

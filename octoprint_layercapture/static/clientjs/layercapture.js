@@ -63,6 +63,10 @@
         return this.base.postJson(this.url("camera/test"), data, opts);
     };
 
+    OctoPrintLayerCaptureClient.prototype.getFile = function (path, opts) {
+        return this.base.get(this.url("files/" + encodePath(path)), opts);
+    };
+
     // Plain URLs for <img src> and download links (served by the tornado file routes)
     OctoPrintLayerCaptureClient.prototype.fileUrl = function (path) {
         return this.base.getBaseUrl() + this.url("files/" + encodePath(path));

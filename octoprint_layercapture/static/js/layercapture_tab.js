@@ -311,31 +311,24 @@ $(function () {
         };
 
         self.openImage = function (layer, image) {
-            var measured = image.measured || {};
             var position = image.position || {};
-            var rows = [
-                [gettext("Layer"), layer.layer],
-                [gettext("Layer Z"), number(layer.z_height, 2) + " mm"],
-                [gettext("Position"), _.sprintf("#%(index)s (row %(row)s, column %(col)s)", image)],
-                [
+            var row = function (name, value) {
+                return {name: name, value: String(value)};
+            };
+            var rows = ko.observableArray([
+                row(gettext("Layer"), layer.layer),
+                row(gettext("Layer Z"), number(layer.z_height, 2) + " mm"),
+                row(
+                    gettext("Position"),
+                    _.sprintf(gettext("#%(index)s (row %(row)s, column %(col)s)"), image)
+                ),
+                row(
                     gettext("Commanded X / Y / Z"),
                     [number(position.x, 2), number(position.y, 2), number(position.z, 2)].join(" / ")
-                ],
-                [
-                    gettext("Measured X / Y / Z / E"),
-                    [
-                        number(measured.x, 2),
-                        number(measured.y, 2),
-                        number(measured.z, 2),
-                        number(measured.e, 3)
-                    ].join(" / ")
-                ],
-                [gettext("Camera"), image.camera || layer.camera || "-"],
-                [gettext("Captured at"), self.when(image.captured_at)],
-                [gettext("Size"), formatSize(image.size_bytes)],
-                [gettext("Layer capture took"), number(layer.total_s, 2) + " s"],
-                [gettext("G-code file"), layer.gcode_file || "-"]
-            ];
+                ),
+                row(gettext("Size"), formatSize(image.size_bytes)),
+                row(gettext("G-code file"), layer.gcode_file || "-")
+            ]);
             self.viewer({
                 title: _.sprintf(gettext("Layer %(layer)s, position %(index)s"), {
                     layer: layer.layer,
@@ -343,11 +336,48 @@ $(function () {
                 }),
                 imageUrl: self.fileUrl(image.path),
                 metadataUrl: self.fileUrl(layer.metadata),
-                rows: _.map(rows, function (r) {
-                    return {name: r[0], value: String(r[1])};
-                })
+                rows: rows
             });
             $("#layercapture_viewer").modal("show");
+            // the rest comes from the layer's metadata file itself
+            self.client()
+                .getFile(layer.metadata)
+                .done(function (meta) {
+                    var shot = _.findWhere(meta.images || [], {index: image.index}) || {};
+                    var measured = shot.measured || {};
+                    var extra = [
+                        row(
+                            gettext("Measured X / Y / Z / E"),
+                            [
+                                number(measured.x, 2),
+                                number(measured.y, 2),
+                                number(measured.z, 2),
+                                number(measured.e, 3)
+                            ].join(" / ")
+                        ),
+                        row(gettext("Camera"), shot.camera || meta.camera || "-"),
+                        row(gettext("Captured at"), self.when(shot.captured_at)),
+                        row(gettext("Time at this position"), number(shot.duration_s, 3) + " s"),
+                        row(
+                            gettext("Layer capture took"),
+                            number((meta.timings || {}).total, 2) + " s"
+                        )
+                    ];
+                    _.each(meta.failures || [], function (failure) {
+                        extra.push(row(gettext("Failure"), failure.message));
+                    });
+                    rows.push.apply(rows, extra);
+                })
+                .fail(function (xhr) {
+                    rows.push(
+                        row(
+                            gettext("Metadata"),
+                            _.sprintf(gettext("could not be loaded (HTTP %(status)s)"), {
+                                status: xhr.status
+                            })
+                        )
+                    );
+                });
         };
 
         self.askDelete = function (print) {
