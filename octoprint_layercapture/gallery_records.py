@@ -7,7 +7,8 @@ never learns, and so never serves, a path taken from a metadata file as it is.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from .storage import parse_image_name, parse_metadata_name, thumbnail_name
 
@@ -101,3 +102,49 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         "total_s": _number(timings.get("total")),
         "size_bytes": total,
     }
+
+
+@dataclass
+class PrintEntry:
+    """One print's indexed layers, with its ordering and summary cached until a change."""
+
+    id: str
+    gcode_file: str
+    print_start_time: Optional[str]
+    layers: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # metadata path -> layer
+    encoded: Dict[str, str] = field(default_factory=dict)  # metadata path -> layer as JSON
+    _ordered: Optional[List[Dict[str, Any]]] = None
+    _summary: Optional[Dict[str, Any]] = None
+
+    def changed(self) -> None:
+        self._ordered = None
+        self._summary = None
+
+    def ordered(self) -> List[Dict[str, Any]]:
+        if self._ordered is None:
+            self._ordered = sorted(
+                self.layers.values(),
+                key=lambda d: (d["layer"], d["timestamp"] or "", d["metadata"]),
+            )
+        return self._ordered
+
+    def summary(self) -> Dict[str, Any]:
+        if self._summary is None:
+            layers = self.ordered()
+            stamps = [d["timestamp"] for d in layers if d["timestamp"]]
+            cover = next(
+                (i for d in layers for i in d["images"] if i["thumbnail"] or i["path"]), None
+            )
+            self._summary = {
+                "id": self.id,
+                "gcode_file": self.gcode_file,
+                "print_start_time": self.print_start_time,
+                "first_capture": min(stamps) if stamps else None,
+                "last_capture": max(stamps) if stamps else None,
+                "layer_count": len(layers),
+                "image_count": sum(len(d["images"]) for d in layers),
+                "failure_count": sum(len(d["failures"]) for d in layers),
+                "size_bytes": sum(d["size_bytes"] for d in layers),
+                "cover": None if cover is None else (cover["thumbnail"] or cover["path"]),
+            }
+        return self._summary

@@ -262,3 +262,26 @@ def test_layers_json_is_the_page_as_json(tmp_path):
         assert page is not None
         assert json.loads(index.layers_json(pid, offset, limit)) == page.to_dict("layers")
     assert index.layers_json("0" * 16) is None
+
+
+def test_a_layer_written_while_the_folder_is_scanned_is_not_lost(tmp_path, monkeypatch):
+    from octoprint_layercapture import gallery
+
+    build_print(tmp_path, "a.gcode", START, 1)
+    late = build_print(tmp_path / "incoming", "a.gcode", START, 2)
+    index = CaptureIndex(tmp_path)
+    real_scan = gallery._scan
+
+    def scan_then_a_layer_arrives(root):
+        state = real_scan(root)  # the scan is done with the folder...
+        for path in [*late.images, *late.thumbnails, *late.metadata]:
+            if "layer_0006" in path.name:  # ...when the worker writes layer 6
+                os.replace(path, tmp_path / path.parent.name / path.name)
+        assert index.add_metadata_file(
+            tmp_path / late.metadata[1].parent.name / late.metadata[1].name
+        )
+        return state
+
+    monkeypatch.setattr(gallery, "_scan", scan_then_a_layer_arrives)
+    index.ensure_built()
+    assert [d["layer"] for d in index.layers(index.prints().items[0]["id"]).items] == [3, 6]
