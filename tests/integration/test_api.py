@@ -403,3 +403,21 @@ def test_a_captured_print_appears_in_the_gallery_and_the_status(api: Api, tmp_pa
     status = api.request(ADMIN, "GET", f"{BASE}/status").json()["status"]
     assert status["estimate_source"] == "measured" and status["measured_layers"] == 2
     assert status["estimate_s"] > 0 and status["gcode_file"] == "api_square.gcode"
+
+
+def test_validation_answers_errors_and_the_grid_preview_without_saving(api: Api) -> None:
+    before = api.server.plugin_settings_now()
+    ok = api.request(ADMIN, "POST", f"{BASE}/settings/validate", json={"grid_size": 5})
+    assert ok.status_code == 200 and ok.json()["errors"] == []
+    assert len(ok.json()["preview"]["points"]) == 25
+    off = api.request(ADMIN, "POST", f"{BASE}/settings/validate", json={"grid_center_x": 195})
+    assert off.status_code == 400
+    body = off.json()
+    assert [e["key"] for e in body["errors"]] == ["grid_spacing"]
+    outside = [(p["x"], p["y"]) for p in body["preview"]["points"] if not p["inside"]]
+    assert sorted(outside) == [(215.0, 80.0), (215.0, 100.0), (215.0, 120.0)]
+    assert body["preview"]["bed_center"] == {"x": 100.0, "y": 100.0}  # default profile
+    bad = api.request(ADMIN, "POST", f"{BASE}/settings/validate", json={"image_quality": 150})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["key"] == "image_quality"
+    assert api.request(ADMIN, "POST", f"{BASE}/settings/validate", data="[").status_code == 400
+    assert api.server.plugin_settings_now() == before
