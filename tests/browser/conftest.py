@@ -122,11 +122,11 @@ class LoggedInPage:
         self.errors: List[str] = []
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
-    def login(self) -> None:
+    def login(self, user: str = ADMIN) -> None:
         page = self.page
         page.goto(self.server.url + "/", wait_until="domcontentloaded", timeout=60_000)
-        page.fill('[data-test-id="login-username"]', ADMIN)
-        page.fill('[data-test-id="login-password"]', self.server.users[ADMIN].password)
+        page.fill('[data-test-id="login-username"]', user)
+        page.fill('[data-test-id="login-password"]', self.server.users[user].password)
         page.click('[data-test-id="login-submit"]')
         # the first load builds OctoPrint's web assets: allow for it
         page.wait_for_function(

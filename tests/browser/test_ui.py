@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from harness import OctoPrintServer
+from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
 
 SETTINGS = {
@@ -52,6 +52,15 @@ def open_settings(ui: Any) -> Any:
     page.click(f"{PANEL}_link a")
     page.wait_for_selector(f"{PANEL} .lc-drawing circle.lc-point")
     return page
+
+
+def link_display(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => getComputedStyle(document.querySelector('#tab_plugin_layercapture_link'))"
+            ".display"
+        )
+    )
 
 
 def open_tab(ui: Any) -> Any:
@@ -145,6 +154,7 @@ def test_an_invalid_value_shows_its_error_and_nothing_is_sent(ui: Any) -> None:
 def test_the_tab_shows_the_live_status_of_a_print(
     ui: Any, tmp_path: Path, screenshots: Path
 ) -> None:
+    assert link_display(ui.page) != "none"
     page = open_tab(ui)
     server: OctoPrintServer = ui.server
     assert page.inner_text(f"{TAB} .lc-status-text").startswith("Idle")
@@ -263,3 +273,16 @@ def test_deleting_asks_first_and_removes_the_print(ui: Any) -> None:
     page.wait_for_selector(f"{TAB} .lc-empty", state="visible")
     assert list(root.rglob("layer_*")) == []
     assert page.locator(f"{TAB} .lc-layer").count() == 0
+
+
+def test_a_user_without_the_view_permission_gets_no_tab(ui: Any) -> None:
+    ui.page.context.clear_cookies()
+    ui.login(VIEWER)
+    page = ui.page
+    assert page.evaluate("() => OctoPrint.coreui.startedUp")
+    assert link_display(page) == "none"  # hidden, not just folded into the overflow menu
+    assert not page.locator(f"{TAB} .lc-status").is_visible()
+    status = page.evaluate(
+        "() => OctoPrint.plugins.layercapture.getStatus().then(() => 200, (xhr) => xhr.status)"
+    )
+    assert status == 403

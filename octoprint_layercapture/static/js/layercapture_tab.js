@@ -417,6 +417,12 @@ $(function () {
         // ---- OctoPrint callbacks
 
         self.onStartupComplete = function () {
+            // the tab link is outside this view model's bindings: follow the permission here
+            var link = $("#tab_plugin_layercapture_link");
+            link.toggle(self.canView());
+            self.canView.subscribe(function (allowed) {
+                link.toggle(allowed);
+            });
             self.refreshStatus();
             self.tabActive = OctoPrint.coreui.selectedTab === "#tab_plugin_layercapture";
             if (self.tabActive) self.refreshGallery();
