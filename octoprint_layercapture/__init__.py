@@ -24,7 +24,7 @@ from .gallery import CaptureIndex
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import OUTCOME_INTERRUPTED, CameraPort, SequenceResult
-from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
+from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort
 from .routes import GalleryRoutes, file_routes
 from .status import LiveStatus, next_every_n, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
@@ -54,7 +54,7 @@ class LayerCapturePlugin(
         self._live_status = LiveStatus()
         self._gallery = CaptureIndex()
         self._worker: Optional[CaptureWorker] = None
-        # the held first line of a layer the job still needs when the user resumes it
+        # the held first line of a layer, sent with the next resume (see _stop_job_for)
         self._owed_line: Optional[str] = None
 
     def initialize(self) -> None:
@@ -254,18 +254,14 @@ class LayerCapturePlugin(
             )
             return False
         values: lc_settings.CaptureSettings = job["settings"]
-        port.begin_stop()
-        if values.stop_mode == "hold":
-            if not self._printer.set_job_on_hold(True, blocking=False):
-                self._logger.warning(
-                    f"layer {trigger.layer}: could not put the job on hold, skipped"
-                )
-                return False
-        else:
-            self._printer.pause_print(tags=plugin_tags())
-            if not (self._printer.is_pausing() or self._printer.is_paused()):
-                self._logger.warning(f"layer {trigger.layer}: OctoPrint did not pause, skipped")
-                return False
+        problem = port.stop_job()
+        if problem is not None:
+            self._logger.warning(f"layer {trigger.layer}: {problem}, skipped")
+            return False
+        if values.stop_mode == "pause":
+            # OctoPrint runs beforePrintResumed on every resume, ours or the user's: the
+            # held line rides on it (see on_gcode_script), after the user's resume script
+            self._owed_line, held_line = held_line, None
         worker.submit(
             CaptureRequest(
                 trigger=trigger,

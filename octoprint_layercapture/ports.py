@@ -55,6 +55,11 @@ class PrinterTimeout(Exception):
     """A confirmation from the printer or OctoPrint did not come in time."""
 
 
+class JobResumedByUser(Exception):
+    """The user resumed the job by hand before the sequence could hold it: the job has
+    moved on from the stop position, so the head must not be moved."""
+
+
 class PrinterPort(Protocol):
     def send(self, commands: Sequence[str]) -> None:
         """Queue G-code for the printer (the adapter tags it as the plugin's own)."""
@@ -83,6 +88,10 @@ class PrinterPort(Protocol):
 
     def user_paused(self) -> bool:
         """Whether the user paused the job by hand while the sequence ran."""
+
+    def user_resumed(self) -> bool:
+        """Whether the user resumed the job by hand while the sequence ran (pause mode):
+        the file waits for the head, so the sequence should return it soon."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Set
 
-from .ports import JobInterrupted, Position, PrinterTimeout
+from .ports import JobInterrupted, JobResumedByUser, Position, PrinterTimeout
 
 PLUGIN_TAG = "plugin:layercapture"
 _CONFIRM_TAG_PREFIX = "layercapture:confirm:"
@@ -42,7 +42,13 @@ def _position_from(payload: Optional[Mapping[str, Any]]) -> Optional[Position]:
 
 
 class OctoPrintPrinterPort:
-    """Blocking printer operations for one print job, fed by OctoPrint's events."""
+    """Blocking printer operations for one print job, fed by OctoPrint's events.
+
+    The job is held (``set_job_on_hold``) while the head is away, in both stop modes: a
+    held job sends no line of the file, even when the user resumes a paused job by hand.
+    In pause mode the hold can only come once OctoPrint is PAUSED, because its pause
+    sends M400 + M114 through the job queue that a hold blocks.
+    """
 
     def __init__(
         self,
@@ -66,6 +72,8 @@ class OctoPrintPrinterPort:
         self._resumed_event = False
         self._resume_requested = False
         self._user_paused = False
+        self._user_resumed = False
+        self._holding = False
 
     @property
     def stop_mode(self) -> str:
@@ -101,6 +109,8 @@ class OctoPrintPrinterPort:
 
     def on_resumed(self) -> None:
         with self._cond:
+            if not self._resume_requested:
+                self._user_resumed = True
             self._resumed_event = True
             self._cond.notify_all()
 
@@ -116,14 +126,28 @@ class OctoPrintPrinterPort:
                 self._interrupted = reason
             self._cond.notify_all()
 
-    def begin_stop(self) -> None:
-        """Called right before the plugin stops the job for a new capture."""
+    def stop_job(self) -> Optional[str]:
+        """Comm thread, from the queuing hook: stop the job before the next file line.
+
+        Returns why the job could not be stopped, or None. Never blocks: OctoPrint's comm
+        thread is calling.
+        """
         with self._cond:
             self._paused_event = False
             self._paused_position = None
             self._resumed_event = False
             self._resume_requested = False
             self._user_paused = False
+            self._user_resumed = False
+        if self._stop_mode == "hold":
+            if not self._printer.set_job_on_hold(True, blocking=False):
+                return "could not put the job on hold"
+            self._holding = True
+            return None
+        self._printer.pause_print(tags=plugin_tags())
+        if not (self._printer.is_pausing() or self._printer.is_paused()):
+            return "OctoPrint did not pause"
+        return None
 
     ##~~ PrinterPort (called on the capture worker thread)
 
@@ -162,19 +186,25 @@ class OctoPrintPrinterPort:
             timeout,
             "PrintPaused and the end of PAUSING",
         )
+        if not self._printer.set_job_on_hold(True):
+            raise PrinterTimeout("OctoPrint did not put the paused job on hold")
+        self._holding = True
+        if not self._printer.is_paused():
+            # resumed by hand between PAUSED and our hold: the file went on
+            raise JobResumedByUser("the job was resumed by hand before the capture started")
         return self._paused_position
 
     def continue_job(self, timeout: float) -> None:
+        """Resume a paused job (unless the user already did), then release the hold: the
+        resume's own queued lines wait behind the hold, so they go out in order."""
         self.check()
-        if self._stop_mode == "hold":
-            if not self._printer.set_job_on_hold(False):
-                raise PrinterTimeout("OctoPrint did not release the job hold")
-            return
-        with self._cond:
-            self._resumed_event = False
-            self._resume_requested = True
-        self._printer.resume_print(tags=plugin_tags())
-        self._wait(lambda: self._resumed_event, timeout, "PrintResumed")
+        if self._stop_mode == "pause" and self._printer.is_paused():
+            with self._cond:
+                self._resumed_event = False
+                self._resume_requested = True
+            self._printer.resume_print(tags=plugin_tags())
+            self._wait(lambda: self._resumed_event, timeout, "PrintResumed")
+        self._release_hold()
 
     def check(self) -> None:
         reason = self._interrupted
@@ -183,6 +213,9 @@ class OctoPrintPrinterPort:
 
     def user_paused(self) -> bool:
         return self._user_paused
+
+    def user_resumed(self) -> bool:
+        return self._user_resumed
 
     ##~~ after the sequence (worker thread)
 
@@ -193,16 +226,23 @@ class OctoPrintPrinterPort:
         be returned) and nobody cancelled it, the job is left *paused* instead, which the
         user can see and resume.
         """
-        if self._stop_mode != "hold" or continued:
+        if continued or not self._holding:
             return
         try:
             if not interrupted and not self._printer.is_paused():
                 self._printer.pause_print(tags=plugin_tags())
-            self._printer.set_job_on_hold(False)
+            self._release_hold()
         except Exception:
             self._logger.exception("Could not release the job hold")
 
     ##~~ helpers
+
+    def _release_hold(self) -> None:
+        if not self._holding:
+            return
+        if not self._printer.set_job_on_hold(False):
+            raise PrinterTimeout("OctoPrint did not release the job hold")
+        self._holding = False
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = self._monotonic() + timeout

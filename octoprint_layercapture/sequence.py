@@ -14,6 +14,7 @@ ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules i
 * A cancel, disconnect or shutdown (:class:`JobInterrupted`) stops at once: nothing more is
   sent and the job is not continued. A manual user pause is respected: the head is returned
   but the job stays paused, and the held-back line is left for the plugin to send on resume.
+  A manual resume (pause mode) skips the remaining positions: the head returns at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .ports import (
     Clock,
     ImageSink,
     JobInterrupted,
+    JobResumedByUser,
     PointLike,
     Position,
     PrinterPort,
@@ -170,6 +172,9 @@ class _Run:
         except PrinterTimeout as exc:
             self._fail("stop", f"the job did not stop within {timeout:g} s ({exc}); no capture")
             return None
+        except JobResumedByUser as exc:
+            self._fail("stop", f"{exc}; no capture, the head was not moved")
+            return None
         except Exception as exc:
             self._fail("stop", f"waiting for the job to stop failed: {exc!r}; no capture")
             return None
@@ -275,6 +280,10 @@ class _Run:
         self.printer.check()
         if self.printer.user_paused():
             raise _UserPaused()
+        if self.printer.user_resumed():
+            # the file waits behind the hold: give the head back to the job now
+            self._fail(self.timer.phase, "the job was resumed by hand; remaining positions skipped")
+            raise _Abort()
 
     def _confirm_at(self, expected: Position) -> Tuple[Optional[Position], Optional[str]]:
         """Ask for the position until it matches ``expected`` or ``movement_timeout`` runs

@@ -12,6 +12,7 @@ from octoprint_layercapture import settings as lc_settings
 from octoprint_layercapture.ports import (
     CameraError,
     JobInterrupted,
+    JobResumedByUser,
     Position,
     PrinterTimeout,
     SavedShot,
@@ -53,6 +54,8 @@ class PrinterFaults:
     interrupt_at_confirm: Optional[int] = None
     interrupt_on_continue: bool = False
     user_pause_at_check: Optional[int] = None  # from this check() on, user_paused() is True
+    user_resume_at_check: Optional[int] = None  # from this check() on, user_resumed() is True
+    resumed_before_hold: bool = False  # wait_stopped raises JobResumedByUser
     continue_failures: int = 0  # the first K continue_job calls time out
     send_failures: FrozenSet[int] = frozenset()  # these send() calls raise RuntimeError
 
@@ -154,6 +157,8 @@ class RecorderPrinter:
         if self.faults.wait_stopped_timeout:
             self.clock.advance(timeout)
             raise PrinterTimeout("no PrintPaused event")
+        if self.faults.resumed_before_hold:
+            raise JobResumedByUser("the job was resumed by hand before the capture started")
         if not self.report_stop_position:
             return None
         self.clock.advance(0.12)
@@ -181,6 +186,10 @@ class RecorderPrinter:
 
     def user_paused(self) -> bool:
         at = self.faults.user_pause_at_check
+        return at is not None and self.calls["check"] >= at
+
+    def user_resumed(self) -> bool:
+        at = self.faults.user_resume_at_check
         return at is not None and self.calls["check"] >= at
 
     # ---- helpers for assertions

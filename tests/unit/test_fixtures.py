@@ -26,6 +26,7 @@ FILES: Dict[str, Tuple[Path, Tuple[int, int]]] = {
     "prusa_variable_first": (FIXTURES / "prusa_variable_first.gcode", (20, 30)),
     "slic3r_box": (FIXTURES / "slic3r_box.gcode", (15, 20)),
     "prusa_markers": (FIXTURES / "prusa_markers.gcode", (10, 15)),
+    "prusa_tiny": (FIXTURES / "prusa_tiny.gcode", (7, 7)),
     "demo_sample": (DEMO, (27, 33)),
 }
 ALL = sorted(FILES)

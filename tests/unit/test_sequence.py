@@ -477,6 +477,24 @@ def test_user_pause_returns_the_head_but_leaves_the_job_paused(at_check):
     assert "paused the job by hand" in result.failures[-1].message
 
 
+@pytest.mark.parametrize("at_check", [2, 5, 12])
+def test_user_resume_skips_the_remaining_positions_and_returns_the_head(at_check):
+    rig, _, result = run_sequence(faults=PrinterFaults(user_resume_at_check=at_check))
+    assert result.continued and rig.printer.calls["continue"] == 1
+    assert result.outcome == "completed_with_failures"
+    assert len(rig.camera.requests) < 9
+    assert rig.printer.state_before(HELD_LINE).xyz == pytest.approx(STOP)
+    assert "resumed by hand" in result.failures[-1].message
+
+
+def test_resume_before_the_hold_moves_nothing_and_continues():
+    rig, _, result = run_sequence(faults=PrinterFaults(resumed_before_hold=True))
+    assert not [line for line in rig.printer.sent if line != HELD_LINE]
+    assert rig.camera.requests == []
+    assert result.continued
+    assert "resumed by hand before the capture started" in result.failures[0].message
+
+
 # ---- timings, progress, settings
 
 
