@@ -162,7 +162,11 @@ def build_metadata(
 
 
 class CaptureWorker:
-    """One named thread that runs the queued captures one after another."""
+    """One named thread that runs the queued captures one after another.
+
+    ``on_layer_saved(path)`` gets each metadata file once it is written (the gallery index
+    adds the layer), before the ``captured`` status is reported.
+    """
 
     def __init__(
         self,
@@ -173,8 +177,10 @@ class CaptureWorker:
         plugin_version: str,
         logger: Optional[logging.Logger] = None,
         clock: Any = None,
+        on_layer_saved: Optional[Callable[[Path], None]] = None,
     ) -> None:
         self._make_printer = make_printer
+        self._on_layer_saved = on_layer_saved
         self._make_camera = make_camera
         self._on_status = on_status
         self._on_finished = on_finished
@@ -299,6 +305,11 @@ class CaptureWorker:
         except OSError as exc:
             self._logger.error(f"layer {layer}: could not write the metadata: {exc}")
             path = None
+        if path is not None and self._on_layer_saved is not None:
+            try:
+                self._on_layer_saved(path)
+            except Exception:
+                self._logger.exception(f"layer {layer}: could not add the layer to the gallery")
         self._logger.info(
             f"layer {layer}: {len(metadata.images)}/{plan.count} images, "
             f"{len(result.failures)} failures, outcome {result.outcome}, "

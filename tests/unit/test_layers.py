@@ -389,6 +389,17 @@ def test_z_targets_with_variable_layer_heights():
         assert index == job.first_extrusion[trigger.layer + 1]
 
 
+def test_pending_z_heights_shrink_as_targets_are_used():
+    zs = [0.3, 0.5, *heights(0.62, 0.12, 23), *heights(3.34, 0.3, 5)]
+    tracker = LayerTracker(targets(z_heights=(3.0, 0.6, 10)))
+    assert tracker.pending_z_heights() == (0.6, 3.0, 10.0)
+    pending = []
+    for line in Job(zs).lines:
+        if tracker.feed(line) is not None:
+            pending.append(tracker.pending_z_heights())
+    assert pending == [(3.0, 10.0), (10.0,)]
+
+
 def test_z_target_equal_to_a_layer_height_and_several_reasons():
     job = Job(heights(0.2, 0.2, 10))
     _, fired = run(job.lines, targets(every_n=3, z_heights=(0.6, 0.55, 1.0, 0.05)))
