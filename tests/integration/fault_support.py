@@ -109,7 +109,13 @@ class FaultRun:
 
     @property
     def captured(self) -> List[Dict[str, Any]]:
-        return [s for s in self.statuses if s.get("state") == "captured"]
+        """The first "captured" status of each layer (the plugin pushes its whole status
+        again when the print moves on, so one capture can be seen several times)."""
+        first: Dict[Any, Dict[str, Any]] = {}
+        for status in self.statuses:
+            if status.get("state") == "captured":
+                first.setdefault(status.get("layer"), status)
+        return list(first.values())
 
     def meta(self, layer: int) -> Dict[str, Any]:
         found = [m for _p, m in self.metadata if int(m["layer"]) == layer]
@@ -167,14 +173,13 @@ def run_with_fault(
     )
     assert end.name == expect_end, f"print ended with {end.short()}, expected {expect_end}"
     if sequences:
-        count = 0
+        layers: set = set()
 
         def enough(message: Message) -> bool:
-            nonlocal count
             status = _status(message)
             if status is not None and status.get("state") == "captured":
-                count += 1
-            return count >= sequences
+                layers.add(status.get("layer"))
+            return len(layers) >= sequences
 
         server.events.wait_for(enough, 30, since=mark, description=f"{sequences} captures")
     statuses = [s for m in server.events.messages(since=mark) if (s := _status(m)) is not None]

@@ -136,7 +136,11 @@ def _plant_traps(root: Path, day: str) -> None:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     server = OctoPrintServer(
-        tmp_path_factory.mktemp("op-api"), plugin_settings=SETTINGS, name="test_api-server"
+        tmp_path_factory.mktemp("op-api"),
+        plugin_settings=SETTINGS,
+        # simulated link errors (one stalls for 30 s) belong to the fault tests
+        virtual_printer={"simulated_errors": []},
+        name="test_api-server",
     )
     server.prepare()
     root = server.uploads_dir / "layercapture"

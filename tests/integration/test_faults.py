@@ -138,6 +138,25 @@ def test_m400_answered_late_returns_the_head_and_continues(server: OctoPrintServ
     assert len(run.meta(6)["images"]) == 9
 
 
+def test_resend_requests_during_a_sequence_lose_no_move(server: OctoPrintServer):
+    # The printer asks for our next lines again (line number, then checksum mismatch).
+    # Pause mode only: with the job held (still "Printing") the virtual printer accepted
+    # these debug commands but raised no resend, so a hold run would test nothing.
+    mark = server.log_size()
+    run = run_with_fault(
+        server,
+        {"stop_mode": "pause"},
+        terminal("!!DEBUG:trigger_resend_lineno", "!!DEBUG:trigger_resend_checksum"),
+        capturing(index=1),
+    )
+    check_common(run)
+    during = server.log_text(since=mark)
+    assert "Got a resend request" in during, "the fault was not injected"
+    for layer in (3, 6):
+        meta = run.meta(layer)
+        assert len(meta["images"]) == 9 and meta["failures"] == [], meta["failures"]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_printer_disconnect_during_a_sequence_aborts_it(server: OctoPrintServer, mode: str):
     def disconnect(srv: OctoPrintServer) -> None:
