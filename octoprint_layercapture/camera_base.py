@@ -49,6 +49,16 @@ class DeadlineExceeded(Exception):
     """The attempt ran past the camera's timeout."""
 
 
+# HTTP statuses another attempt will not change.
+PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
+
+
+def http_error(label: str, status: int, reason: str) -> CameraError:
+    """The error for an HTTP answer other than 200 (permanent where retrying is useless)."""
+    kind = PermanentCameraError if status in PERMANENT_HTTP_STATUSES else CameraError
+    return kind(f"{label}: HTTP {status} {reason or ''}".rstrip())
+
+
 # ---- texts ---------------------------------------------------------------------------------
 
 

@@ -17,16 +17,14 @@ import requests
 from .camera_base import (
     MAX_IMAGE_BYTES,
     USER_AGENT,
-    PermanentCameraError,
     RealCamera,
     check_jpeg,
     explain_io_error,
+    http_error,
     redact_url,
 )
 from .ports import CameraError
 
-# Statuses another attempt will not change.
-_PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410}
 _CHUNK = 64 * 1024
 
 
@@ -66,9 +64,7 @@ class SnapshotUrlCamera(RealCamera):
     def _read(self, response: requests.Response, deadline: float) -> Tuple[bytes, str]:
         content_type = response.headers.get("Content-Type")
         if response.status_code != 200:
-            code = response.status_code
-            error = PermanentCameraError if code in _PERMANENT_STATUSES else CameraError
-            raise error(f"{self.label}: HTTP {code} {response.reason or ''}".rstrip())
+            raise http_error(self.label, response.status_code, response.reason)
         body = bytearray()
         try:
             for chunk in response.iter_content(_CHUNK):

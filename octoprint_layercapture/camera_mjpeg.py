@@ -27,10 +27,10 @@ from .camera_base import (
     MAX_IMAGE_BYTES,
     USER_AGENT,
     DeadlineExceeded,
-    PermanentCameraError,
     RealCamera,
     check_jpeg,
     explain_io_error,
+    http_error,
     redact_url,
 )
 from .ports import CameraError
@@ -244,8 +244,7 @@ class MjpegStreamCamera(RealCamera):
     def _grab(self, sock: socket.socket, deadline: float) -> Tuple[bytes, str]:
         code, reason, headers, rest = self._read_head(sock, deadline)
         if code != 200:
-            error = PermanentCameraError if code in (401, 403, 404) else CameraError
-            raise error(f"{self.label}: HTTP {code} {reason}".rstrip())
+            raise http_error(self.label, code, reason)
         content_type = headers.get("content-type", "")
         if not content_type.lower().startswith("multipart/"):
             hint = "; use it as the snapshot URL" if "image/" in content_type.lower() else ""
