@@ -294,7 +294,7 @@ class LayerCapturePlugin(
     def _find_webcam(self, name: str) -> Optional[WebcamInfo]:
         """The webcam called ``name``; "" is OctoPrint's snapshot webcam."""
         for webcam in self._webcams():
-            if webcam.name == name if name else webcam.is_snapshot_webcam:
+            if (webcam.name == name) if name else webcam.is_snapshot_webcam:
                 return webcam
         return None
 

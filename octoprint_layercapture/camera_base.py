@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from PIL import Image, ImageOps
@@ -85,7 +85,7 @@ def redact_url(url: str) -> str:
         return "<invalid URL>"
 
 
-def describe_body(data: bytes) -> str:
+def describe_body(data: Union[bytes, bytearray]) -> str:
     """A short printable description of a body that is not a JPEG."""
     if not data:
         return "an empty body"
@@ -94,11 +94,13 @@ def describe_body(data: bytes) -> str:
     return f"{len(data)} bytes starting with {printable!r}"
 
 
-def looks_like_jpeg(data: bytes) -> bool:
+def looks_like_jpeg(data: Union[bytes, bytearray]) -> bool:
     return bytes(data[:3]) == JPEG_SOI
 
 
-def check_jpeg(data: bytes, label: str, content_type: Optional[str] = None) -> None:
+def check_jpeg(
+    data: Union[bytes, bytearray], label: str, content_type: Optional[str] = None
+) -> None:
     """Raise :class:`CameraError` unless ``data`` is a whole JPEG (start and end marker).
 
     The body decides, not the Content-Type: some cameras label JPEGs
