@@ -118,10 +118,15 @@ def test_credentials_never_show_in_the_name(server):
 
 
 def test_the_camera_thread_ends_with_close(server):
+    def camera_threads():
+        return {t for t in threading.enumerate() if t.name.startswith("layercapture-camera")}
+
+    before = camera_threads()  # other tests' cameras may still be collected
     camera = SnapshotUrlCamera(server.url("jpeg"), 2.0, 0)
     camera.take(REQUEST)
+    assert camera_threads() - before, "the snapshot runs on a named camera thread"
     camera.close()
     deadline = time.monotonic() + 5
-    while any(t.name.startswith("layercapture-camera") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "camera threads still running after close()"
+    while camera_threads() - before:
+        assert time.monotonic() < deadline, "the camera thread still runs after close()"
         time.sleep(0.01)

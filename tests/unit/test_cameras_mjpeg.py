@@ -33,7 +33,7 @@ def part(data: bytes, length: bool = True, boundary: bytes = b"--frame", eol: by
 def stream_of(
     parts: List[Union[bytes, List[bytes]]],
     head: bytes = HEAD,
-    gap: float = 0.05,
+    gap: float = 0.15,
     hang_up: bool = False,
 ) -> Callable:
     """A handler sending ``head`` then the parts ``gap`` seconds apart (a part may be a
