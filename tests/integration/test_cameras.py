@@ -298,14 +298,14 @@ def failure_at(meta: Mapping[str, Any], number: int, count: int) -> Dict[str, An
 def test_a_print_with_the_classic_webcam(
     octoprint_server: OctoPrintServer, snapshots: SnapshotServer
 ) -> None:
-    """Byte-identical JPEGs through OctoPrint's webcam API; in the same layer one failure of
-    each kind, recorded with its reason and duration; the print completes. While the first
-    snapshot is being taken, the Test camera button is refused."""
+    """Byte-identical JPEGs through OctoPrint's webcam API (one of them slow); in the same
+    layer one failure of each kind, recorded with its reason and duration; the print
+    completes. While the first snapshot is being taken, the Test camera button is refused."""
     server = octoprint_server
     classic_webcam(server, snapshot=snapshots.url("script"), snapshotTimeout=5)
     # one behaviour per grid position, in visiting order; the hang last, since the
     # classic webcam holds a lock until its own (longer) timeout ends
-    script = ["gate", "jpeg", "status/500", "html", "jpeg", "truncated", "reset", "jpeg", "hang"]
+    script = ["gate", "jpeg", "status/500", "html", "slow", "truncated", "reset", "jpeg", "hang"]
     snapshots.script[:] = script
     snapshots.gate_reached.clear()
     snapshots.gate_open.clear()
@@ -339,6 +339,8 @@ def test_a_print_with_the_classic_webcam(
         assert failure["duration_s"] is not None and failure["duration_s"] >= 0
     assert failure_at(meta, 9, 9)["duration_s"] == pytest.approx(3.0, abs=0.5)
     assert len(meta["images"]) == 4 and meta["camera"] == label
+    # the slow answer (1 s, within the 3 s timeout) is an image like the others
+    assert max(image["duration_s"] for image in meta["images"]) >= 1.0
     for image in meta["images"]:
         assert (meta["_folder"] / image["path"]).read_bytes() == snapshots.jpeg
         assert image["size_bytes"] == len(snapshots.jpeg) and image["camera"] == label
