@@ -20,7 +20,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Tuple
 import pytest
 from expected_layers import analyse, expected_capture_layers
 from harness import OctoPrintServer, free_port
-from harness.camera_servers import MjpegRelay, SnapshotServer, ffmpeg_listen
+from harness.camera_servers import SnapshotServer
+from harness.mjpeg_servers import MjpegRelay, ffmpeg_listen
 from PIL import Image, ImageStat
 
 from integration.capture_checks import apply_settings, capture_files

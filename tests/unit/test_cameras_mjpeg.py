@@ -13,7 +13,7 @@ from typing import Callable, List, Union
 
 import pytest
 from fakes import tiny_jpeg
-from harness.camera_servers import RawServer, wait_closed
+from harness.mjpeg_servers import RawServer, wait_closed
 
 from octoprint_layercapture.camera_mjpeg import MjpegStreamCamera
 from octoprint_layercapture.ports import CameraError, ShotRequest
