@@ -19,7 +19,8 @@ from octoprint.access.permissions import ADMIN_GROUP, Permissions
 
 from . import api
 from . import settings as lc_settings
-from .cameras import FakeCamera, NoCamera, OctoPrintWebcam
+from .camera_probe import camera_test_settings, probe_camera
+from .cameras import WebcamInfo, choose_camera, webcam_info
 from .gallery import CaptureIndex
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
@@ -56,6 +57,7 @@ class LayerCapturePlugin(
         self._worker: Optional[CaptureWorker] = None
         # the held first line of a layer, sent with the next resume (see _stop_job_for)
         self._owed_line: Optional[str] = None
+        self._camera_test_lock = threading.Lock()
 
     def initialize(self) -> None:
         self._worker = CaptureWorker(
@@ -305,33 +307,27 @@ class LayerCapturePlugin(
         return port
 
     def _make_camera(self, request: CaptureRequest, plan: GridPlan) -> CameraPort:
-        values = request.settings
-        if values.use_fake_camera:
-            return FakeCamera(
-                values.image_quality, request.bounds, [(p.x, p.y) for p in plan.points]
-            )
-        webcam = self._find_webcam(values.webcam)
-        if webcam is None:
-            wanted = f"webcam {values.webcam!r}" if values.webcam else "a snapshot webcam"
-            return NoCamera(f"OctoPrint has no {wanted} (Settings > Webcam & Timelapse)")
-        name = webcam.config.name
-        provider = webcam.providerPlugin
-        return OctoPrintWebcam(
-            name,
-            fetch=lambda: provider.take_webcam_snapshot(name),
-            retries=values.snapshot_retries,
-        )
+        points = [(p.x, p.y) for p in plan.points]
+        return choose_camera(request.settings, self._find_webcam, request.bounds, points)
 
-    def _find_webcam(self, name: str) -> Any:
+    def _find_webcam(self, name: str) -> Optional[WebcamInfo]:
+        """The webcam called ``name``; "" is OctoPrint's snapshot webcam."""
+        for webcam in self._webcams():
+            if (webcam.name == name) if name else webcam.is_snapshot_webcam:
+                return webcam
+        return None
+
+    def _webcams(self) -> List[WebcamInfo]:
         import octoprint.webcams
 
         try:
-            if name:
-                return octoprint.webcams.get_webcams().get(name)
-            return octoprint.webcams.get_snapshot_webcam()
+            provided = octoprint.webcams.get_webcams()
+            default = octoprint.webcams.get_snapshot_webcam()
+            default_name = default.config.name if default is not None else None
+            return [webcam_info(webcam, default_name) for webcam in provided.values()]
         except Exception:
             self._logger.exception("Could not look up OctoPrint's webcams")
-            return None
+            return []
 
     def _publish_status(self, update: Dict[str, Any]) -> None:
         self._refresh_progress()
@@ -469,6 +465,33 @@ class LayerCapturePlugin(
             errors = api.settings_errors(exc)
             return flask.make_response(flask.jsonify(errors=errors, preview=preview), 400)
         return flask.jsonify(errors=[], preview=preview)
+
+    @octoprint.plugin.BlueprintPlugin.route("/webcams", methods=["GET"])
+    @Permissions.SETTINGS.require(403)
+    def get_webcams(self) -> Any:
+        return flask.jsonify(webcams=[webcam.to_json() for webcam in self._webcams()])
+
+    @octoprint.plugin.BlueprintPlugin.route("/camera/test", methods=["POST"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    def test_camera(self) -> Any:
+        saved = self._settings.get_all_data(merged=True) or {}
+        try:
+            values = camera_test_settings(flask.request.get_json(silent=True), saved)
+        except lc_settings.InvalidSettings as exc:
+            errors = [{"key": e.key, "message": e.message} for e in exc.errors]
+            return flask.make_response(flask.jsonify(errors=errors), 400)
+        if self._worker is not None and self._worker.busy:
+            message = "a capture sequence is running; test the camera when it is done"
+            return flask.make_response(flask.jsonify(ok=False, error=message), 409)
+        # one test at a time: each may hold a web request thread for its timeouts
+        if not self._camera_test_lock.acquire(blocking=False):
+            message = "another camera test is running"
+            return flask.make_response(flask.jsonify(ok=False, error=message), 409)
+        try:
+            camera = choose_camera(values, self._find_webcam)
+            return flask.jsonify(probe_camera(camera, values))
+        finally:
+            self._camera_test_lock.release()
 
     ##~~ http routes hook (large files: images, thumbnails, metadata, zips)
 

@@ -4,9 +4,12 @@ receives into head positions, a camera and an image sink, each with injectable f
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from PIL import Image
 
 from octoprint_layercapture import settings as lc_settings
 from octoprint_layercapture.ports import (
@@ -255,6 +258,16 @@ class RecorderPrinter:
             self.moves.append(Move(line, before, self.head.xyz))
 
 
+def tiny_jpeg(color: Tuple[int, int, int] = (200, 80, 40), size: Tuple[int, int] = (8, 6)) -> bytes:
+    """A real (decodable) JPEG, so thumbnails of fake snapshots work."""
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+TINY_JPEG = tiny_jpeg()
+
+
 class FakeCamera:
     def __init__(
         self, clock: FakeClock, fail_at: FrozenSet[int] = frozenset(), seconds: float = 0.05
@@ -269,7 +282,7 @@ class FakeCamera:
         self.clock.advance(self.seconds)
         if len(self.requests) in self.fail_at:
             raise CameraError("snapshot timed out after 5.0 s")
-        return Snapshot(b"\xff\xd8fake\xff\xd9", "image/jpeg", self.seconds, "fake")
+        return Snapshot(TINY_JPEG, "image/jpeg", self.seconds, "fake")
 
 
 class RecordingSink:
