@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from harness import OctoPrintServer
+from harness.camera_servers import SnapshotServer
 
 from integration.capture_checks import replay, split_blocks
 from integration.fault_support import (
@@ -169,6 +170,74 @@ def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer):
     assert "the previous capture is still running, skipped" in run.log
     assert len(run.meta(3)["images"]) == 9
     assert len(run.blocks) == 1
+
+
+# ---- the camera ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapshots() -> Iterator[SnapshotServer]:
+    with SnapshotServer() as running:
+        yield running
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_camera_garbage_errors_and_hangs_are_recorded_and_the_print_goes_on(
+    server: OctoPrintServer, snapshots: SnapshotServer, mode: str
+):
+    # layer 3, one behaviour per position in visiting order; layer 6 gets good images
+    snapshots.script[:] = ["jpeg", "html", "hang", "status/500", "jpeg", "truncated"]
+    snapshots.script += ["reset", "jpeg", "jpeg"]
+    url = snapshots.url("script")
+    try:
+        run = run_with_fault(
+            server,
+            {
+                "stop_mode": mode,
+                "snapshot_url": url,
+                "snapshot_timeout": 1.0,
+                "snapshot_retries": 0,
+                "use_fake_camera": False,
+            },
+        )
+    finally:
+        snapshots.release_hangs()
+    check_common(run)
+    check_common(run, layer=6)
+    failures = run.failures(3)
+    assert len(failures) == 5, failures
+    for text in (
+        "not a JPEG",
+        "timed out after 1 s",
+        "HTTP 500",
+        "before the image was complete",
+        "closed the connection without answering",
+    ):
+        check_failure_reported(run, 3, text)
+    assert len(run.meta(3)["images"]) == 4 and len(run.meta(6)["images"]) == 9
+    for image in run.meta(3)["images"]:
+        stored = (run.metadata[0][0].parent / image["path"]).read_bytes()
+        assert stored == snapshots.jpeg, "camera bytes are stored as received"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_camera_that_refuses_connections_costs_no_print(
+    server: OctoPrintServer, snapshots: SnapshotServer, mode: str
+):
+    run = run_with_fault(
+        server,
+        {
+            "stop_mode": mode,
+            "snapshot_url": snapshots.refused_url(),
+            "snapshot_timeout": 1.0,
+            "snapshot_retries": 1,
+            "use_fake_camera": False,
+            "grid_size": 1,
+        },
+    )
+    check_common(run)
+    check_failure_reported(run, 3, "connection refused (2 attempts)")
+    assert run.meta(3)["images"] == [] and run.meta(6)["images"] == []
 
 
 # ---- the disk ----------------------------------------------------------------------------
