@@ -10,7 +10,7 @@ SEMGREP_VERSION ?= 1.185.0
 SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
 SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test unit demo demo-stop lint semgrep bench clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test unit demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ semgrep: $(TOOLS_VENV)/.installed
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# A long print with every layer captured (minutes): files complete, OctoPrint's RSS flat.
+soak: venv
+	LAYERCAPTURE_SOAK=1 $(PY) -m pytest -q -ra tests/integration/test_soak.py
 
 # Translations live in the package (OctoPrint reads <plugin>/translations/<lang>/LC_MESSAGES).
 TRANSLATIONS := octoprint_layercapture/translations
