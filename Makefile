@@ -55,7 +55,8 @@ bench: venv
 
 # A long print with every layer captured (minutes): files complete, OctoPrint's RSS flat.
 soak: venv
-	LAYERCAPTURE_SOAK=1 $(PY) -m pytest -q -ra tests/integration/test_soak.py
+	LAYERCAPTURE_SOAK=1 $(PY) -m pytest -q -ra -p no:cacheprovider \
+		--basetemp="$$(mktemp -d /tmp/lc-soak-XXXXXX)" tests/integration/test_soak.py
 
 # Translations live in the package (OctoPrint reads <plugin>/translations/<lang>/LC_MESSAGES).
 TRANSLATIONS := octoprint_layercapture/translations

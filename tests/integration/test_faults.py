@@ -158,10 +158,11 @@ def test_printer_disconnect_during_a_sequence_aborts_it(server: OctoPrintServer,
     check_failure_reported(run, 3, "disconnected: nothing more sent")
 
 
-def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer, mode: str):
     run = run_with_fault(
         server,
-        {"stop_mode": "hold"},
+        {"stop_mode": mode},
         terminal("@LAYERCAPTURE 6 1.4"),  # "layer 6 is complete": a target
         capturing(index=2),
         sequences=1,
@@ -300,12 +301,14 @@ def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrin
     assert time.monotonic() - started < 15, "the worker let OctoPrint shut down promptly"
 
 
-def test_m400_never_answered_recovers(make_server: Callable[..., OctoPrintServer]):
+@pytest.mark.parametrize("mode", MODES)
+def test_m400_never_answered_recovers(make_server: Callable[..., OctoPrintServer], mode: str):
     # OctoPrint itself recovers from a missing "ok" after its communication timeout
     server = make_server(config_overrides={"serial": {"timeout": {"communication": 4}}})
+    # below the 1 s after which the virtual printer's idle "wait" line releases OctoPrint
     run = run_with_fault(
         server,
-        {"stop_mode": "pause", "movement_timeout": 1.5},
+        {"stop_mode": mode, "movement_timeout": 0.8},
         terminal("!!DEBUG:dont_answer"),
         capturing(index=2),
     )
