@@ -27,8 +27,10 @@ $(TOOLS_VENV)/.installed:
 	touch $@
 
 # The whole suite: static checks first (seconds), then unit, integration and browser tests.
+# A basetemp of this checkout's own: pytest rotates the shared /tmp/pytest-of-<user>
+# folders, which would delete the servers of another checkout's run under its feet.
 test: lint
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -77,4 +79,4 @@ babel-compile: venv
 	$(PYBABEL) compile -d $(TRANSLATIONS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) build dist *.egg-info demo-basedir test-artifacts
+	rm -rf $(VENV) $(TOOLS_VENV) build dist *.egg-info demo-basedir test-artifacts .pytest-tmp
