@@ -40,6 +40,15 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+def slope_per_100(samples: List[Tuple[int, float]]) -> float:
+    """Least-squares RSS growth (MB) per 100 layers."""
+    xs = [float(layer) for layer, _mb in samples]
+    ys = [mb for _layer, mb in samples]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return 100.0 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+
+
 def test_soak_every_layer_of_a_long_print(
     make_server: Any, tmp_path: Path, record_property: Any, capsys: Any
 ) -> None:
@@ -110,6 +119,9 @@ def test_soak_every_layer_of_a_long_print(
         "rss_mb_end": round(after_warm_up[-1], 1),
         "rss_mb_max": round(max(mb for _l, mb in samples), 1),
         "rss_growth_after_warm_up_mb": round(growth, 1),
+        # the trend: RSS every 60 layers, and the growth per 100 layers over the last half
+        "rss_mb_every_60_layers": [round(mb, 1) for layer, mb in samples if layer % 60 == 0],
+        "rss_mb_per_100_layers_last_half": round(slope_per_100(samples[len(samples) // 2 :]), 2),
     }
     for key, value in figures.items():
         record_property(key, value)
