@@ -103,8 +103,11 @@ class EventListener:
         ws.settimeout(None)
         self._ws = ws
         # Subscribe first: OctoPrint applies the filter when it registers the socket after
-        # the auth message. No "current"/"history" state pushes, all events and plugins.
-        ws.send(json.dumps({"subscribe": {"state": False, "plugins": True, "events": True}}))
+        # the auth message. All events and plugins; state pushes without their logs and
+        # messages. Not "state": False: OctoPrint then never empties the socket's log
+        # backlog (every terminal line, kept for ever: the soak's memory grew with it).
+        subscribe = {"state": {"logs": False, "messages": False}, "plugins": True, "events": True}
+        ws.send(json.dumps({"subscribe": subscribe}))
         ws.send(json.dumps({"auth": f"{self.user}:{session}"}))
 
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-recv", daemon=True)

@@ -128,3 +128,43 @@ def test_soak_every_layer_of_a_long_print(
     with capsys.disabled():
         print("\nsoak: " + json.dumps(figures))
     assert growth < MAX_GROWTH_MB, figures
+
+
+def test_soak_baseline_the_same_print_without_captures(
+    make_server: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """OctoPrint's own RSS over the same print with the plugin switched off: the baseline
+    for the figures above (the harness's listener and OctoPrint's logs are the same)."""
+    server: OctoPrintServer = make_server(
+        plugin_settings={"enabled": False}, virtual_printer={"simulated_errors": []}
+    )
+    assert server.process is not None
+    pid = server.process.pid
+    gcode = write_square_print(tmp_path, "soak.gcode", layers=LAYERS)
+    samples: List[Tuple[int, float]] = []
+    height = 0.2  # small_prints' layer height
+
+    def sample(message: Message) -> bool:
+        if message.kind == "event" and message.name == "ZChange":
+            layer = round(float((message.payload or {}).get("new") or 0) / height)
+            if 1 <= layer <= LAYERS and (not samples or layer > samples[-1][0]):
+                samples.append((layer, rss_mb(pid)))
+        return message.kind == "event" and message.name in ("PrintDone", "PrintFailed")
+
+    mark = server.mark()
+    server.start_print(gcode)
+    end = server.events.wait_for(sample, 60 * 30, since=mark, description="the end")
+    assert end.name == "PrintDone"
+    after_warm_up = [mb for layer, mb in samples if layer >= WARM_UP]
+    figures = {
+        "baseline_rss_mb_at_warm_up": round(after_warm_up[0], 1),
+        "baseline_rss_mb_end": round(after_warm_up[-1], 1),
+        "baseline_rss_mb_every_60_layers": [
+            round(mb, 1) for layer, mb in samples if layer % 60 == 0
+        ],
+        "baseline_rss_mb_per_100_layers_last_half": round(
+            slope_per_100(samples[len(samples) // 2 :]), 2
+        ),
+    }
+    with capsys.disabled():
+        print("\nsoak baseline: " + json.dumps(figures))
