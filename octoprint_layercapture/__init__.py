@@ -28,6 +28,10 @@ from .worker import CaptureRequest, CaptureWorker, PrintInfo
 __plugin_name__ = "Layer Capture"
 __plugin_pythoncompat__ = ">=3.9,<4"
 
+# Job origins the printer prints itself (OctoPrint never sees those lines): "sdcard" up to
+# OctoPrint 1.11, "printer" from 2.0 on.
+PRINTER_STORAGES = ("sdcard", "printer")
+
 
 class LayerCapturePlugin(
     octoprint.plugin.StartupPlugin,
@@ -117,7 +121,7 @@ class LayerCapturePlugin(
 
     def _arm(self, payload: Dict[str, Any]) -> None:
         self._disarm("PrintStarted")
-        if payload.get("origin") == "sdcard":
+        if payload.get("origin") in PRINTER_STORAGES:
             self._publish_status(
                 {"state": "unsupported", "message": "SD card prints are not captured"}
             )
