@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
 
-.PHONY: venv test unit demo demo-stop lint bench clean
+.PHONY: venv test unit test-compat demo demo-stop lint bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
+# OctoPrint 2.0 (Python 3.13) and 1.10 (Python 3.9), one venv each under .venv-compat/;
+# COMPAT_ARGS e.g. "--leg 2.0 -- -x" (see scripts/compat.py)
+test-compat: venv
+	$(PY) scripts/compat.py $(COMPAT_ARGS)
+
 demo: venv
 	$(PY) scripts/demo.py
 
@@ -36,4 +41,4 @@ bench: venv
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo-basedir test-artifacts
+	rm -rf $(VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts
