@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
 
-.PHONY: venv test unit test-compat demo demo-stop lint bench clean
+.PHONY: venv test unit test-compat demo demo-stop lint bench clean babel-extract babel-new babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,24 @@ lint: venv
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# Translations live in the package (OctoPrint reads <plugin>/translations/<lang>/LC_MESSAGES).
+TRANSLATIONS := octoprint_layercapture/translations
+PYBABEL := $(VENV)/bin/pybabel
+
+babel-extract: venv
+	$(PYBABEL) extract -F babel.cfg --sort-by-file --project=OctoPrint-LayerCapture \
+		--copyright-holder="OctoPrint-LayerCapture contributors" \
+		-o $(TRANSLATIONS)/messages.pot .
+
+babel-new: babel-extract  # make babel-new LOCALE=de
+	$(PYBABEL) init -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -l $(LOCALE)
+
+babel-update: babel-extract
+	$(PYBABEL) update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS)
+
+babel-compile: venv
+	$(PYBABEL) compile -d $(TRANSLATIONS)
 
 clean:
 	rm -rf $(VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts

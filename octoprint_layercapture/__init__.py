@@ -17,12 +17,17 @@ import octoprint.plugin
 from flask_babel import gettext
 from octoprint.access.permissions import ADMIN_GROUP, Permissions
 
+from . import api
 from . import settings as lc_settings
-from .cameras import FakeCamera, NoCamera, OctoPrintWebcam
+from .camera_probe import camera_test_settings, probe_camera
+from .cameras import WebcamInfo, choose_camera, webcam_info
+from .gallery import CaptureIndex
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import OUTCOME_INTERRUPTED, CameraPort, SequenceResult
 from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort
+from .routes import GalleryRoutes, file_routes
+from .status import LiveStatus, next_every_n, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
 
 __plugin_name__ = "Layer Capture"
@@ -34,6 +39,7 @@ PRINTER_STORAGES = ("sdcard", "printer")
 
 
 class LayerCapturePlugin(
+    GalleryRoutes,
     octoprint.plugin.StartupPlugin,
     octoprint.plugin.ShutdownPlugin,
     octoprint.plugin.SettingsPlugin,
@@ -50,11 +56,12 @@ class LayerCapturePlugin(
         self._tracker: Optional[LayerTracker] = None
         self._port: Optional[OctoPrintPrinterPort] = None
         self._job: Optional[Dict[str, Any]] = None
-        self._status_lock = threading.Lock()
-        self._status: Dict[str, Any] = {"state": "idle"}
+        self._live_status = LiveStatus()
+        self._gallery = CaptureIndex()
         self._worker: Optional[CaptureWorker] = None
         # the held first line of a layer, sent with the next resume (see _stop_job_for)
         self._owed_line: Optional[str] = None
+        self._camera_test_lock = threading.Lock()
 
     def initialize(self) -> None:
         self._worker = CaptureWorker(
@@ -64,6 +71,7 @@ class LayerCapturePlugin(
             on_finished=self._on_sequence_finished,
             plugin_version=str(self._plugin_version),
             logger=self._logger,
+            on_layer_saved=self._on_layer_saved,
         )
 
     ##~~ StartupPlugin mixin
@@ -71,6 +79,7 @@ class LayerCapturePlugin(
     def on_after_startup(self) -> None:
         assert self._worker is not None
         self._worker.start()
+        threading.Thread(target=self._build_gallery, name="layercapture-index", daemon=True).start()
         try:
             values = self._current_settings()
         except lc_settings.InvalidSettings as exc:
@@ -80,6 +89,16 @@ class LayerCapturePlugin(
             f"Layer Capture ready: {'enabled' if values.enabled else 'disabled'}, "
             f"{values.grid_size}x{values.grid_size} grid, stop mode {values.stop_mode}"
         )
+
+    def _build_gallery(self) -> None:
+        """Reads the capture folder once, off the start-up thread (it ends by itself)."""
+        try:
+            self._gallery_index().ensure_built()
+        except Exception:
+            self._logger.exception("Could not index the capture folder")
+
+    def _on_layer_saved(self, path: Path) -> None:
+        self._gallery.add_metadata_file(path)
 
     ##~~ ShutdownPlugin mixin
 
@@ -112,12 +131,14 @@ class LayerCapturePlugin(
         elif event == "PrintResumed":
             port.on_resumed()
         elif event == "PrinterStateChanged":
-            port.on_state_changed()
+            port.on_state_changed(payload.get("state_id"))
         elif event == "ZChange":
             # ZChange fires for z-hops and our own moves too, so it only feeds the status;
             # layers are decided from the extruding moves in the queuing hook.
-            with self._status_lock:
-                self._status["z"] = payload.get("new")
+            self._live_status.update({"z": payload.get("new")})
+            snapshot = self._refresh_progress()
+            if snapshot is not None:
+                self._send_status(snapshot)
 
     def _arm(self, payload: Dict[str, Any]) -> None:
         self._disarm("PrintStarted")
@@ -137,13 +158,17 @@ class LayerCapturePlugin(
         if values.capture_every_n_layers == 0 and not values.capture_z_heights:
             self._logger.info("No layers selected (every N = 0 and no Z heights)")
             return
+        bounds = values.bounds(self._profile_bounds())
+        gcode_file = str(payload.get("name") or payload.get("path") or "")
+        try:
+            planned: Optional[float] = planned_layer_seconds(values, bounds)
+        except (ValueError, ZeroDivisionError):
+            planned = None
+        self._live_status.begin_print(gcode_file, planned)
         self._job = {
             "settings": values,
-            "bounds": values.bounds(self._profile_bounds()),
-            "print_info": PrintInfo(
-                gcode_file=str(payload.get("name") or payload.get("path") or ""),
-                started_at=datetime.now(),
-            ),
+            "bounds": bounds,
+            "print_info": PrintInfo(gcode_file=gcode_file, started_at=datetime.now()),
             "store_root": Path(self._settings.global_get_basefolder("uploads"))
             / values.capture_folder,
         }
@@ -293,40 +318,47 @@ class LayerCapturePlugin(
         return port
 
     def _make_camera(self, request: CaptureRequest, plan: GridPlan) -> CameraPort:
-        values = request.settings
-        if values.use_fake_camera:
-            return FakeCamera(
-                values.image_quality, request.bounds, [(p.x, p.y) for p in plan.points]
-            )
-        webcam = self._find_webcam(values.webcam)
-        if webcam is None:
-            wanted = f"webcam {values.webcam!r}" if values.webcam else "a snapshot webcam"
-            return NoCamera(f"OctoPrint has no {wanted} (Settings > Webcam & Timelapse)")
-        name = webcam.config.name
-        provider = webcam.providerPlugin
-        return OctoPrintWebcam(
-            name,
-            fetch=lambda: provider.take_webcam_snapshot(name),
-            retries=values.snapshot_retries,
-        )
+        points = [(p.x, p.y) for p in plan.points]
+        return choose_camera(request.settings, self._find_webcam, request.bounds, points)
 
-    def _find_webcam(self, name: str) -> Any:
+    def _find_webcam(self, name: str) -> Optional[WebcamInfo]:
+        """The webcam called ``name``; "" is OctoPrint's snapshot webcam."""
+        for webcam in self._webcams():
+            if (webcam.name == name) if name else webcam.is_snapshot_webcam:
+                return webcam
+        return None
+
+    def _webcams(self) -> List[WebcamInfo]:
         import octoprint.webcams
 
         try:
-            if name:
-                return octoprint.webcams.get_webcams().get(name)
-            return octoprint.webcams.get_snapshot_webcam()
+            provided = octoprint.webcams.get_webcams()
+            default = octoprint.webcams.get_snapshot_webcam()
+            default_name = default.config.name if default is not None else None
+            return [webcam_info(webcam, default_name) for webcam in provided.values()]
         except Exception:
             self._logger.exception("Could not look up OctoPrint's webcams")
-            return None
+            return []
 
     def _publish_status(self, update: Dict[str, Any]) -> None:
-        with self._status_lock:
-            if update.get("state") in ("idle", "waiting"):
-                self._status = {}
-            self._status.update(update)
-            snapshot = dict(self._status)
+        self._refresh_progress()
+        self._send_status(self._live_status.update(update))
+
+    def _refresh_progress(self) -> Optional[Dict[str, Any]]:
+        """Layer being printed and next targets; the new status when they changed."""
+        tracker, job = self._tracker, self._job
+        if tracker is None or job is None:
+            return None
+        pending = tracker.pending_z_heights()
+        return self._live_status.set_progress(
+            tracker.layer,
+            next_every_n(
+                tracker.layer, job["settings"].capture_every_n_layers, tracker.captured_layers()
+            ),
+            pending[0] if pending else None,
+        )
+
+    def _send_status(self, snapshot: Dict[str, Any]) -> None:
         self._plugin_manager.send_plugin_message(
             self._identifier, {"type": "status", "status": snapshot}
         )
@@ -411,7 +443,7 @@ class LayerCapturePlugin(
 
     def get_assets(self) -> Dict[str, List[str]]:
         return {
-            "js": ["js/layercapture.js"],
+            "js": ["js/layercapture_settings.js", "js/layercapture_tab.js"],
             "clientjs": ["clientjs/layercapture.js"],
             "css": ["css/layercapture.css"],
         }
@@ -436,22 +468,46 @@ class LayerCapturePlugin(
         current = self._settings.get_all_data(merged=True) or {}
         candidate = {key: current.get(key) for key in lc_settings.DEFAULTS}
         candidate.update(data)
+        profile_bounds = self._profile_bounds()
+        preview = api.grid_preview(candidate, profile_bounds)
         try:
-            lc_settings.validate(candidate, self._profile_bounds())
+            lc_settings.validate(candidate, profile_bounds)
+        except lc_settings.InvalidSettings as exc:
+            errors = api.settings_errors(exc)
+            return flask.make_response(flask.jsonify(errors=errors, preview=preview), 400)
+        return flask.jsonify(errors=[], preview=preview)
+
+    @octoprint.plugin.BlueprintPlugin.route("/webcams", methods=["GET"])
+    @Permissions.SETTINGS.require(403)
+    def get_webcams(self) -> Any:
+        return flask.jsonify(webcams=[webcam.to_json() for webcam in self._webcams()])
+
+    @octoprint.plugin.BlueprintPlugin.route("/camera/test", methods=["POST"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    def test_camera(self) -> Any:
+        saved = self._settings.get_all_data(merged=True) or {}
+        try:
+            values = camera_test_settings(flask.request.get_json(silent=True), saved)
         except lc_settings.InvalidSettings as exc:
             errors = [{"key": e.key, "message": e.message} for e in exc.errors]
             return flask.make_response(flask.jsonify(errors=errors), 400)
-        return flask.jsonify(errors=[])
+        if self._worker is not None and self._worker.busy:
+            message = "a capture sequence is running; test the camera when it is done"
+            return flask.make_response(flask.jsonify(ok=False, error=message), 409)
+        # one test at a time: each may hold a web request thread for its timeouts
+        if not self._camera_test_lock.acquire(blocking=False):
+            message = "another camera test is running"
+            return flask.make_response(flask.jsonify(ok=False, error=message), 409)
+        try:
+            camera = choose_camera(values, self._find_webcam)
+            return flask.jsonify(probe_camera(camera, values))
+        finally:
+            self._camera_test_lock.release()
 
-    @octoprint.plugin.BlueprintPlugin.route("/status", methods=["GET"])
-    @Permissions.PLUGIN_LAYERCAPTURE_VIEW.require(403)
-    def get_status(self) -> Any:
-        with self._status_lock:
-            status = dict(self._status)
-        tracker = self._tracker
-        if tracker is not None:
-            status.update(layer=tracker.layer, captured_layers=list(tracker.captured_layers()))
-        return flask.jsonify(status=status, settings_errors=self._last_settings_errors)
+    ##~~ http routes hook (large files: images, thumbnails, metadata, zips)
+
+    def route_hook(self, server_routes: Any, *args: Any, **kwargs: Any) -> List[Any]:
+        return file_routes(self._gallery_index)
 
     ##~~ access permissions hook
 
@@ -502,6 +558,7 @@ __plugin_hooks__ = {
     "octoprint.comm.protocol.scripts": __plugin_implementation__.on_gcode_script,
     "octoprint.comm.protocol.atcommand.queuing": (__plugin_implementation__.on_atcommand_queuing),
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
+    "octoprint.server.http.routes": __plugin_implementation__.route_hook,
     "octoprint.plugin.softwareupdate.check_config": (
         __plugin_implementation__.get_update_information
     ),

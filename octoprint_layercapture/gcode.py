@@ -10,7 +10,7 @@ The safe path these build, in order::
                               or G4 P0 + M114, or M114 polls: ``wait_for_moves``)
     ...
     G0 X130.5 Y100 F6000      back above the stop position, still at travel height
-    G0 Z0.6 F600              lower last
+    G0 Z0.6 F600              lower last, once the head is confirmed above the stop
     G1 E1 F2100               unretract
     G91 / M82 or M83 / G1 F.. restore the job's modes (after a confirm, see sequence.py)
 
@@ -60,10 +60,11 @@ def position_as_sent(position: Position) -> Position:
 
 
 def reached(reported: Position, commanded: Position) -> bool:
-    """Whether a position report shows the head at the commanded X, Y and Z."""
+    """Whether a position report shows the head at the commanded axes (an axis commanded
+    as None is not checked: a lift only commands Z)."""
     pairs = ((reported.x, commanded.x), (reported.y, commanded.y), (reported.z, commanded.z))
     return all(
-        got is not None and want is not None and abs(got - want) <= POSITION_TOLERANCE
+        want is None or (got is not None and abs(got - want) <= POSITION_TOLERANCE)
         for got, want in pairs
     )
 
@@ -101,16 +102,15 @@ def move_commands(x: float, y: float, speed: float) -> List[str]:
     return [f"G0 X{format_number(x)} Y{format_number(y)} F{format_number(speed)}"]
 
 
-def return_commands(
-    stop_z: float, z_speed: float, unretract_length: float, retract_speed: float
-) -> List[str]:
-    """Once the head is back above the stop XY: lower to the stop Z, then unretract."""
-    unretract = (
-        [f"G1 E{format_number(unretract_length)} F{format_number(retract_speed)}"]
-        if unretract_length > 0
-        else []
-    )
-    return [_z_move(stop_z, z_speed), *unretract]
+def lower_commands(stop_z: float, z_speed: float) -> List[str]:
+    """Once the head is confirmed above the stop XY: back down to the stop Z."""
+    return [_z_move(stop_z, z_speed)]
+
+
+def unretract_commands(length: float, speed: float) -> List[str]:
+    if length <= 0:
+        return []
+    return [f"G1 E{format_number(length)} F{format_number(speed)}"]
 
 
 def restore_mode_commands(motion: MotionLike) -> List[str]:

@@ -311,6 +311,10 @@ class LayerTracker:
         """Layers for which a trigger was returned, in order."""
         return tuple(self._captured)
 
+    def pending_z_heights(self) -> Tuple[float, ...]:
+        """The Z targets no layer has used yet, lowest first (for the live status)."""
+        return tuple(z for z, used in zip(self._z_targets, self._z_used) if not used)
+
     def feed(self, line: str) -> Optional[LayerTrigger]:
         """Take one G-code line; a trigger when it is the first move of the layer after a
         completed target layer (hold the line back until the capture is done)."""

@@ -26,6 +26,7 @@ from .replies import REPLY_GRACE, ReplyWatch
 
 PLUGIN_TAG = "plugin:layercapture"
 _CONFIRM_TAG_PREFIX = "layercapture:confirm:"
+_PAUSE_STATES = ("PAUSING", "PAUSED")
 
 
 def plugin_tags(*extra: str) -> Set[str]:
@@ -138,9 +139,13 @@ class OctoPrintPrinterPort:
             self._resumed_event = True
             self._cond.notify_all()
 
-    def on_state_changed(self) -> None:
-        """Wakes :meth:`wait_stopped`, which waits for the end of PAUSING."""
+    def on_state_changed(self, state_id: Optional[str]) -> None:
+        """Wakes :meth:`wait_stopped` (it waits for the end of PAUSING) and sees a user's
+        pause in hold mode: that pause only reaches PAUSING while we hold the job, because
+        OctoPrint's pause queues its M400 + M114 behind the hold; PrintPaused comes later."""
         with self._cond:
+            if self._stop_mode == "hold" and self._holding and state_id in _PAUSE_STATES:
+                self._user_paused = True
             self._cond.notify_all()
 
     def interrupt(self, reason: str) -> None:
@@ -253,8 +258,13 @@ class OctoPrintPrinterPort:
             if not interrupted and not self._printer.is_paused():
                 self._printer.pause_print(tags=plugin_tags())
             self._release_hold()
-        except Exception:
-            self._logger.exception("Could not release the job hold")
+        except Exception as exc:
+            if not interrupted:
+                self._logger.exception("Could not release the job hold")
+                return
+            # a cancelled or disconnected job has no hold left to release
+            self._holding = False
+            self._logger.info(f"Job hold not released after the interruption: {exc}")
 
     ##~~ helpers
 

@@ -55,6 +55,10 @@ MAX_REPORTS_PER_MOVE = 10
 # runs out; this paces the questions so the serial line is not flooded meanwhile.
 POLL_INTERVAL = 0.05
 
+# A move whose report shows the head elsewhere was lost on the way (a dropped serial line):
+# it is sent again this many times. Our moves are absolute, so sending one twice is harmless.
+MOVE_RESENDS = 2
+
 ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -120,6 +124,7 @@ class _Run:
         self.moved = False  # our first commands went out: the return path is owed
         self.head_back = True  # the head is where the job stopped, in the job's modes
         self.retracted = False
+        self.lifted = False  # the lift to travel height is confirmed: XY moves may go out
         self.interrupted = False
         self.user_paused = False
 
@@ -241,11 +246,22 @@ class _Run:
         commands = gcode.setup_commands(retract)
         if retract:
             commands += gcode.retract_commands(s.retract_length, s.retract_speed)
-        commands += gcode.lift_commands(travel_z, s.z_speed)
-        self.printer.send(commands)
+        lift = gcode.lift_commands(travel_z, s.z_speed)
+        self.printer.send(commands + lift)
         self.moved = True
         self.head_back = False
         self.retracted = retract
+        # No XY move before the printer confirms the lift: only Z is checked, because a
+        # pause script may have parked the head elsewhere in XY.
+        started = self.clock.monotonic()
+        try:
+            _, mismatch = self._confirm_move(lift, Position(None, None, travel_z))
+        except PrinterTimeout as exc:
+            mismatch = f"not confirmed ({exc})"
+        if mismatch:
+            self._fail("moves", f"lift to Z {travel_z:g}: {mismatch}; no XY move", None, started)
+            raise _Abort()
+        self.lifted = True
 
     def _visit(self, number: int, point: PointLike, travel_z: float) -> None:
         s = self.settings
@@ -261,9 +277,10 @@ class _Run:
         )
         shot = ShotResult(point.index, request, commanded, None, None, "", 0.0, self.clock.now())
         self.result.shots.append(shot)
-        self.printer.send(gcode.move_commands(point.x, point.y, s.movement_speed))
+        move = gcode.move_commands(point.x, point.y, s.movement_speed)
+        self.printer.send(move)
         try:
-            shot.measured, mismatch = self._confirm_at(commanded)
+            shot.measured, mismatch = self._confirm_move(move, commanded)
         except PrinterTimeout as exc:
             self._fail("moves", f"{where}: move not confirmed ({exc})", point.index, started)
             raise _Abort() from exc
@@ -338,15 +355,37 @@ class _Run:
             f"head reported {seen} instead of {expected.describe()} within {timeout:g} s"
         )
 
+    def _confirm_move(
+        self, commands: List[str], expected: Position
+    ) -> Tuple[Optional[Position], Optional[str]]:
+        """:meth:`_confirm_at`, sending ``commands`` again while the printer reports the
+        head somewhere else (up to :data:`MOVE_RESENDS` times)."""
+        reported, mismatch = self._confirm_at(expected)
+        for attempt in range(1, MOVE_RESENDS + 1):
+            if mismatch is None:
+                break
+            self.logger.warning(
+                "layer %d: %s; sending %s again (%d/%d)",
+                self.job.layer,
+                mismatch,
+                " / ".join(commands),
+                attempt,
+                MOVE_RESENDS,
+            )
+            self.printer.send(commands)
+            reported, mismatch = self._confirm_at(expected)
+        return reported, mismatch
+
     # ---- back to the stop position
 
     def _return_head(self, stop: Position, travel_z: float) -> None:
         """Back above the stop XY, lower, unretract, confirm, restore the modes.
 
-        A confirm that times out or disagrees is recorded and the next step still goes out:
-        the printer runs commands in order, so the lowering cannot overtake the XY return.
-        A step that cannot be *sent* ends the return instead: lowering away from the stop
-        XY could hit the print, and the job must not continue from a head that is not back.
+        Each step is confirmed, and a step the printer reports as not done is sent again.
+        The head is lowered only once it is confirmed above the stop XY (or nobody answers:
+        the printer runs commands in order): lowering anywhere else could hit the print.
+        When a step cannot be done, the head stays up and the job is not continued (the
+        plugin leaves it paused): printing on from the wrong place would ruin the part.
         """
         if not self.moved:
             return
@@ -354,19 +393,26 @@ class _Run:
         self._progress("returning", len(self.points))
         s = self.settings
         assert stop.x is not None and stop.y is not None and stop.z is not None
-        above_stop = Position(gcode.as_sent(stop.x), gcode.as_sent(stop.y), travel_z)
-        at_stop = Position(above_stop.x, above_stop.y, gcode.as_sent(stop.z))
-        if not self._return_step(gcode.move_commands(stop.x, stop.y, s.movement_speed)):
-            return
-        self._confirm_return(above_stop, "back above the stop position")
-        unretract = s.retract_length if self.retracted else 0.0
-        if not self._return_step(
-            gcode.return_commands(stop.z, s.z_speed, unretract, s.retract_speed)
-        ):
+        if self.lifted:
+            back_xy = gcode.move_commands(stop.x, stop.y, s.movement_speed)
+            above_stop = Position(gcode.as_sent(stop.x), gcode.as_sent(stop.y), travel_z)
+            if not self._return_step(back_xy):
+                return
+            if not self._settle_return(back_xy, above_stop, "back above the stop position"):
+                return
+        lower = gcode.lower_commands(stop.z, s.z_speed)
+        unretract = gcode.unretract_commands(
+            s.retract_length if self.retracted else 0.0, s.retract_speed
+        )
+        if not self._return_step(lower + unretract):
             return
         # The virtual printer applies G90/G91 before queued moves finish: the modes are
         # restored only once the head is confirmed back down.
-        self._confirm_return(at_stop, "back at the stop position")
+        at_stop = Position(None, None, gcode.as_sent(stop.z))
+        if self.lifted:
+            at_stop = Position(gcode.as_sent(stop.x), gcode.as_sent(stop.y), at_stop.z)
+        if not self._settle_return(lower, at_stop, "back at the stop position"):
+            return
         if self._return_step(gcode.restore_mode_commands(self.job.motion)):
             self.head_back = True
 
@@ -384,16 +430,20 @@ class _Run:
             return False
         return True
 
-    def _confirm_return(self, expected: Position, what: str) -> None:
+    def _settle_return(self, commands: List[str], expected: Position, what: str) -> bool:
+        """False when the printer reports the head elsewhere even after re-sending."""
         started = self.clock.monotonic()
         try:
-            _, mismatch = self._confirm_at(expected)
+            _, mismatch = self._confirm_move(commands, expected)
         except JobInterrupted:
             raise
         except Exception as exc:
-            mismatch = f"not confirmed ({exc})"
+            self._fail("return", f"{what}: not confirmed ({exc})", None, started)
+            return True
         if mismatch:
-            self._fail("return", f"{what}: {mismatch}", None, started)
+            self._fail("return", f"{what}: {mismatch}; the head stays up", None, started)
+            return False
+        return True
 
     # ---- continue the job
 

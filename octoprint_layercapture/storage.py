@@ -396,6 +396,25 @@ class CaptureStore:
         folder.mkdir(mode=self._folder_mode, parents=True, exist_ok=True)
         return folder
 
+    @property
+    def file_mode(self) -> int:
+        return self._file_mode
+
+    def image_path(
+        self,
+        layer: int,
+        index: int,
+        layer_z: float,
+        when: datetime,
+        day: Optional[date] = None,
+    ) -> Path:
+        """Where the image of ``layer``/``index`` taken at ``when`` goes (the day folder is
+        created and pinned for the layer); nothing is written yet."""
+        path = self.folder_for(layer, when, day) / image_name(layer, index, layer_z, when)
+        if self._pinned_day(layer, when) is None:
+            self._pins[layer] = (day or when.date(), when)
+        return path
+
     def save_image(
         self,
         layer: int,
@@ -407,26 +426,24 @@ class CaptureStore:
         thumb_quality: int = 85,
         day: Optional[date] = None,
     ) -> SavedImage:
-        """Store the image bytes unchanged (and a thumbnail when asked).
+        """Store the image bytes unchanged (and a thumbnail when asked), right now.
 
         Raises OSError when the image cannot be written; a failed thumbnail is logged and
-        reported as ``thumbnail_path=None`` (the image itself is kept).
+        reported as ``thumbnail_path=None`` (the image itself is kept). The capture
+        sequence writes through :mod:`image_writer` instead, off the printer's path.
         """
         if not data:
             raise ValueError("no image data")
-        name = image_name(layer, index, layer_z, when)
-        path = self.folder_for(layer, when, day) / name
+        path = self.image_path(layer, index, layer_z, when, day)
         write_atomic(path, bytes(data), self._file_mode)
-        if self._pinned_day(layer, when) is None:
-            self._pins[layer] = (day or when.date(), when)
         thumb_path = None
         if thumbnail:
             try:
                 thumb = make_thumbnail(data, quality=thumb_quality)
-                thumb_path = path.with_name(thumbnail_name(name))
+                thumb_path = path.with_name(thumbnail_name(path.name))
                 write_atomic(thumb_path, thumb, self._file_mode)
             except Exception as exc:
-                _logger.warning(f"Could not write the thumbnail of {name}: {exc}")
+                _logger.warning(f"Could not write the thumbnail of {path.name}: {exc}")
                 thumb_path = None
         return SavedImage(path=path, thumbnail_path=thumb_path, size_bytes=len(data))
 

@@ -1,7 +1,9 @@
 """Runs capture sequences off OctoPrint's threads.
 
 The comm-thread hook only stops the job and queues a :class:`CaptureRequest`; the named
-worker thread here plans the grid, runs the sequence and writes files and metadata.
+worker thread here plans the grid and runs the sequence. Images go to the image writer's
+thread as they are taken, so the head moves on while they are written; each layer's
+metadata is written on that thread after its images and records what could not be saved.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any, Callable, Dict, Optional
 
 from .cameras import NoCamera
 from .grid import GridPlan, plan_grid
+from .image_writer import ImageWriter, StoreSink
 from .layers import LayerTrigger, MotionState
-from .ports import CameraPort, PrinterPort, SavedShot, ShotRequest, Snapshot
+from .ports import CameraPort, PrinterPort
 from .sequence import CaptureJob, CaptureSequence, SequenceResult
 from .settings import Bounds, CaptureSettings
 from .storage import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
@@ -58,29 +61,6 @@ class InterruptibleClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stop.wait(seconds)
-
-
-class StoreSink:
-    """The sequence's image sink, writing through :class:`CaptureStore`."""
-
-    def __init__(self, store: CaptureStore, settings: CaptureSettings) -> None:
-        self._store = store
-        self._settings = settings
-
-    def save(self, request: ShotRequest, snapshot: Snapshot, when: datetime) -> SavedShot:
-        saved = self._store.save_image(
-            request.layer,
-            request.index,
-            request.layer_z,
-            when,
-            snapshot.data,
-            thumbnail=self._settings.create_thumbnails,
-        )
-        return SavedShot(
-            path=saved.path.name,
-            thumbnail=saved.thumbnail_path.name if saved.thumbnail_path else None,
-            size_bytes=saved.size_bytes,
-        )
 
 
 def build_metadata(
@@ -161,8 +141,18 @@ def build_metadata(
     )
 
 
+# How long a layer's metadata waits for its image files (a stalled disk must not keep the
+# metadata from ever being written).
+WRITE_WAIT = 60.0
+
+
 class CaptureWorker:
-    """One named thread that runs the queued captures one after another."""
+    """One named thread that runs the queued captures one after another; an
+    :class:`ImageWriter` thread writes their files.
+
+    ``on_layer_saved(path)`` gets each metadata file once it is written (the gallery index
+    adds the layer), before the ``captured`` status is reported.
+    """
 
     def __init__(
         self,
@@ -173,8 +163,11 @@ class CaptureWorker:
         plugin_version: str,
         logger: Optional[logging.Logger] = None,
         clock: Any = None,
+        on_layer_saved: Optional[Callable[[Path], None]] = None,
+        writer: Optional[ImageWriter] = None,
     ) -> None:
         self._make_printer = make_printer
+        self._on_layer_saved = on_layer_saved
         self._make_camera = make_camera
         self._on_status = on_status
         self._on_finished = on_finished
@@ -185,6 +178,7 @@ class CaptureWorker:
         self._thread: Optional[threading.Thread] = None
         self._busy = threading.Event()
         self._stopping = threading.Event()
+        self._writer = writer or ImageWriter(self._logger)
 
     @property
     def busy(self) -> bool:
@@ -192,19 +186,22 @@ class CaptureWorker:
         return self._busy.is_set()
 
     def start(self) -> None:
+        self._writer.start()
         if self._thread is not None and self._thread.is_alive():
             return
         self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ends the thread after the current capture (which the caller has interrupted)."""
+        """Ends the thread after the current capture (which the caller has interrupted),
+        then the writer after the files and metadata still queued."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 self._logger.warning(f"{_THREAD_NAME} did not stop within {timeout:g} s")
+        self._writer.stop(timeout)
 
     def submit(self, request: CaptureRequest) -> None:
         self._busy.set()
@@ -267,10 +264,19 @@ class CaptureWorker:
         for skipped in plan.skipped:
             self._logger.warning(f"layer {layer} position {skipped.index}: {skipped.reason}")
         store = CaptureStore(request.store_root)
+        transform = getattr(camera, "transform", None)
+        sink = StoreSink(
+            store,
+            s,
+            self._writer,
+            None
+            if transform is None or transform.identity
+            else lambda data: transform.apply(data, s.image_quality),
+        )
         sequence = CaptureSequence(
             printer=self._make_printer(),
             camera=camera,
-            sink=StoreSink(store, s),
+            sink=sink,
             clock=self._clock or InterruptibleClock(self._stopping),
             logger=self._logger,
             on_progress=lambda phase, i, n: self._on_status(
@@ -290,7 +296,29 @@ class CaptureWorker:
         finally:
             # the job runs again from here on; the next layer may queue its capture
             self._busy.clear()
+            close = getattr(camera, "close", None)
+            if close is not None:
+                close()
         self._on_finished(request, result)
+        # queued behind this layer's images: runs once they are written
+        self._writer.submit(
+            lambda: self._finish_layer(request, plan, result, sink, store, setup_error)
+        )
+
+    def _finish_layer(
+        self,
+        request: CaptureRequest,
+        plan: GridPlan,
+        result: SequenceResult,
+        sink: StoreSink,
+        store: CaptureStore,
+        setup_error: Optional[str],
+    ) -> None:
+        layer = request.trigger.layer
+        sink.settle(result, WRITE_WAIT)
+        for failure in result.failures:
+            if failure.phase == "write":
+                self._logger.warning(f"layer {layer}: {failure.message}")
         metadata = build_metadata(request, plan, result, self._plugin_version)
         if setup_error is not None:
             metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
@@ -299,6 +327,11 @@ class CaptureWorker:
         except OSError as exc:
             self._logger.error(f"layer {layer}: could not write the metadata: {exc}")
             path = None
+        if path is not None and self._on_layer_saved is not None:
+            try:
+                self._on_layer_saved(path)
+            except Exception:
+                self._logger.exception(f"layer {layer}: could not add the layer to the gallery")
         self._logger.info(
             f"layer {layer}: {len(metadata.images)}/{plan.count} images, "
             f"{len(result.failures)} failures, outcome {result.outcome}, "

@@ -4,9 +4,12 @@ receives into head positions, a camera and an image sink, each with injectable f
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from PIL import Image
 
 from octoprint_layercapture import settings as lc_settings
 from octoprint_layercapture.ports import (
@@ -61,6 +64,9 @@ class PrinterFaults:
     resumed_before_hold: bool = False  # wait_stopped raises JobResumedByUser
     continue_failures: int = 0  # the first K continue_job calls time out
     send_failures: FrozenSet[int] = frozenset()  # these send() calls raise RuntimeError
+    # lines the printer never runs (a line lost on the serial link), matched by prefix;
+    # each entry drops that many occurrences, e.g. {"G0 Z0.6": 1}
+    lost_lines: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +132,8 @@ class RecorderPrinter:
         self.calls_after_interrupt: List[str] = []
         self.continued = False
         self.state_at_continue: Optional[HeadState] = None
+        self.lost: List[str] = []
+        self._to_lose = dict(self.faults.lost_lines)
 
     # ---- the port
 
@@ -136,6 +144,9 @@ class RecorderPrinter:
             raise RuntimeError("serial write failed")
         for line in commands:
             self.log.append(line)
+            if self._lost(line):
+                self.lost.append(line)
+                continue
             self._execute(line)
             self.states.append((line, copy.copy(self.head)))
 
@@ -214,6 +225,13 @@ class RecorderPrinter:
             previous = state
         raise AssertionError(f"{line!r} was never sent")
 
+    def _lost(self, line: str) -> bool:
+        for prefix, count in self._to_lose.items():
+            if count > 0 and line.startswith(prefix):
+                self._to_lose[prefix] = count - 1
+                return True
+        return False
+
     def _interrupt(self) -> None:
         self.interrupted = True
         raise JobInterrupted("cancelled")
@@ -247,6 +265,16 @@ class RecorderPrinter:
             self.moves.append(Move(line, before, self.head.xyz))
 
 
+def tiny_jpeg(color: Tuple[int, int, int] = (200, 80, 40), size: Tuple[int, int] = (8, 6)) -> bytes:
+    """A real (decodable) JPEG, so thumbnails of fake snapshots work."""
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+TINY_JPEG = tiny_jpeg()
+
+
 class FakeCamera:
     def __init__(
         self, clock: FakeClock, fail_at: FrozenSet[int] = frozenset(), seconds: float = 0.05
@@ -261,7 +289,7 @@ class FakeCamera:
         self.clock.advance(self.seconds)
         if len(self.requests) in self.fail_at:
             raise CameraError("snapshot timed out after 5.0 s")
-        return Snapshot(b"\xff\xd8fake\xff\xd9", "image/jpeg", self.seconds, "fake")
+        return Snapshot(TINY_JPEG, "image/jpeg", self.seconds, "fake")
 
 
 class RecordingSink:

@@ -389,6 +389,17 @@ def test_z_targets_with_variable_layer_heights():
         assert index == job.first_extrusion[trigger.layer + 1]
 
 
+def test_pending_z_heights_shrink_as_targets_are_used():
+    zs = [0.3, 0.5, *heights(0.62, 0.12, 23), *heights(3.34, 0.3, 5)]
+    tracker = LayerTracker(targets(z_heights=(3.0, 0.6, 10)))
+    assert tracker.pending_z_heights() == (0.6, 3.0, 10.0)
+    pending = []
+    for line in Job(zs).lines:
+        if tracker.feed(line) is not None:
+            pending.append(tracker.pending_z_heights())
+    assert pending == [(3.0, 10.0), (10.0,)]
+
+
 def test_z_target_equal_to_a_layer_height_and_several_reasons():
     job = Job(heights(0.2, 0.2, 10))
     _, fired = run(job.lines, targets(every_n=3, z_heights=(0.6, 0.55, 1.0, 0.05)))
@@ -751,3 +762,60 @@ def test_fuzz_plausible_prints(moves, tgt):
         else:
             lines.append(command)
     _check_never_decreases(lines, tgt)
+
+
+@st.composite
+def hopping_prints(draw):
+    """A print of random layer heights whose travels hop to random heights, some of them the
+    heights of later layers, some by G91 relative moves; extrusions only happen at layer Z."""
+    count = draw(st.integers(2, 12))
+    steps = draw(st.lists(st.sampled_from([0.1, 0.15, 0.2, 0.3]), min_size=count, max_size=count))
+    layer_heights = [round(sum(steps[: i + 1]), 3) for i in range(count)]
+    relative_e = draw(st.booleans())
+    e = 0.0
+    lines = ["G28", "G90", "M83" if relative_e else "M82", "G92 E0"]
+    first_extrusion: Dict[int, int] = {}
+
+    def extrude(amount: float, x: float, y: float) -> str:
+        nonlocal e
+        e += amount
+        return f"G1 X{x:g} Y{y:g} E{amount if relative_e else e:.5f} F1800"
+
+    def retract(amount: float) -> str:
+        nonlocal e
+        e += amount
+        return f"G1 E{amount if relative_e else e:.5f} F2100"
+
+    for number, z in enumerate(layer_heights, start=1):
+        lines.append(f"G1 Z{z:.3f} F720")
+        for part in range(draw(st.integers(1, 3))):
+            hop = draw(st.sampled_from(["none", "up", "later_layer", "relative"]))
+            if hop != "none":
+                lines.append(retract(-0.8))
+                if hop == "relative":
+                    lines += ["G91", f"G1 Z{draw(st.sampled_from([0.2, 0.4, 2.0]))} F720"]
+                    # Marlin's G90 also makes E absolute: real G-code restores its E mode
+                    lines += ["G90", "M83" if relative_e else "M82"]
+                    lines += ["G1 X30 Y30 F9000", f"G1 Z{z:.3f} F720"]
+                else:
+                    high = layer_heights[-1] if hop == "later_layer" else z + 0.4
+                    lines += [f"G1 Z{high:.3f} F720", "G1 X30 Y30 F9000", f"G1 Z{z:.3f}"]
+                lines.append(retract(0.8))
+            if part == 0:
+                first_extrusion[number] = len(lines)
+            lines += [extrude(1.2, 60, 20 + part), extrude(1.2, 20, 60 + part)]
+    lines += [retract(-2), "G91", "G1 Z10 F600", "G90", "M84"]
+    return lines, layer_heights, first_extrusion
+
+
+@_FUZZ
+@given(hopping_prints(), st.integers(1, 4))
+def test_property_z_hops_never_count_as_layers(job, every_n):
+    lines, layer_heights, first_extrusion = job
+    tracker, fired = run(lines, targets(every_n=every_n))
+    expected = list(range(every_n, len(layer_heights), every_n))
+    assert layers_of(fired) == expected
+    for index, trigger in fired:
+        assert index == first_extrusion[trigger.layer + 1], "held line = next layer's first move"
+        assert trigger.z == pytest.approx(layer_heights[trigger.layer - 1])
+    assert tracker.layer == len(layer_heights)

@@ -153,6 +153,28 @@ def test_hold_mode_holds_at_once_and_releases_on_continue(
     assert printer.calls == ["hold True", "hold False"]
 
 
+def test_a_user_pause_during_a_hold_is_seen_at_pausing(printer: FakeOctoPrintPrinter) -> None:
+    port = OctoPrintPrinterPort(printer, "hold")
+    port.on_state_changed("PAUSING")  # not holding yet: not ours to judge
+    assert not port.user_paused()
+    port.stop_job()
+    port.on_state_changed("PRINTING")
+    assert not port.user_paused()
+    port.on_state_changed("PAUSING")  # PrintPaused only comes once the hold is released
+    assert port.user_paused()
+    port.release(continued=False, interrupted=False)
+    assert printer.held == 0
+
+
+def test_pause_mode_ignores_its_own_pausing_state(printer: FakeOctoPrintPrinter) -> None:
+    port = OctoPrintPrinterPort(printer, "pause")
+    port.stop_job()
+    paused(printer, port)
+    port.wait_stopped(1.0)
+    port.on_state_changed("PAUSED")
+    assert not port.user_paused()
+
+
 def test_hold_refused_is_reported(printer: FakeOctoPrintPrinter) -> None:
     printer.hold_refused = True
     port = OctoPrintPrinterPort(printer, "hold")

@@ -18,6 +18,7 @@ from octoprint_layercapture.ports import (
 )
 from octoprint_layercapture.sequence import (
     MAX_REPORTS_PER_MOVE,
+    MOVE_RESENDS,
     POLL_INTERVAL,
     CaptureJob,
     CaptureSequence,
@@ -184,7 +185,7 @@ def test_1x1_absolute_e_exact_gcode():
     rig, _, result = run_sequence(size=1, absolute_e=True)
     assert rig.printer.log == [
         WAIT_STOPPED,
-        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600",
+        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
         "G0 X125 Y105 F6000", CONFIRM,
         "G0 X130.5 Y100 F6000", CONFIRM,
         "G0 Z0.6 F600", "G1 E1 F2100", CONFIRM,
@@ -202,7 +203,7 @@ def test_3x3_relative_e_exact_gcode():
     rig, _, result = run_sequence(size=3, absolute_e=False)
     assert rig.printer.log == [
         WAIT_STOPPED,
-        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600",
+        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
         *moves_block(SNAKE_3X3),
         "G0 X130.5 Y100 F6000", CONFIRM,
         "G0 Z0.6 F600", "G1 E1 F2100", CONFIRM,
@@ -225,7 +226,7 @@ def test_hold_mode_relative_xyz_confirms_the_stop_and_restores_g91():
     rig, _, result = run_sequence(size=1, hold=True, absolute_xyz=False, feedrate=None)
     assert rig.printer.log == [
         WAIT_STOPPED, CONFIRM,
-        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600",
+        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
         "G0 X125 Y105 F6000", CONFIRM,
         "G0 X130.5 Y100 F6000", CONFIRM,
         "G0 Z0.6 F600", "G1 E1 F2100", CONFIRM,
@@ -305,14 +306,16 @@ def test_disk_failure_is_recorded_and_the_rest_captured():
 
 
 def test_a_wrong_report_is_asked_again():
-    rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=frozenset({1})))
+    # confirm 1 is the lift's, confirm 2 the first grid point's
+    rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=frozenset({2})))
     assert result.outcome == "completed"
-    assert rig.printer.log[5:8] == ["G0 X105 Y85 F6000", CONFIRM, CONFIRM]
+    assert rig.printer.log[6:9] == ["G0 X105 Y85 F6000", CONFIRM, CONFIRM]
 
 
 def test_a_position_that_never_matches_skips_that_shot_only():
-    wrong = frozenset(range(1, MAX_REPORTS_PER_MOVE + 1))
+    wrong = frozenset(range(2, 2 + MAX_REPORTS_PER_MOVE * (1 + MOVE_RESENDS)))
     rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=wrong))
+    assert rig.printer.sent.count("G0 X105 Y85 F6000") == 1 + MOVE_RESENDS
     [failure] = result.failures
     assert failure.phase == "moves" and failure.index == 0
     assert "instead of X105 Y85 Z5.6" in failure.message
@@ -322,26 +325,33 @@ def test_a_position_that_never_matches_skips_that_shot_only():
 
 
 def test_wrong_reports_stop_at_the_movement_timeout():
-    wrong = frozenset(range(1, 100))
+    wrong = frozenset(range(2, 100))
     rig, _, result = run_sequence(
         size=1, movement_timeout=1.0, confirm_seconds=0.4, faults=PrinterFaults(wrong_reports=wrong)
     )
-    assert rig.printer.log[6:9] == [CONFIRM, CONFIRM, CONFIRM]  # 0.4 + 0.4 + 0.2 s
-    assert rig.printer.log[9] == "G0 X130.5 Y100 F6000"
-    assert result.continued
+    move = "G0 X125 Y105 F6000"
+    # each send of the move gets confirms for at most 1 s (0.4 + 0.4 + 0.2 s)
+    assert rig.printer.log[7:15] == [CONFIRM] * 3 + [move] + [CONFIRM] * 3 + [move]
+    assert rig.printer.log[18] == "G0 X130.5 Y100 F6000"
+    assert not result.continued, "the return never matches either: the head stays up"
+    assert "G0 Z0.6 F600" not in rig.printer.sent
 
 
 def test_poll_mode_asks_again_until_the_report_shows_the_target():
-    # a firmware whose M114 shows the live position: 14 reports on the way, then there
-    wrong = frozenset(range(1, 15))
+    # a firmware whose M114 shows the live position: confirm 1 is the lift's, then the
+    # grid move gets 14 reports on the way before it is there
+    wrong = frozenset(range(2, 16))
     rig, _, result = run_sequence(
         size=1, wait_for_moves="poll", faults=PrinterFaults(wrong_reports=wrong)
     )
     assert result.outcome == "completed" and result.failures == []
-    assert rig.printer.log[5:6] == ["G0 X125 Y105 F6000"]
-    assert rig.printer.log[6:21] == [CONFIRM] * 15  # beyond MAX_REPORTS_PER_MOVE
+    move = rig.printer.log.index("G0 X125 Y105 F6000")
+    assert rig.printer.log[move - 1] == CONFIRM  # the lift's
+    assert rig.printer.log[move + 1 : move + 16] == [CONFIRM] * 15
+    assert rig.printer.log[move + 16] != CONFIRM
+    assert 15 > MAX_REPORTS_PER_MOVE
     assert rig.clock.sleeps[:14] == [POLL_INTERVAL] * 14
-    assert result.timings["moves"] == pytest.approx(15 * 0.1 + 14 * POLL_INTERVAL)
+    assert result.timings["moves"] == pytest.approx(16 * 0.1 + 14 * POLL_INTERVAL)
 
 
 def test_poll_mode_gives_up_at_the_movement_timeout():
@@ -354,8 +364,10 @@ def test_poll_mode_gives_up_at_the_movement_timeout():
     )
     first = result.failures[0]
     assert first.phase == "moves" and "within 2 s; no snapshot" in first.message
-    assert first.duration == pytest.approx(2.0, abs=POLL_INTERVAL + 0.1)
-    assert rig.camera.requests == [] and result.continued
+    # each send of the move (the first and MOVE_RESENDS more) polls for 2 s
+    sends = 1 + MOVE_RESENDS
+    assert first.duration == pytest.approx(sends * 2.0, abs=sends * (POLL_INTERVAL + 0.1))
+    assert rig.camera.requests == []
 
 
 def test_m400_and_g4_modes_never_sleep_between_reports():
@@ -367,16 +379,28 @@ def test_m400_and_g4_modes_never_sleep_between_reports():
         assert result.outcome == "completed"
 
 
-def test_an_unrecognised_answer_ends_the_grid_at_once_and_returns():
+def test_an_unrecognised_answer_ends_the_sequence_at_once_and_returns():
     rig, _, result = run_sequence(faults=PrinterFaults(unrecognised_replies=frozenset({1})))
     first = result.failures[0]
-    assert first.phase == "moves" and first.index == 0
+    assert first.phase == "moves" and first.index is None
     assert first.message == (
-        "position 1/9: move not confirmed (the printer answered M114 with 'Position 5/6/7')"
+        "lift to Z 5.6: not confirmed (the printer answered M114 with 'Position 5/6/7'); no XY move"
     )
     assert first.duration < 2.0
     assert rig.camera.requests == []
-    assert "G0 X125 Y85 F6000" not in rig.printer.sent  # no further grid position
+    assert not any(m.changes_xy for m in rig.printer.moves if m.command != HELD_LINE)
+    assert result.continued and result.outcome == "completed_with_failures"
+
+
+def test_an_unrecognised_answer_at_a_grid_point_abandons_the_grid_and_returns():
+    rig, _, result = run_sequence(faults=PrinterFaults(unrecognised_replies=frozenset({3})))
+    first = result.failures[0]
+    assert first.phase == "moves" and first.index == 1
+    assert first.message == (
+        "position 2/9: move not confirmed (the printer answered M114 with 'Position 5/6/7')"
+    )
+    assert len(rig.camera.requests) == 1
+    assert "G0 X145 Y85 F6000" not in rig.printer.sent  # no further grid position
     assert result.continued and result.outcome == "completed_with_failures"
 
 
@@ -425,13 +449,15 @@ def test_without_m400_a_stale_pause_position_is_not_trusted():
     faults = PrinterFaults(pause_position_off=2.0, unrecognised_replies=frozenset(range(1, 10)))
     rig, _, result = run_sequence(faults=faults)
     assert result.stop_position_source == STOP_FROM_TRACKER
-    assert [f.phase for f in result.failures] == ["stop", "moves", "return", "return"]
+    # no XY move without a confirmed lift: the head only goes up and down again
+    assert [f.phase for f in result.failures] == ["stop", "moves", "return"]
+    assert not any(m.changes_xy for m in rig.printer.moves if m.command != HELD_LINE)
     assert rig.camera.requests == []
     assert result.continued  # assert_safe: the head is back at the true stop position
 
 
 def test_confirm_timeout_abandons_the_grid_and_returns():
-    rig, _, result = run_sequence(faults=PrinterFaults(confirm_timeouts=frozenset({3})))
+    rig, _, result = run_sequence(faults=PrinterFaults(confirm_timeouts=frozenset({4})))
     assert len(rig.camera.requests) == 2
     assert result.failures[0].phase == "moves" and result.failures[0].index == 2
     assert result.failures[0].duration == pytest.approx(30.0)
@@ -440,11 +466,61 @@ def test_confirm_timeout_abandons_the_grid_and_returns():
 
 
 def test_timeouts_while_returning_still_lower_restore_and_continue():
-    # Confirms 10 and 11 are the two return confirms of a 3x3 run.
-    rig, _, result = run_sequence(faults=PrinterFaults(confirm_timeouts=frozenset({10, 11})))
+    # Confirms 11 and 12 are the two return confirms of a 3x3 run (1 is the lift's).
+    rig, _, result = run_sequence(faults=PrinterFaults(confirm_timeouts=frozenset({11, 12})))
     assert [f.phase for f in result.failures] == ["return", "return"]
     assert rig.printer.sent[-3:] == ["M82", "G1 F1800", HELD_LINE]
     assert result.continued
+
+
+# ---- lines lost on the serial link (the printer never runs them)
+
+
+def test_a_lost_lift_is_sent_again_before_any_xy_move():
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 Z5.6": 1}))
+    assert rig.printer.lost == ["G0 Z5.6 F600"]
+    sent = rig.printer.sent
+    assert sent.count("G0 Z5.6 F600") == 2
+    assert sent.index("G0 Z5.6 F600", sent.index("G0 Z5.6 F600") + 1) < sent.index(
+        "G0 X105 Y85 F6000"
+    )
+    assert result.outcome == "completed" and len(rig.camera.requests) == 9
+
+
+def test_a_lift_that_never_happens_means_no_xy_move_at_all():
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 Z5.6": 99}))
+    assert not [m for m in rig.printer.moves if m.changes_xy and m.command != HELD_LINE]
+    assert rig.camera.requests == []
+    assert "lift to Z 5.6" in result.failures[0].message
+    assert result.continued, "the head never left: the job goes on"
+
+
+def test_a_lost_grid_move_is_sent_again_and_photographed_in_place():
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 X125 Y105": 1}))
+    centre = [r for r in rig.camera.requests if r.index == 4]
+    assert len(centre) == 1 and (centre[0].x, centre[0].y) == (125, 105)
+    assert result.outcome == "completed"
+
+
+def test_a_lost_xy_return_is_sent_again_before_lowering():
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 X130.5 Y100": 1}))
+    assert rig.printer.sent.count("G0 X130.5 Y100 F6000") == 2
+    assert result.outcome == "completed" and result.continued
+
+
+def test_an_xy_return_that_never_happens_never_lowers():
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 X130.5 Y100": 99}))
+    assert "G0 Z0.6 F600" not in rig.printer.sent
+    assert rig.printer.head.z == pytest.approx(5.6), "left up, over the last grid point"
+    assert not result.continued
+    assert "back above the stop position" in result.failures[0].message
+
+
+def test_a_lost_lowering_is_sent_again_without_unretracting_twice():
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 Z0.6": 1}))
+    assert rig.printer.sent.count("G0 Z0.6 F600") == 2
+    assert rig.printer.sent.count("G1 E1 F2100") == 1
+    assert result.outcome == "completed" and result.continued
 
 
 def test_a_failed_send_of_a_grid_move_still_returns_the_head():
@@ -604,7 +680,7 @@ def test_timings_per_phase():
     assert rig.clock.sleeps == [0.25, 0.5] * 9
     assert t["settle"] == pytest.approx(9 * 0.75)
     assert t["capture"] == pytest.approx(9 * 0.06)
-    assert t["moves"] == pytest.approx(9 * 0.1)
+    assert t["moves"] == pytest.approx(10 * 0.1)  # the lift's confirm and 9 points
     assert t["return"] == pytest.approx(2 * 0.1)
     assert t["stop"] == pytest.approx(0.12)
     assert t["resume"] == pytest.approx(0.2)

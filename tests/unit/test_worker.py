@@ -37,7 +37,7 @@ def make_request(tmp_path: Path, **settings: Any) -> CaptureRequest:
 
 
 class Harness:
-    def __init__(self, make_camera: Any = None) -> None:
+    def __init__(self, make_camera: Any = None, on_layer_saved: Any = None) -> None:
         self.clock = FakeClock()
         self.printer = RecorderPrinter(
             self.clock, HeadState(x=90.0, y=95.0, z=0.8, e=12.5, feedrate=1800.0)
@@ -53,6 +53,7 @@ class Harness:
             on_finished=lambda request, result: self.finished.append(result),
             plugin_version="test",
             clock=self.clock,
+            on_layer_saved=on_layer_saved,
         )
 
     def _status(self, status: Dict[str, Any]) -> None:
@@ -90,6 +91,29 @@ def test_a_capture_writes_images_and_valid_metadata(tmp_path):
     assert harness.finished[0].outcome == "completed"
     assert not harness.worker.busy
     assert harness.statuses[-1]["state"] == "captured"
+
+
+def test_the_gallery_hears_of_each_metadata_file_before_the_captured_status(tmp_path):
+    events: List[Any] = []
+    harness = Harness(on_layer_saved=lambda path: events.append(("saved", path)))
+    harness.worker._on_status = lambda status: (  # record the order of both callbacks
+        events.append(("status", status.get("state"))),
+        harness._status(status),
+    )
+    harness.run(make_request(tmp_path))
+    saved = [e for e in events if e[0] == "saved"]
+    assert [p for _, p in saved] == metadata_files(tmp_path / "layercapture")
+    assert events.index(saved[0]) < events.index(("status", "captured"))
+
+
+def test_a_failing_gallery_callback_does_not_fail_the_capture(tmp_path):
+    def broken(path: Path) -> None:
+        raise RuntimeError("index broken")
+
+    harness = Harness(on_layer_saved=broken)
+    harness.run(make_request(tmp_path))
+    assert harness.statuses[-1]["state"] == "captured"
+    assert len(metadata_files(tmp_path / "layercapture")) == 1
 
 
 def test_a_failing_preparation_still_continues_the_job(tmp_path):

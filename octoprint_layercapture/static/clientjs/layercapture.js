@@ -13,12 +13,67 @@
         return this.base.getBlueprintUrl("layercapture") + path;
     };
 
+    function page(offset, limit) {
+        var query = {};
+        if (offset !== undefined) query.offset = offset;
+        if (limit !== undefined) query.limit = limit;
+        return $.isEmptyObject(query) ? "" : "?" + $.param(query);
+    }
+
+    function encodePath(path) {
+        return _.map(String(path).split("/"), encodeURIComponent).join("/");
+    }
+
     OctoPrintLayerCaptureClient.prototype.getStatus = function (opts) {
         return this.base.get(this.url("status"), opts);
     };
 
     OctoPrintLayerCaptureClient.prototype.validateSettings = function (data, opts) {
         return this.base.postJson(this.url("settings/validate"), data, opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.getPrints = function (offset, limit, opts) {
+        return this.base.get(this.url("prints") + page(offset, limit), opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.getPrint = function (id, opts) {
+        return this.base.get(this.url("prints/" + encodeURIComponent(id)), opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.getLayers = function (id, offset, limit, opts) {
+        return this.base.get(
+            this.url("prints/" + encodeURIComponent(id) + "/layers") + page(offset, limit),
+            opts
+        );
+    };
+
+    OctoPrintLayerCaptureClient.prototype.deletePrint = function (id, opts) {
+        return this.base.delete(this.url("prints/" + encodeURIComponent(id)), opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.rescan = function (opts) {
+        return this.base.postJson(this.url("gallery/rescan"), {}, opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.getWebcams = function (opts) {
+        return this.base.get(this.url("webcams"), opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.testCamera = function (data, opts) {
+        return this.base.postJson(this.url("camera/test"), data, opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.getFile = function (path, opts) {
+        return this.base.get(this.url("files/" + encodePath(path)), opts);
+    };
+
+    // Plain URLs for <img src> and download links (served by the tornado file routes)
+    OctoPrintLayerCaptureClient.prototype.fileUrl = function (path) {
+        return this.base.getBaseUrl() + this.url("files/" + encodePath(path));
+    };
+
+    OctoPrintLayerCaptureClient.prototype.zipUrl = function (id) {
+        return this.base.getBaseUrl() + this.url("download/" + encodeURIComponent(id) + ".zip");
     };
 
     OctoPrintClient.registerPluginComponent("layercapture", OctoPrintLayerCaptureClient);

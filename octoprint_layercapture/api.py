@@ -1,0 +1,145 @@
+"""Request parsing and answers of the plugin's HTTP API that need no OctoPrint.
+
+The routes (``routes.py``) check permissions and call these; everything that decides what a
+request means or what an answer holds lives here and is unit-tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from . import settings as lc_settings
+from .gallery import is_print_id
+from .grid import plan_grid
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 2000
+
+
+class ApiError(Exception):
+    """A request the API refuses: ``status`` is the HTTP code, ``message`` says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _whole(args: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(str(raw), 10)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_page(
+    args: Mapping[str, Any], default_limit: int = DEFAULT_PAGE, max_limit: int = MAX_PAGE
+) -> Tuple[int, int]:
+    """``offset`` and ``limit`` query parameters (``limit`` 1..max_limit)."""
+    offset = _whole(args, "offset", 0, 0, 10**9)
+    limit = _whole(args, "limit", default_limit, 1, max_limit)
+    return offset, limit
+
+
+def check_print_id(value: str) -> str:
+    """A print id from a URL; anything else is an unknown print (404)."""
+    if not is_print_id(value):
+        raise ApiError(404, "no such print")
+    return value
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def zip_name(gcode_file: str, print_start_time: Optional[str], print_id: str) -> str:
+    """``layercapture-<file stem>-<YYYYmmdd_HHMMSS>.zip`` with only safe characters."""
+    stem = gcode_file.rsplit("/", 1)[-1]
+    if "." in stem:
+        stem = stem.rsplit(".", 1)[0]
+    stem = _UNSAFE.sub("_", stem).strip("._-")[:60] or "print"
+    when = re.sub(r"[^0-9]", "", print_start_time or "")[:14]
+    stamp = f"{when[:8]}_{when[8:]}" if len(when) == 14 else print_id
+    return f"layercapture-{stem}-{stamp}.zip"
+
+
+def _finite(value: Any) -> Optional[float]:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def grid_preview(
+    data: Mapping[str, Any], profile_bounds: Optional[lc_settings.Bounds]
+) -> Optional[Dict[str, Any]]:
+    """The grid the settings in ``data`` would visit, for the settings panel's drawing.
+
+    Works on unsaved (even invalid) values: points outside the bounds are included with
+    ``inside: false`` and the reason, which is what the drawing marks. None when the grid
+    fields themselves are not usable numbers.
+    """
+    cx, cy = _finite(data.get("grid_center_x")), _finite(data.get("grid_center_y"))
+    spacing = _finite(data.get("grid_spacing"))
+    size = _finite(data.get("grid_size"))
+    if cx is None or cy is None or spacing is None or size is None:
+        return None
+    if size not in lc_settings.GRID_SIZES or (spacing <= 0 and size > 1) or spacing > 1000:
+        return None
+    edges = [_finite(data.get(k)) for k in ("bed_min_x", "bed_min_y", "bed_max_x", "bed_max_y")]
+    bounds = lc_settings.effective_bounds(profile_bounds, *edges)
+    if bounds is not None and (bounds.min_x >= bounds.max_x or bounds.min_y >= bounds.max_y):
+        bounds = None
+    flat = None if bounds is None else lc_settings.Bounds(*_xy(bounds))  # no max Z here
+    plan = plan_grid(cx, cy, max(spacing, 0.0), int(size), 0.0, 0.0, flat)
+    points: List[Dict[str, Any]] = [
+        {"index": p.index, "row": p.row, "col": p.col, "x": p.x, "y": p.y, "inside": True}
+        for p in plan.points
+    ]
+    for s in plan.skipped:
+        row, col = divmod(s.index, int(size))
+        points.append(
+            {
+                "index": s.index,
+                "row": row,
+                "col": col,
+                "x": s.x,
+                "y": s.y,
+                "inside": False,
+                "reason": s.reason,
+            }
+        )
+    points.sort(key=lambda p: p["index"])
+    return {
+        "points": points,
+        "order": [p.index for p in plan.points],
+        "bounds": _box(bounds),
+        "profile_bounds": _box(profile_bounds),
+        "bed_center": None
+        if bounds is None
+        else {"x": (bounds.min_x + bounds.max_x) / 2, "y": (bounds.min_y + bounds.max_y) / 2},
+    }
+
+
+def _xy(bounds: lc_settings.Bounds) -> Tuple[float, float, float, float]:
+    return (bounds.min_x, bounds.min_y, bounds.max_x, bounds.max_y)
+
+
+def _box(bounds: Optional[lc_settings.Bounds]) -> Optional[Dict[str, float]]:
+    if bounds is None:
+        return None
+    return dict(zip(("min_x", "min_y", "max_x", "max_y"), _xy(bounds)))
+
+
+def settings_errors(exc: lc_settings.InvalidSettings) -> List[Dict[str, str]]:
+    return [{"key": e.key, "message": e.message} for e in exc.errors]

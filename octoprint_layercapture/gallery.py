@@ -1,0 +1,423 @@
+"""The gallery's index of captured layers, grouped into prints.
+
+Pure module (stdlib only, plus :mod:`storage` for names). The capture folder is read once
+(:meth:`CaptureIndex.ensure_built`); afterwards the worker reports each metadata file it
+writes (:meth:`CaptureIndex.add_metadata_file`) and deletions go through the index, so
+answering a request never walks the folder tree.
+
+A print is the set of layers whose metadata share ``gcode_file`` and ``print_start_time``.
+Only files whose names follow the storage patterns, inside ``YYYY-MM-DD`` folders, that are
+regular files (never symlinks) are indexed; :meth:`CaptureIndex.file_path` answers only for
+indexed files, which is what the download routes serve.
+
+Reading files (building, adding a layer) and deleting them happen outside the lock, which
+is only held to read or swap the in-memory state: OctoPrint's web server thread asks for
+files and must never wait for the disk behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .gallery_records import PrintEntry, layer_record
+from .storage import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
+
+_logger = logging.getLogger("octoprint.plugins.layercapture.gallery")
+
+PRINT_ID_LENGTH = 16
+
+
+def print_id(gcode_file: str, print_start_time: Optional[str], day: str) -> str:
+    """A stable, URL-safe id for the print a layer belongs to.
+
+    Layers without a start time (metadata written by other tools) are grouped per day.
+    """
+    start = print_start_time or f"day:{day}"
+    digest = hashlib.sha256(f"{gcode_file}\x00{start}".encode()).hexdigest()
+    return digest[:PRINT_ID_LENGTH]
+
+
+def is_print_id(value: str) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == PRINT_ID_LENGTH
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _regular_file(path: Path) -> Optional[os.stat_result]:
+    """``lstat`` of a regular file (a symlink or anything else gives None)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: List[Dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+
+    def to_dict(self, name: str) -> Dict[str, Any]:
+        return {name: self.items, "total": self.total, "offset": self.offset, "limit": self.limit}
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    files: int
+    failed: List[str]
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A layer read from disk, ready to insert."""
+
+    key: str  # metadata path relative to the root
+    record: Dict[str, Any]
+    encoded: str
+
+
+def _read_layer(
+    root: Path, day: str, name: str, sizes: Optional[Mapping[str, int]]
+) -> Optional[_Layer]:
+    """Read one metadata file (disk; no lock); ``sizes`` lists the day folder (None: stat)."""
+    key = f"{day}/{name}"
+    try:
+        meta = read_metadata(root / day / name)
+    except (OSError, ValueError) as exc:
+        _logger.warning(f"Skipping unreadable capture metadata {key}: {exc}")
+        return None
+
+    def size_of(file_name: str) -> Optional[int]:
+        if sizes is not None:
+            return sizes.get(file_name)
+        info = _regular_file(root / day / file_name)
+        return None if info is None else info.st_size
+
+    record = layer_record(key, day, meta, size_of)
+    record["print_id"] = print_id(record["gcode_file"], record["print_start_time"], day)
+    record["size_bytes"] += size_of(name) or 0
+    # serialised once here: listing thousands of layers only joins these
+    return _Layer(key, record, json.dumps(record, separators=(",", ":")))
+
+
+class _State:
+    """The indexed prints of one root; the index's lock guards it."""
+
+    def __init__(self) -> None:
+        self.prints: Dict[str, PrintEntry] = {}
+        self.files: Dict[str, str] = {}  # relative path -> print id
+        self.layer_of: Dict[str, str] = {}  # metadata path -> print id
+        self._sorted: Optional[List[PrintEntry]] = None
+
+    def insert(self, layer: _Layer) -> None:
+        self.remove(layer.key)
+        record = layer.record
+        pid = record["print_id"]
+        entry = self.prints.get(pid)
+        if entry is None:
+            entry = PrintEntry(pid, record["gcode_file"], record["print_start_time"])
+            self.prints[pid] = entry
+            self._sorted = None
+        entry.layers[layer.key] = record
+        entry.encoded[layer.key] = layer.encoded
+        entry.changed()
+        self.layer_of[layer.key] = pid
+        self.files[layer.key] = pid
+        for image in record["images"]:
+            self.files[image["path"]] = pid
+            if image["thumbnail"]:
+                self.files[image["thumbnail"]] = pid
+
+    def remove(self, key: str) -> None:
+        pid = self.layer_of.pop(key, None)
+        entry = self.prints.get(pid) if pid is not None else None
+        if entry is None:
+            return
+        record = entry.layers.pop(key, None)
+        entry.encoded.pop(key, None)
+        self.files.pop(key, None)
+        for image in record["images"] if record else ():
+            self.files.pop(image["path"], None)
+            if image["thumbnail"]:
+                self.files.pop(image["thumbnail"], None)
+        entry.changed()
+        if not entry.layers:
+            del self.prints[entry.id]
+            self._sorted = None
+
+    def ordered(self) -> List[PrintEntry]:
+        """Newest first."""
+        if self._sorted is None:
+            self._sorted = sorted(
+                self.prints.values(),
+                key=lambda p: (p.print_start_time or p.summary()["first_capture"] or "", p.id),
+                reverse=True,
+            )
+        return self._sorted
+
+
+def _scan(root: Path) -> _State:
+    """Read every metadata file below ``root`` (day folders only, no symlinks)."""
+    state = _State()
+    if not root.is_dir():
+        return state
+    try:
+        days = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        _logger.warning(f"Could not read the capture folder {root}: {exc}")
+        return state
+    for day in days:
+        if not is_day_folder_name(day.name) or not day.is_dir(follow_symlinks=False):
+            continue
+        try:
+            sizes = {
+                e.name: e.stat(follow_symlinks=False).st_size
+                for e in os.scandir(day.path)
+                if e.is_file(follow_symlinks=False)
+            }
+        except OSError as exc:
+            _logger.warning(f"Could not read {day.path}: {exc}")
+            continue
+        for name in sorted(sizes):
+            if parse_metadata_name(name) is not None:
+                layer = _read_layer(root, day.name, name, sizes)
+                if layer is not None:
+                    state.insert(layer)
+    _logger.info(
+        f"Indexed {len(state.layer_of)} captured layers ({len(state.files)} files) "
+        f"in {len(state.prints)} prints below {root}"
+    )
+    return state
+
+
+class CaptureIndex:
+    """Thread-safe index of the capture folder; see the module docstring."""
+
+    def __init__(self, root: Optional[Path] = None) -> None:
+        self._lock = threading.Lock()  # guards the fields below; held briefly
+        self._build_lock = threading.Lock()  # one folder scan at a time
+        self._root: Optional[Path] = Path(root) if root is not None else None
+        self._state: Optional[_State] = None  # None: not read yet
+        self._generation = 0  # bumped when the root changes
+        self._building = False
+        self._pending: List[Path] = []  # layers added while a scan ran
+
+    # ---- root and building -----------------------------------------------------------
+
+    @property
+    def root(self) -> Optional[Path]:
+        return self._root
+
+    def use_root(self, root: Path) -> None:
+        """Point the index at ``root`` (the capture folder); a new root is read anew."""
+        root = Path(root)
+        with self._lock:
+            if self._root != root:
+                self._root = root
+                self._state = None
+                self._generation += 1
+
+    def ensure_built(self) -> None:
+        """Read the capture folder unless that was done already for the current root
+        (callers wait for a scan in progress: its answer is the complete one)."""
+        if self._state is not None:
+            return
+        with self._build_lock:
+            if self._state is None:
+                self._build()
+
+    def rebuild(self) -> None:
+        """Read the capture folder again (files changed by hand)."""
+        with self._build_lock:
+            self._build()
+
+    def _build(self) -> None:
+        with self._lock:
+            root, generation = self._root, self._generation
+            self._building = True
+            self._pending = []
+        try:
+            state = _scan(root) if root is not None else _State()
+        finally:
+            with self._lock:
+                self._building = False
+                pending, self._pending = self._pending, []
+        # layers written while the scan ran may have been missed by it: read them again
+        late = [layer for layer in (self._read(path) for path in pending) if layer is not None]
+        with self._lock:
+            if generation == self._generation:
+                for layer in late:
+                    state.insert(layer)
+                self._state = state
+
+    # ---- incremental updates ---------------------------------------------------------
+
+    def _read(self, path: Path) -> Optional[_Layer]:
+        root = self._root
+        if root is None or path.parent.parent != root:
+            try:
+                if root is None or path.parent.parent.resolve() != root.resolve():
+                    return None
+            except OSError:
+                return None
+        day = path.parent.name
+        if not is_day_folder_name(day) or parse_metadata_name(path.name) is None:
+            return None
+        return _read_layer(root, day, path.name, None)
+
+    def add_metadata_file(self, path: Path) -> bool:
+        """Index a layer whose metadata (and images) were just written; False when the
+        file is not a metadata file inside a day folder of the current root."""
+        path = Path(path)
+        with self._lock:
+            if self._building:
+                self._pending.append(path)
+            generation = self._generation
+        layer = self._read(path)
+        if layer is None:
+            return False
+        with self._lock:
+            if self._state is not None and generation == self._generation:
+                self._state.insert(layer)
+        return True
+
+    # ---- queries ---------------------------------------------------------------------
+
+    def _current(self) -> Tuple[_State, Optional[Path]]:
+        self.ensure_built()
+        state = self._state
+        return (state if state is not None else _State()), self._root
+
+    def prints(self, offset: int = 0, limit: Optional[int] = None) -> Page:
+        """Print summaries, newest first."""
+        state, _root = self._current()
+        with self._lock:
+            ordered = state.ordered()
+            chosen = ordered[offset : None if limit is None else offset + limit]
+            return Page([p.summary() for p in chosen], len(ordered), offset, limit or 0)
+
+    def print_summary(self, pid: str) -> Optional[Dict[str, Any]]:
+        state, _root = self._current()
+        with self._lock:
+            entry = state.prints.get(pid)
+            return None if entry is None else entry.summary()
+
+    def layers(self, pid: str, offset: int = 0, limit: Optional[int] = None) -> Optional[Page]:
+        """A print's layers (with their images), lowest layer first; None: unknown print."""
+        state, _root = self._current()
+        with self._lock:
+            entry = state.prints.get(pid)
+            if entry is None:
+                return None
+            ordered = entry.ordered()
+            chosen = ordered[offset : None if limit is None else offset + limit]
+            return Page(list(chosen), len(ordered), offset, limit or 0)
+
+    def layers_json(self, pid: str, offset: int = 0, limit: Optional[int] = None) -> Optional[str]:
+        """:meth:`layers` as the JSON text of ``Page.to_dict("layers")``, from the layers
+        serialised when they were indexed; None: unknown print."""
+        state, _root = self._current()
+        with self._lock:
+            entry = state.prints.get(pid)
+            if entry is None:
+                return None
+            ordered = entry.ordered()
+            chosen = ordered[offset : None if limit is None else offset + limit]
+            items = ",".join(entry.encoded[d["metadata"]] for d in chosen)
+        tail = json.dumps({"total": len(ordered), "offset": offset, "limit": limit or 0})
+        return '{"layers":[' + items + "]," + tail[1:]
+
+    def file_path(self, relative: str) -> Optional[Path]:
+        """Absolute path of an indexed file (image, thumbnail, metadata), else None.
+
+        The path is also resolved below the root (symlinks followed), so a file replaced
+        by a symlink after indexing is refused too.
+        """
+        state, root = self._current()
+        with self._lock:
+            known = relative in state.files
+        if root is None or not known:
+            return None
+        try:
+            path = resolve_inside(root, relative)
+        except ValueError:
+            return None
+        return path if _regular_file(root / relative) is not None else None
+
+    def print_files(self, pid: str, thumbnails: bool = False) -> Optional[List[Tuple[str, Path]]]:
+        """``(relative path, absolute path)`` of a print's images and metadata files, by
+        layer; None for an unknown print."""
+        state, root = self._current()
+        with self._lock:
+            entry = state.prints.get(pid)
+            if entry is None or root is None:
+                return None
+            files: List[Tuple[str, Path]] = []
+            for layer in entry.ordered():
+                for image in layer["images"]:
+                    files.append((image["path"], root / image["path"]))
+                    if thumbnails and image["thumbnail"]:
+                        files.append((image["thumbnail"], root / image["thumbnail"]))
+                files.append((layer["metadata"], root / layer["metadata"]))
+            return files
+
+    def counts(self) -> Tuple[int, int]:
+        """(prints, files) currently indexed."""
+        state, _root = self._current()
+        with self._lock:
+            return len(state.prints), len(state.files)
+
+    # ---- deleting --------------------------------------------------------------------
+
+    def delete_print(self, pid: str) -> Optional[DeleteResult]:
+        """Delete a print's files (images, thumbnails, metadata) and empty day folders;
+        None for an unknown print."""
+        state, root = self._current()
+        with self._lock:
+            entry = state.prints.get(pid)
+            if entry is None or root is None:
+                return None
+            relatives = [rel for rel, owner in state.files.items() if owner == pid]
+            for key in list(entry.layers):
+                state.remove(key)
+        return _unlink(root, relatives)
+
+
+def _unlink(root: Path, relatives: List[str]) -> DeleteResult:
+    deleted = 0
+    failed: List[str] = []
+    days = set()
+
+    # metadata last, so an interrupted delete leaves a layer that is still indexable
+    def metadata_last(rel: str) -> bool:
+        return parse_metadata_name(rel.rsplit("/", 1)[-1]) is not None
+
+    for rel in sorted(relatives, key=metadata_last):
+        try:
+            path = resolve_inside(root, rel)
+            os.unlink(path)
+            deleted += 1
+            days.add(path.parent)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            _logger.warning(f"Could not delete {rel}: {exc}")
+            failed.append(rel)
+    for day in days:
+        try:
+            day.rmdir()  # only when empty
+        except OSError:
+            pass
+    return DeleteResult(deleted, failed)

@@ -1,0 +1,427 @@
+/*
+ * Layer Capture settings panel: live validation through the plugin's /settings/validate,
+ * errors next to the fields, the grid drawing, the webcam picker and "Test camera".
+ */
+$(function () {
+    "use strict";
+
+    var PLUGIN = "layercapture";
+    // what "Test camera" sends: the unsaved camera fields of the form
+    var CAMERA_KEYS = [
+        "use_fake_camera",
+        "webcam",
+        "snapshot_url",
+        "stream_url",
+        "snapshot_timeout",
+        "snapshot_retries",
+        "image_quality"
+    ];
+
+    function LayerCaptureSettingsViewModel(parameters) {
+        var self = this;
+        self.settingsViewModel = parameters[0];
+        self.loginState = parameters[1];
+        self.access = parameters[2];
+
+        self.s = null; // settings.plugins.layercapture, set before binding
+        self.shown = false;
+        self.errors = ko.observableArray([]); // [{key, message}] from the server
+        self.preview = ko.observable(null);
+        self.webcams = ko.observableArray([]);
+        self.webcamsError = ko.observable("");
+        self.cameraTest = ko.observable(null);
+        self.cameraTesting = ko.observable(false);
+        self._checkSeq = 0;
+
+        self.gridSizes = [
+            {value: 1, text: "1 x 1"},
+            {value: 3, text: "3 x 3"},
+            {value: 5, text: "5 x 5"}
+        ];
+
+        self.labels = {
+            settings: gettext("Settings"),
+            grid_center_x: gettext("Centre X"),
+            grid_center_y: gettext("Centre Y"),
+            grid_spacing: gettext("Spacing"),
+            grid_size: gettext("Size"),
+            z_offset: gettext("Height above the layer"),
+            bed_min_x: gettext("Bed X min"),
+            bed_max_x: gettext("Bed X max"),
+            bed_min_y: gettext("Bed Y min"),
+            bed_max_y: gettext("Bed Y max"),
+            capture_every_n_layers: gettext("Every N layers"),
+            capture_z_heights: gettext("At Z heights"),
+            min_layer_height: gettext("Minimum layer height"),
+            webcam: gettext("OctoPrint webcam"),
+            snapshot_url: gettext("Snapshot URL"),
+            stream_url: gettext("MJPEG stream URL"),
+            snapshot_timeout: gettext("Timeout"),
+            snapshot_retries: gettext("Retries"),
+            capture_delay: gettext("Settle delay"),
+            pre_capture_delay: gettext("Extra delay"),
+            image_quality: gettext("JPEG quality"),
+            stop_mode: gettext("Stop the job by"),
+            movement_speed: gettext("XY speed"),
+            z_speed: gettext("Z speed"),
+            retract_length: gettext("Retract length"),
+            retract_speed: gettext("Retract speed"),
+            wait_for_moves: gettext("Wait for each move with"),
+            pause_timeout: gettext("Stop timeout"),
+            resume_timeout: gettext("Continue timeout"),
+            movement_timeout: gettext("Move timeout"),
+            emergency_resume_attempts: gettext("Emergency resume attempts"),
+            capture_folder: gettext("Capture folder")
+        };
+
+        self.labelFor = function (key) {
+            return self.labels[key] || key;
+        };
+
+        self.canValidate = ko.pureComputed(function () {
+            return self.loginState.hasPermission(self.access.permissions.SETTINGS);
+        });
+        self.canTestCamera = ko.pureComputed(function () {
+            return self.loginState.hasPermission(
+                self.access.permissions.PLUGIN_LAYERCAPTURE_MANAGE
+            );
+        });
+
+        // ---- errors next to the fields
+
+        self.errorFor = function () {
+            var keys = _.toArray(arguments);
+            return _.map(
+                _.filter(self.errors(), function (e) {
+                    return _.contains(keys, e.key);
+                }),
+                function (e) {
+                    return self.labelFor(e.key) + ": " + e.message;
+                }
+            ).join("; ");
+        };
+
+        self.hasError = function () {
+            return self.errorFor.apply(self, arguments) !== "";
+        };
+
+        // ---- form values
+
+        self.zHeightsText = ko.pureComputed({
+            read: function () {
+                if (!self.s) return "";
+                var value = ko.unwrap(self.s.capture_z_heights);
+                return Array.isArray(value) ? value.join(", ") : value || "";
+            },
+            write: function (text) {
+                self.s.capture_z_heights(text);
+            }
+        });
+
+        self.formData = function () {
+            var data = {};
+            _.each(ko.toJS(self.s) || {}, function (value, key) {
+                if (key.charAt(0) !== "_") data[key] = value;
+            });
+            return data;
+        };
+
+        self.isChanged = function () {
+            var received = self.settingsViewModel.lastReceivedSettings;
+            var stored = received && received.plugins ? received.plugins[PLUGIN] : undefined;
+            return stored === undefined || hasDataChanged(self.formData(), stored);
+        };
+
+        // ---- validation (and the grid preview that comes with it)
+
+        self.check = function () {
+            // resolves with this request's errors; only the newest answer updates the form
+            var seq = ++self._checkSeq;
+            var deferred = $.Deferred();
+            var apply = function (errors, preview) {
+                if (seq === self._checkSeq) {
+                    self.errors(errors);
+                    if (preview !== undefined) self.preview(preview || null);
+                }
+                deferred.resolve(errors);
+            };
+            OctoPrint.plugins.layercapture
+                .validateSettings(self.formData())
+                .done(function (response) {
+                    apply(response.errors || [], response.preview);
+                })
+                .fail(function (xhr) {
+                    var response = xhr.responseJSON || {};
+                    if (xhr.status === 400 && response.errors) {
+                        apply(response.errors, response.preview);
+                        return;
+                    }
+                    var message = _.sprintf(gettext("could not be checked (HTTP %(status)s)"), {
+                        status: xhr.status
+                    });
+                    apply([{key: "settings", message: message}]);
+                });
+            return deferred.promise();
+        };
+
+        self.revealErrors = function () {
+            $("#settings_plugin_layercapture_link a").tab("show");
+            $("#settings_dialog_content").scrollTop(0);
+        };
+
+        // ---- grid drawing
+
+        self.bedCenter = ko.pureComputed(function () {
+            var preview = self.preview();
+            return preview ? preview.bed_center : null;
+        });
+
+        self.centreOnBed = function () {
+            var centre = self.bedCenter();
+            if (!centre) return;
+            self.s.grid_center_x(centre.x);
+            self.s.grid_center_y(centre.y);
+        };
+
+        self.profileEdge = function (edge) {
+            var preview = self.preview();
+            if (!preview || !preview.profile_bounds) return gettext("profile");
+            return String(preview.profile_bounds[edge]);
+        };
+
+        self.drawing = ko.pureComputed(function () {
+            var preview = self.preview();
+            if (!preview || !preview.points || !preview.points.length) return null;
+            var box = preview.bounds;
+            var xs = [];
+            var ys = [];
+            if (box) {
+                xs.push(box.min_x, box.max_x);
+                ys.push(box.min_y, box.max_y);
+            }
+            _.each(preview.points, function (p) {
+                xs.push(p.x);
+                ys.push(p.y);
+            });
+            var minX = _.min(xs);
+            var maxX = _.max(xs);
+            var minY = _.min(ys);
+            var maxY = _.max(ys);
+            var span = Math.max(maxX - minX, maxY - minY, 10);
+            var pad = span * 0.06;
+            var stroke = span / 150;
+            // printer Y grows to the back: flip it so the front of the bed is at the bottom
+            var flip = function (y) {
+                return minY + maxY - y;
+            };
+            var byIndex = _.indexBy(preview.points, "index");
+            return {
+                viewBox: [minX - pad, minY - pad, maxX - minX + 2 * pad, maxY - minY + 2 * pad]
+                    .map(function (v) {
+                        return v.toFixed(2);
+                    })
+                    .join(" "),
+                stroke: stroke,
+                bed: box
+                    ? {
+                          x: box.min_x,
+                          y: flip(box.max_y),
+                          width: box.max_x - box.min_x,
+                          height: box.max_y - box.min_y
+                      }
+                    : null,
+                path: _.map(preview.order, function (index) {
+                    var p = byIndex[index];
+                    return p.x + "," + flip(p.y);
+                }).join(" "),
+                points: _.map(preview.points, function (p) {
+                    return {
+                        cx: p.x,
+                        cy: flip(p.y),
+                        r: span / 50,
+                        stroke: stroke * 1.5,
+                        cls: p.inside ? "lc-point" : "lc-point lc-point-outside",
+                        title: _.sprintf("#%(index)d X%(x)s Y%(y)s", p) + (p.inside ? "" : ": " + p.reason)
+                    };
+                })
+            };
+        });
+
+        self.outsidePoints = ko.pureComputed(function () {
+            var preview = self.preview();
+            if (!preview) return [];
+            var outside = _.filter(preview.points, function (p) {
+                return !p.inside;
+            });
+            var shown = 4;
+            var lines = _.map(outside.slice(0, shown), function (p) {
+                return _.sprintf(gettext("Position %(index)d is not visited: %(reason)s"), p);
+            });
+            if (outside.length > shown) {
+                lines.push(
+                    _.sprintf(gettext("... and %(count)d more positions"), {
+                        count: outside.length - shown
+                    })
+                );
+            }
+            return lines;
+        });
+
+        self.drawingCaption = ko.pureComputed(function () {
+            var preview = self.preview();
+            if (!preview) return gettext("The drawing needs a valid centre, spacing and size.");
+            var inside = _.filter(preview.points, function (p) {
+                return p.inside;
+            }).length;
+            var text = _.sprintf(gettext("%(inside)d of %(total)d positions on the bed"), {
+                inside: inside,
+                total: preview.points.length
+            });
+            if (!preview.bounds) text += " " + gettext("(bed size unknown)");
+            return text;
+        });
+
+        // ---- webcams
+
+        self.webcamOptions = ko.pureComputed(function () {
+            var current = self.s ? ko.unwrap(self.s.webcam) : "";
+            var options = [{value: "", text: gettext("OctoPrint's snapshot webcam")}];
+            var found = false;
+            _.each(self.webcams(), function (cam) {
+                var text = cam.displayName || cam.name;
+                if (cam.displayName && cam.displayName !== cam.name) text += " (" + cam.name + ")";
+                if (cam.snapshot) text += " - " + gettext("snapshot webcam");
+                if (!cam.canSnapshot) text += " - " + gettext("cannot take snapshots");
+                found = found || cam.name === current;
+                options.push({value: cam.name, text: text});
+            });
+            if (current && !found) {
+                options.push({value: current, text: current + " - " + gettext("not found")});
+            }
+            return options;
+        });
+
+        self.loadWebcams = function () {
+            OctoPrint.plugins.layercapture
+                .getWebcams()
+                .done(function (response) {
+                    self.webcams(response.webcams || []);
+                    self.webcamsError("");
+                })
+                .fail(function (xhr) {
+                    self.webcams([]);
+                    self.webcamsError(
+                        _.sprintf(gettext("Could not list OctoPrint's webcams (HTTP %(status)s)"), {
+                            status: xhr.status
+                        })
+                    );
+                });
+        };
+
+        // ---- test camera
+
+        self.testCamera = function () {
+            self.cameraTesting(true);
+            self.cameraTest(null);
+            OctoPrint.plugins.layercapture
+                .testCamera(_.pick(self.formData(), CAMERA_KEYS))
+                .done(function (response) {
+                    self.cameraTest(response);
+                })
+                .fail(function (xhr) {
+                    var response = xhr.responseJSON || {};
+                    var message;
+                    if (xhr.status === 400 && response.errors) {
+                        self.errors(response.errors);
+                        message = gettext("The camera settings are not valid, see above.");
+                    } else if (xhr.status === 409) {
+                        message = gettext("A capture is running; try again when it is done.");
+                    } else {
+                        message = _.sprintf(gettext("The test failed (HTTP %(status)s) %(error)s"), {
+                            status: xhr.status,
+                            error: response.error || ""
+                        });
+                    }
+                    self.cameraTest({ok: false, error: message});
+                })
+                .always(function () {
+                    self.cameraTesting(false);
+                });
+        };
+
+        self.cameraTestText = function (result) {
+            if (!result.ok) return result.error || gettext("The camera gave no image");
+            return _.sprintf(
+                gettext("%(camera)s: %(width)sx%(height)s, %(size)s in %(seconds)s s"),
+                {
+                    camera: result.camera || "",
+                    width: result.width,
+                    height: result.height,
+                    size: formatSize(result.size_bytes),
+                    seconds: Number(result.duration_s || 0).toFixed(2)
+                }
+            );
+        };
+
+        // ---- OctoPrint callbacks
+
+        self.onBeforeBinding = function () {
+            self.s = self.settingsViewModel.settings.plugins[PLUGIN];
+            ko.pureComputed(function () {
+                return ko.toJSON(self.s);
+            })
+                .extend({rateLimit: {timeout: 250, method: "notifyWhenChangesStop"}})
+                .subscribe(function () {
+                    if (self.shown && self.canValidate()) self.check();
+                });
+        };
+
+        self.onAllBound = function () {
+            // Checks our values with the server before OctoPrint saves, so an invalid value
+            // is never sent: the dialog stays open and the errors show next to the fields.
+            var settingsViewModel = self.settingsViewModel;
+            var save = settingsViewModel.saveData;
+            settingsViewModel.saveData = function (data) {
+                var args = arguments;
+                if (data !== undefined || !self.canValidate() || !self.isChanged()) {
+                    return save.apply(settingsViewModel, args);
+                }
+                var deferred = $.Deferred();
+                self.check().done(function (errors) {
+                    if (errors.length) {
+                        self.revealErrors();
+                        deferred.reject(errors);
+                        return;
+                    }
+                    save.apply(settingsViewModel, args).then(deferred.resolve, deferred.reject);
+                });
+                return deferred.promise();
+            };
+        };
+
+        self.onSettingsShown = function () {
+            self.shown = true;
+            self.errors([]);
+            self.cameraTest(null);
+            if (self.canValidate()) {
+                self.check();
+                self.loadWebcams();
+            }
+        };
+
+        self.onSettingsHidden = function () {
+            self.shown = false;
+        };
+
+        self.onDataUpdaterPluginMessage = function (plugin, data) {
+            if (plugin !== PLUGIN || !data || data.type !== "settings_rejected") return;
+            self.errors(data.errors || []);
+        };
+    }
+
+    OCTOPRINT_VIEWMODELS.push({
+        construct: LayerCaptureSettingsViewModel,
+        dependencies: ["settingsViewModel", "loginStateViewModel", "accessViewModel"],
+        elements: ["#settings_plugin_layercapture"]
+    });
+});

@@ -1,0 +1,452 @@
+/*
+ * Layer Capture tab: the live status (pushed as plugin messages) and the gallery of
+ * captured prints, layers laid out as the physical grid, with the full image, its
+ * metadata, the zip download and deleting.
+ */
+$(function () {
+    "use strict";
+
+    var PLUGIN = "layercapture";
+
+    function number(value, digits) {
+        return value === null || value === undefined ? "-" : Number(value).toFixed(digits);
+    }
+
+    function LayerCaptureTabViewModel(parameters) {
+        var self = this;
+        self.loginState = parameters[0];
+        self.access = parameters[1];
+        self.client = function () {
+            return OctoPrint.plugins.layercapture;
+        };
+
+        // gettext is only ready once the view models are built
+        var phases = {
+            stopping: gettext("stopping the job"),
+            moving: gettext("moving to position %(index)s of %(count)s"),
+            capturing: gettext("taking the picture at position %(index)s of %(count)s"),
+            returning: gettext("returning to the print"),
+            resuming: gettext("continuing the job")
+        };
+
+        self.printPage = 10;
+        self.layerPage = 10;
+        self.unknownFile = gettext("(unknown file)");
+
+        self.canView = ko.pureComputed(function () {
+            return self.loginState.hasPermission(
+                self.access.permissions.PLUGIN_LAYERCAPTURE_VIEW
+            );
+        });
+        self.canManage = ko.pureComputed(function () {
+            return self.loginState.hasPermission(
+                self.access.permissions.PLUGIN_LAYERCAPTURE_MANAGE
+            );
+        });
+
+        // ---- live status
+
+        self.status = ko.observable({state: "idle"});
+
+        self.statusText = ko.pureComputed(function () {
+            var st = self.status() || {};
+            switch (st.state) {
+                case "waiting":
+                    if (st.next_layer) {
+                        return _.sprintf(gettext("Waiting for layer %(layer)s"), {
+                            layer: st.next_layer
+                        });
+                    }
+                    if (st.next_z) {
+                        return _.sprintf(gettext("Waiting for the first layer at Z %(z)s mm"), {
+                            z: st.next_z
+                        });
+                    }
+                    return gettext("Waiting for the next target layer");
+                case "capturing":
+                    return (
+                        _.sprintf(gettext("Capturing layer %(layer)s: "), st) +
+                        _.sprintf(phases[st.phase] || st.phase || "", st)
+                    );
+                case "captured":
+                    return _.sprintf(
+                        gettext("Captured layer %(layer)s: %(images)s images in %(seconds)s s"),
+                        {
+                            layer: st.layer,
+                            images: st.images,
+                            seconds: number(st.total_s, 1)
+                        }
+                    );
+                case "error":
+                    return _.sprintf(gettext("Error: %(message)s"), {
+                        message: st.message || gettext("the capture failed")
+                    });
+                case "unsupported":
+                    return st.message || gettext("This print is not captured");
+                default:
+                    return gettext("Idle: captures start with the next print");
+            }
+        });
+
+        self.progressPercent = ko.pureComputed(function () {
+            var st = self.status() || {};
+            if (st.state !== "capturing" || !st.count) return null;
+            return Math.round((100 * (st.index || 0)) / st.count);
+        });
+
+        self.nextText = ko.pureComputed(function () {
+            var st = self.status() || {};
+            if (!_.contains(["waiting", "capturing", "captured"], st.state)) return "";
+            var parts = [];
+            if (st.current_layer) {
+                parts.push(_.sprintf(gettext("printing layer %(layer)s"), {layer: st.current_layer}));
+            }
+            if (st.next_layer) {
+                parts.push(_.sprintf(gettext("next capture: layer %(layer)s"), {layer: st.next_layer}));
+            }
+            if (st.next_z) {
+                parts.push(_.sprintf(gettext("next Z target: %(z)s mm"), {z: st.next_z}));
+            }
+            return parts.join(", ");
+        });
+
+        self.estimateText = ko.pureComputed(function () {
+            var st = self.status() || {};
+            if (!st.estimate_s) return "";
+            var text =
+                st.estimate_source === "measured"
+                    ? gettext("Each captured layer adds about %(seconds)s s (measured over %(layers)s layers)")
+                    : gettext("Each captured layer adds about %(seconds)s s (estimated from the settings)");
+            return _.sprintf(text, {
+                seconds: number(st.estimate_s, 1),
+                layers: st.measured_layers
+            });
+        });
+
+        self.lastErrorText = ko.pureComputed(function () {
+            var error = (self.status() || {}).last_error;
+            if (!error) return "";
+            if (error.layer) {
+                return _.sprintf(gettext("Last problem (layer %(layer)s): %(message)s"), error);
+            }
+            return _.sprintf(gettext("Last problem: %(message)s"), error);
+        });
+
+        self.refreshStatus = function () {
+            if (!self.canView()) return;
+            self.client()
+                .getStatus()
+                .done(function (response) {
+                    self.status(response.status || {state: "idle"});
+                });
+        };
+
+        // ---- gallery
+
+        self.prints = ko.observableArray([]);
+        self.printsTotal = ko.observable(0);
+        self.printsOffset = ko.observable(0);
+        self.printsLoaded = ko.observable(false);
+        self.currentId = ko.observable(null);
+        self.selected = ko.observable(null);
+        self.selectedId = ko.pureComputed(function () {
+            return self.selected() ? self.selected().id : null;
+        });
+        self.layers = ko.observableArray([]);
+        self.layersTotal = ko.observable(0);
+        self.layersOffset = ko.observable(0);
+        self.galleryError = ko.observable("");
+        self.viewer = ko.observable(null);
+        self.deleting = ko.observable(null);
+        self.deleteBusy = ko.observable(false);
+        self.tabActive = false;
+
+        self.fileUrl = function (path) {
+            return self.client().fileUrl(path);
+        };
+        self.zipUrl = function (id) {
+            return self.client().zipUrl(id);
+        };
+        self.when = function (iso) {
+            return iso ? String(iso).replace("T", " ") : "";
+        };
+        self.countsText = function (print) {
+            return _.sprintf(gettext("%(layers)s layers, %(images)s images, %(size)s"), {
+                layers: print.layer_count,
+                images: print.image_count,
+                size: formatSize(print.size_bytes)
+            });
+        };
+        self.failuresText = function (count) {
+            return _.sprintf(gettext("%(count)s failures"), {count: count});
+        };
+        self.pageText = function (offset, shown, total) {
+            return _.sprintf(gettext("%(first)s-%(last)s of %(total)s"), {
+                first: shown ? offset + 1 : 0,
+                last: offset + shown,
+                total: total
+            });
+        };
+
+        var failed = function (what) {
+            return function (xhr) {
+                self.galleryError(
+                    _.sprintf(gettext("Could not %(what)s (HTTP %(status)s)"), {
+                        what: what,
+                        status: xhr.status
+                    })
+                );
+            };
+        };
+
+        self.loadPrints = function () {
+            if (!self.canView()) return $.Deferred().resolve().promise();
+            return self
+                .client()
+                .getPrints(self.printsOffset(), self.printPage)
+                .done(function (response) {
+                    self.galleryError("");
+                    self.prints(response.prints);
+                    self.printsTotal(response.total);
+                    self.currentId(response.current);
+                    self.printsLoaded(true);
+                    var selected = self.selected();
+                    if (selected) {
+                        var fresh = _.findWhere(response.prints, {id: selected.id});
+                        if (fresh) self.selected(fresh);
+                    }
+                })
+                .fail(failed(gettext("load the captures")));
+        };
+
+        self.pagePrints = function (step) {
+            self.printsOffset(Math.max(0, self.printsOffset() + step * self.printPage));
+            self.loadPrints();
+        };
+
+        self.openPrint = function (print) {
+            if (!self.selected() || self.selected().id !== print.id) self.layersOffset(0);
+            self.selected(print);
+            self.loadLayers();
+        };
+
+        self.loadLayers = function () {
+            var print = self.selected();
+            if (!print) return;
+            self.client()
+                .getLayers(print.id, self.layersOffset(), self.layerPage)
+                .done(function (response) {
+                    if (!self.selected() || self.selected().id !== print.id) return;
+                    self.layers(_.map(response.layers, self.layerView));
+                    self.layersTotal(response.total);
+                })
+                .fail(function (xhr) {
+                    if (xhr.status === 404) {
+                        self.selected(null);
+                        self.layers([]);
+                        self.loadPrints();
+                    } else {
+                        failed(gettext("load the layers"))(xhr);
+                    }
+                });
+        };
+
+        self.pageLayers = function (step) {
+            self.layersOffset(Math.max(0, self.layersOffset() + step * self.layerPage));
+            self.loadLayers();
+        };
+
+        self.layerView = function (layer) {
+            var size = layer.grid_size || 1;
+            var images = _.indexBy(layer.images, "index");
+            var skipped = _.indexBy(layer.skipped, "index");
+            var failures = _.groupBy(
+                _.filter(layer.failures, function (f) {
+                    return f.index !== null && f.index !== undefined;
+                }),
+                "index"
+            );
+            var cells = [];
+            // rows from the back of the bed (top) to the front (bottom), as seen from above
+            for (var row = size - 1; row >= 0; row--) {
+                for (var col = 0; col < size; col++) {
+                    var index = row * size + col;
+                    var image = images[index] || null;
+                    var why = skipped[index]
+                        ? skipped[index].reason
+                        : failures[index]
+                          ? _.pluck(failures[index], "message").join("; ")
+                          : gettext("no image");
+                    cells.push({
+                        index: index,
+                        image: image,
+                        thumbUrl: image ? self.fileUrl(image.thumbnail || image.path) : "",
+                        label: "#" + index,
+                        tooltip: image
+                            ? _.sprintf(gettext("Position %(index)s: X %(x)s Y %(y)s"), {
+                                  index: index,
+                                  x: number(image.position && image.position.x, 1),
+                                  y: number(image.position && image.position.y, 1)
+                              })
+                            : _.sprintf(gettext("Position %(index)s: %(why)s"), {
+                                  index: index,
+                                  why: why
+                              })
+                    });
+                }
+            }
+            return _.extend({}, layer, {
+                cells: cells,
+                columns: "repeat(" + size + ", minmax(0, 1fr))",
+                title: _.sprintf(gettext("Layer %(layer)s"), layer),
+                subtitle: _.sprintf(gettext("Z %(z)s mm, %(when)s, %(count)s images"), {
+                    z: number(layer.z_height, 2),
+                    when: self.when(layer.timestamp),
+                    count: layer.images.length
+                }),
+                failureText: layer.failures.length
+                    ? _.pluck(layer.failures, "message").join("; ")
+                    : ""
+            });
+        };
+
+        self.openImage = function (layer, image) {
+            var position = image.position || {};
+            var row = function (name, value) {
+                return {name: name, value: String(value)};
+            };
+            var rows = ko.observableArray([
+                row(gettext("Layer"), layer.layer),
+                row(gettext("Layer Z"), number(layer.z_height, 2) + " mm"),
+                row(
+                    gettext("Position"),
+                    _.sprintf(gettext("#%(index)s (row %(row)s, column %(col)s)"), image)
+                ),
+                row(
+                    gettext("Commanded X / Y / Z"),
+                    [number(position.x, 2), number(position.y, 2), number(position.z, 2)].join(" / ")
+                ),
+                row(gettext("Size"), formatSize(image.size_bytes)),
+                row(gettext("G-code file"), layer.gcode_file || "-")
+            ]);
+            self.viewer({
+                title: _.sprintf(gettext("Layer %(layer)s, position %(index)s"), {
+                    layer: layer.layer,
+                    index: image.index
+                }),
+                imageUrl: self.fileUrl(image.path),
+                metadataUrl: self.fileUrl(layer.metadata),
+                rows: rows
+            });
+            $("#layercapture_viewer").modal("show");
+            // the rest comes from the layer's metadata file itself
+            self.client()
+                .getFile(layer.metadata)
+                .done(function (meta) {
+                    var shot = _.findWhere(meta.images || [], {index: image.index}) || {};
+                    var measured = shot.measured || {};
+                    var extra = [
+                        row(
+                            gettext("Measured X / Y / Z / E"),
+                            [
+                                number(measured.x, 2),
+                                number(measured.y, 2),
+                                number(measured.z, 2),
+                                number(measured.e, 3)
+                            ].join(" / ")
+                        ),
+                        row(gettext("Camera"), shot.camera || meta.camera || "-"),
+                        row(gettext("Captured at"), self.when(shot.captured_at)),
+                        row(gettext("Time at this position"), number(shot.duration_s, 3) + " s"),
+                        row(
+                            gettext("Layer capture took"),
+                            number((meta.timings || {}).total, 2) + " s"
+                        )
+                    ];
+                    _.each(meta.failures || [], function (failure) {
+                        extra.push(row(gettext("Failure"), failure.message));
+                    });
+                    rows.push.apply(rows, extra);
+                })
+                .fail(function (xhr) {
+                    rows.push(
+                        row(
+                            gettext("Metadata"),
+                            _.sprintf(gettext("could not be loaded (HTTP %(status)s)"), {
+                                status: xhr.status
+                            })
+                        )
+                    );
+                });
+        };
+
+        self.askDelete = function (print) {
+            self.deleting(print);
+            $("#layercapture_confirm_delete").modal("show");
+        };
+
+        self.confirmDelete = function () {
+            var print = self.deleting();
+            if (!print) return;
+            self.deleteBusy(true);
+            self.client()
+                .deletePrint(print.id)
+                .done(function () {
+                    if (self.selectedId() === print.id) {
+                        self.selected(null);
+                        self.layers([]);
+                    }
+                    self.loadPrints();
+                })
+                .fail(failed(gettext("delete the captures")))
+                .always(function () {
+                    self.deleteBusy(false);
+                    self.deleting(null);
+                    $("#layercapture_confirm_delete").modal("hide");
+                });
+        };
+
+        self.refreshGallery = function () {
+            self.loadPrints().done(self.loadLayers);
+        };
+
+        self.rescan = function () {
+            self.client().rescan().done(self.refreshGallery).fail(failed(gettext("rescan")));
+        };
+
+        // ---- OctoPrint callbacks
+
+        self.onStartupComplete = function () {
+            // the tab link is outside this view model's bindings: follow the permission here
+            var link = $("#tab_plugin_layercapture_link");
+            link.toggle(self.canView());
+            self.canView.subscribe(function (allowed) {
+                link.toggle(allowed);
+            });
+            self.refreshStatus();
+            self.tabActive = OctoPrint.coreui.selectedTab === "#tab_plugin_layercapture";
+            if (self.tabActive) self.refreshGallery();
+        };
+        self.onUserLoggedIn = self.refreshStatus;
+
+        self.onAfterTabChange = function (current) {
+            self.tabActive = current === "#tab_plugin_layercapture";
+            if (self.tabActive) self.refreshGallery();
+        };
+
+        self.onDataUpdaterPluginMessage = function (plugin, data) {
+            if (plugin !== PLUGIN || !data || data.type !== "status") return;
+            var status = data.status || {state: "idle"};
+            self.status(status);
+            if (self.tabActive && (status.state === "captured" || status.state === "idle")) {
+                self.refreshGallery();
+            }
+        };
+    }
+
+    OCTOPRINT_VIEWMODELS.push({
+        construct: LayerCaptureTabViewModel,
+        dependencies: ["loginStateViewModel", "accessViewModel"],
+        elements: ["#tab_plugin_layercapture"]
+    });
+});

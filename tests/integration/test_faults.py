@@ -1,0 +1,244 @@
+"""Fault matrix on a real OctoPrint + virtual printer, in both stop modes.
+
+Each test prints tests/fixtures/prusa_tiny.gcode (captures at layers 3 and 6), injects one
+fault while the sequence of layer 3 runs and checks the common promises of
+:mod:`integration.fault_support`: the job ends as it should, the head is safe, no file is
+half-written or lost, and the failure is reported in the log, the metadata and the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+from harness import OctoPrintServer
+
+from integration.capture_checks import replay, split_blocks
+from integration.fault_support import (
+    FAULT_SETTINGS,
+    TINY,
+    FaultRun,
+    capturing,
+    check_failure_reported,
+    check_head_safe,
+    check_no_partial_files,
+    files_below,
+    run_with_fault,
+    tiny_filesystem,
+)
+
+pytestmark = pytest.mark.integration
+MODES = ["pause", "hold"]
+
+
+def job(command: str, **extra: Any) -> Callable[[OctoPrintServer], None]:
+    def act(server: OctoPrintServer) -> None:
+        response = server.api("POST", "/api/job", json={"command": command, **extra})
+        assert response.status_code == 204, response.text
+
+    return act
+
+
+def terminal(*lines: str) -> Callable[[OctoPrintServer], None]:
+    def act(server: OctoPrintServer) -> None:
+        response = server.api("POST", "/api/printer/command", json={"commands": list(lines)})
+        assert response.status_code == 204, response.text
+
+    return act
+
+
+def check_common(run: FaultRun, layer: int = 3, returned: bool = True) -> None:
+    check_no_partial_files(run)
+    check_head_safe(run, layer, returned=returned)
+
+
+@pytest.fixture
+def server(octoprint_server: OctoPrintServer) -> Iterator[OctoPrintServer]:
+    yield octoprint_server
+    # a failed or disconnecting test must not spoil the next one
+    state = octoprint_server.state()
+    if state in ("Printing", "Paused", "Pausing", "Resuming"):
+        octoprint_server.api("POST", "/api/job", json={"command": "cancel"})
+        octoprint_server.wait_for_state("Operational", 30)
+    elif state != "Operational":
+        octoprint_server.connect()
+
+
+# ---- the user ----------------------------------------------------------------------------
+
+
+def test_user_resume_during_a_pause_sequence_waits_for_the_head(server: OctoPrintServer):
+    run = run_with_fault(
+        server, {"stop_mode": "pause"}, job("pause", action="resume"), capturing(index=2)
+    )
+    check_common(run)
+    check_failure_reported(run, 3, "resumed by hand")
+    assert 1 <= len(run.meta(3)["images"]) < 9
+    assert len(run.meta(6)["images"]) == 9, "the next capture is unaffected"
+
+
+def test_user_pause_during_a_hold_sequence_is_respected(server: OctoPrintServer):
+    mark = server.events.mark()
+
+    def pause_then_resume_when_left_paused(srv: OctoPrintServer) -> None:
+        job("pause", action="pause")(srv)
+        # the sequence returns the head and leaves the job paused; the user resumes it
+        srv.events.wait_for(
+            lambda m: (
+                m.kind == "plugin"
+                and (m.payload.get("status") or {}).get("outcome") == "left_paused_by_user"
+            ),
+            30,
+            since=mark,
+            description="the sequence leaving the job paused",
+        )
+        srv.wait_for_state("Paused", 15)
+        job("pause", action="resume")(srv)
+
+    run = run_with_fault(
+        server, {"stop_mode": "hold"}, pause_then_resume_when_left_paused, capturing(index=2)
+    )
+    check_common(run)
+    check_failure_reported(run, 3, "paused the job by hand")
+    assert len(run.meta(6)["images"]) == 9
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_user_cancel_during_a_sequence_stops_moving(server: OctoPrintServer, mode: str):
+    run = run_with_fault(
+        server,
+        {"stop_mode": mode},
+        job("cancel"),
+        capturing(index=2),
+        expect_end="PrintCancelled",
+        sequences=1,
+    )
+    check_no_partial_files(run)
+    check_head_safe(run, 3, returned=False)
+    check_failure_reported(run, 3, "cancelled: nothing more sent")
+    assert run.meta(3)["images"], "images taken before the cancel are kept"
+    assert [int(m["layer"]) for _p, m in run.metadata] == [3]
+
+
+# ---- the printer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_m400_answered_late_returns_the_head_and_continues(server: OctoPrintServer, mode: str):
+    run = run_with_fault(
+        server,
+        {"stop_mode": mode, "movement_timeout": 1.5},
+        terminal("!!DEBUG:sleep_after_next M400 3"),
+        capturing(index=2),
+    )
+    check_common(run)
+    check_failure_reported(run, 3, "move not confirmed")
+    assert len(run.meta(6)["images"]) == 9
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_printer_disconnect_during_a_sequence_aborts_it(server: OctoPrintServer, mode: str):
+    def disconnect(srv: OctoPrintServer) -> None:
+        response = srv.api("POST", "/api/connection", json={"command": "disconnect"})
+        assert response.status_code == 204, response.text
+
+    run = run_with_fault(
+        server,
+        {"stop_mode": mode},
+        disconnect,
+        capturing(index=2),
+        expect_end="Disconnected",  # OctoPrint ends a paused or held job without PrintFailed
+        sequences=1,
+    )
+    check_no_partial_files(run)
+    check_head_safe(run, 3, returned=False)
+    check_failure_reported(run, 3, "disconnected: nothing more sent")
+
+
+def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer):
+    run = run_with_fault(
+        server,
+        {"stop_mode": "hold"},
+        terminal("@LAYERCAPTURE 6 1.4"),  # "layer 6 is complete": a target
+        capturing(index=2),
+        sequences=1,
+    )
+    check_common(run)
+    assert "the previous capture is still running, skipped" in run.log
+    assert len(run.meta(3)["images"]) == 9
+    assert len(run.blocks) == 1
+
+
+# ---- the disk ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_read_only_capture_folder_loses_nothing_and_continues(server: OctoPrintServer, mode: str):
+    folder = server.uploads_dir / f"lc-readonly-{mode}"
+    with tiny_filesystem(folder, 64, read_only=True):
+        run = run_with_fault(server, {"stop_mode": mode, "capture_folder": folder.name})
+        assert run.metadata == []
+        check_no_partial_files(run)
+        check_head_safe(run, 3)
+        check_failure_reported(run, 3, "read-only file system", in_metadata=False)
+        assert "could not write the metadata" in run.log
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_disk_full_keeps_what_was_written_whole(server: OctoPrintServer, mode: str):
+    folder = server.uploads_dir / f"lc-full-{mode}"
+    with tiny_filesystem(folder, 160):
+        run = run_with_fault(server, {"stop_mode": mode, "capture_folder": folder.name})
+        check_no_partial_files(run)
+        check_head_safe(run, 3)
+        check_failure_reported(run, 3, "no space left on device", in_metadata=False)
+        saved = list(folder.rglob("*.jpg"))
+        assert saved, "the first images fit on the disk"
+        listed = {i["path"] for _p, m in run.metadata for i in m["images"]}
+        assert listed <= {p.name for p in saved}
+
+
+# ---- OctoPrint itself ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrintServer], mode):
+    server = make_server(plugin_settings={**FAULT_SETTINGS, "stop_mode": mode})
+    mark = server.mark()
+    server.start_print(TINY)
+    server.events.wait_for(
+        lambda m: m.kind == "plugin" and capturing(index=2)(m.payload.get("status") or {}),
+        60,
+        since=mark,
+        description="the sequence of layer 3",
+    )
+    started = time.monotonic()
+    server.stop()
+    # OctoPrint's log handler drops what is logged during its shutdown, so the evidence is
+    # the metadata written on the way out and the lines the printer was sent
+    assert server.exit_code() == 0, server.diagnostics()
+    root = server.uploads_dir / "layercapture"
+    assert [p for p in files_below(root) if p.name.endswith(".tmp")] == []
+    metadata = [json.loads(p.read_text()) for p in files_below(root) if p.suffix == ".json"]
+    assert len(metadata) == 1, "the interrupted layer's metadata is written on the way out"
+    assert any("shutdown: nothing more sent" in f["message"] for f in metadata[0]["failures"])
+    blocks = split_blocks(replay([r for r in server.sent_lines() if r["tags"]]))
+    assert len(blocks) == 1
+    low = [s.line for s in blocks[0].steps if s.plugin and s.moves_xy and s.after.z < 1.6]
+    assert low == [], f"XY travel below the print's top + clearance: {low}"
+    assert time.monotonic() - started < 15, "the worker let OctoPrint shut down promptly"
+
+
+def test_m400_never_answered_recovers(make_server: Callable[..., OctoPrintServer]):
+    # OctoPrint itself recovers from a missing "ok" after its communication timeout
+    server = make_server(config_overrides={"serial": {"timeout": {"communication": 4}}})
+    run = run_with_fault(
+        server,
+        {"stop_mode": "pause", "movement_timeout": 1.5},
+        terminal("!!DEBUG:dont_answer"),
+        capturing(index=2),
+    )
+    check_common(run)
+    check_failure_reported(run, 3, "not confirmed")
