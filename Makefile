@@ -4,8 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
+# Semgrep pins a click that OctoPrint refuses: it lives in a venv of its own.
+TOOLS_VENV ?= .venv-tools
+SEMGREP_VERSION ?= 1.185.0
+SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
+SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test unit test-compat demo demo-stop lint bench clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test unit test-compat demo demo-stop lint semgrep bench clean babel-extract babel-new babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +21,13 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 venv: $(VENV)/.installed
 
-test: venv
+$(TOOLS_VENV)/.installed:
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q "semgrep==$(SEMGREP_VERSION)"
+	touch $@
+
+# The whole suite: static checks first (seconds), then unit, integration and browser tests.
+test: lint
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 unit: venv
@@ -33,9 +44,16 @@ demo: venv
 demo-stop: venv
 	$(PY) scripts/demo.py --stop
 
-lint: venv
+lint: venv semgrep
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# The rules are tested on their examples first, so a rule that matches nothing fails here.
+semgrep: $(TOOLS_VENV)/.installed
+	$(SEMGREP) --test --metrics=off --disable-version-check --config $(SEMGREP_RULES) .semgrep/octoprint-plugin.py
+	$(SEMGREP) --test --metrics=off --disable-version-check --config $(SEMGREP_RULES) .semgrep/octoprint-plugin.jinja2
+	$(SEMGREP) scan --metrics=off --disable-version-check --error --quiet --config $(SEMGREP_RULES) octoprint_layercapture
 
 bench: venv
 	$(PY) benchmarks/run_all.py
@@ -59,4 +77,4 @@ babel-compile: venv
 	$(PYBABEL) compile -d $(TRANSLATIONS)
 
 clean:
-	rm -rf $(VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts

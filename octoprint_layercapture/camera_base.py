@@ -225,7 +225,8 @@ class Transform:
 def jpeg_size(data: bytes) -> Tuple[int, int]:
     """Width and height from the JPEG header (nothing is decoded)."""
     with Image.open(io.BytesIO(data)) as image:
-        return image.size
+        width, height = image.size
+    return int(width), int(height)
 
 
 # ---- the deadline and the retries ----------------------------------------------------------

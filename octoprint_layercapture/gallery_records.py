@@ -34,11 +34,12 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
     thumbnails (the caller adds the metadata file). Kept small: a listing of 10,000 images
     carries one of these per layer.
     """
-    settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
+    raw_settings = meta.get("settings")
+    settings: Mapping[str, Any] = raw_settings if isinstance(raw_settings, Mapping) else {}
     grid_size = settings.get("grid_size")
     if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
         grid_size = 1
-    images = []
+    images: List[Dict[str, Any]] = []
     total = 0
     seen = set()
     for raw in meta.get("images") or []:
@@ -70,7 +71,7 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
             }
         )
         total += size + (thumb_size or 0)
-    images.sort(key=lambda i: i["index"])
+    images.sort(key=lambda i: int(i["index"]))
     failures = [
         {"index": f.get("index"), "phase": f.get("phase"), "message": f.get("message")}
         for f in meta.get("failures") or []
@@ -81,7 +82,8 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         for s in meta.get("skipped") or []
         if isinstance(s, Mapping)
     ]
-    timings = meta.get("timings") if isinstance(meta.get("timings"), Mapping) else {}
+    raw_timings = meta.get("timings")
+    timings: Mapping[str, Any] = raw_timings if isinstance(raw_timings, Mapping) else {}
     start = meta.get("print_start_time")
     layer_number = meta.get("layer")
     if not isinstance(layer_number, int) or isinstance(layer_number, bool):

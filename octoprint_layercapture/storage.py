@@ -330,7 +330,8 @@ class LayerMetadata:
     plugin_version: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
-        return _json_safe(asdict(self))
+        data: Dict[str, Any] = _json_safe(asdict(self))
+        return data
 
     def to_json(self) -> bytes:
         text = json.dumps(self.to_dict(), sort_keys=False, indent=2, ensure_ascii=False)

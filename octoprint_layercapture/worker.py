@@ -21,8 +21,8 @@ from .cameras import NoCamera
 from .grid import GridPlan, plan_grid
 from .image_writer import ImageWriter, StoreSink
 from .layers import LayerTrigger, MotionState
-from .ports import CameraPort, PrinterPort
-from .sequence import CaptureJob, CaptureSequence, SequenceResult
+from .ports import CameraPort, CaptureJob, PrinterPort, SequenceResult
+from .sequence import CaptureSequence
 from .settings import Bounds, CaptureSettings
 from .storage import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
 
