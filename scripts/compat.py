@@ -10,6 +10,7 @@ from 3.9 to 3.13 that can be found. Ends with a table of what ran, and fails if 
     .venv/bin/python scripts/compat.py                   # every leg
     .venv/bin/python scripts/compat.py --leg 2.0 -- -x   # one leg, extra pytest arguments
     .venv/bin/python scripts/compat.py --leg 2.0 --smoke # what .ci/run adds to make test
+    .venv/bin/python scripts/compat.py --full            # every leg runs every test
     .venv/bin/python scripts/compat.py --python 3.9=/opt/py39/bin/python3.9
 
 `make test` covers OctoPrint 1.11 on the default Python; the legs here add the others.
@@ -40,6 +41,7 @@ UNIT = "tests/unit"
 INTEGRATION = "tests/integration"
 # --smoke, and the 1.10 leg: loads, settings, API, every firmware flavour's capture
 SMOKE = (UNIT, f"{INTEGRATION}/test_foundation.py", f"{INTEGRATION}/test_firmware.py")
+FULL = (UNIT, INTEGRATION)  # the browser tests run in `make test` only
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ LEGS = (
         "2.0",
         "OctoPrint==2.0.0rc7",
         "3.13",
-        (UNIT, INTEGRATION),
+        FULL,
         "newest OctoPrint release candidate on the newest Python: every test",
     ),
     Leg(
@@ -245,9 +247,9 @@ def table(outcomes: Sequence[Outcome]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--leg", action="append", choices=[leg.name for leg in LEGS])
-    parser.add_argument(
-        "--smoke", action="store_true", help="every leg runs only " + ", ".join(SMOKE)
-    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--smoke", action="store_true", help="every leg runs " + " ".join(SMOKE))
+    scope.add_argument("--full", action="store_true", help="every leg runs " + " ".join(FULL))
     parser.add_argument(
         "--python", action="append", default=[], metavar="X.Y=PATH", help="interpreter to use"
     )
@@ -266,7 +268,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if python is None:
                 outcomes.append(Outcome(leg.name, note=f"no Python {leg.python} found"))
                 continue
-            tests = SMOKE if args.smoke else leg.tests
+            tests = SMOKE if args.smoke else FULL if args.full else leg.tests
             outcomes.append(run_leg(leg, python, wheel, tests, args.pytest_args))
     compiled = compile_everywhere(pythons)
     say("\n" + "\n".join(compiled))
