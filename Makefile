@@ -10,7 +10,7 @@ SEMGREP_VERSION ?= 1.185.0
 SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
 SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test unit test-compat demo demo-stop lint semgrep bench clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test unit test-compat demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,10 @@ $(TOOLS_VENV)/.installed:
 	touch $@
 
 # The whole suite: static checks first (seconds), then unit, integration and browser tests.
+# A basetemp of this checkout's own: pytest rotates the shared /tmp/pytest-of-<user>
+# folders, which would delete the servers of another checkout's run under its feet.
 test: lint
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -58,6 +60,11 @@ semgrep: $(TOOLS_VENV)/.installed
 bench: venv
 	$(PY) benchmarks/run_all.py
 
+# A long print with every layer captured (minutes): files complete, OctoPrint's RSS flat.
+soak: venv
+	LAYERCAPTURE_SOAK=1 $(PY) -m pytest -q -ra -p no:cacheprovider \
+		--basetemp="$$(mktemp -d /tmp/lc-soak-XXXXXX)" tests/integration/test_soak.py
+
 # Translations live in the package (OctoPrint reads <plugin>/translations/<lang>/LC_MESSAGES).
 TRANSLATIONS := octoprint_layercapture/translations
 PYBABEL := $(VENV)/bin/pybabel
@@ -77,4 +84,4 @@ babel-compile: venv
 	$(PYBABEL) compile -d $(TRANSLATIONS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts .pytest-tmp

@@ -56,18 +56,30 @@ class Row:
     baseline_value: Optional[float] = None
     target: str = ""
     note: str = ""
+    # False: ratio = baseline / value, "N times faster than the baseline";
+    # True: ratio = value / baseline, "N times the baseline" (an overhead, a floor)
+    ratio_of_baseline: bool = False
 
     @property
     def ratio(self) -> Optional[float]:
-        """baseline / value: how many times better than the baseline (>1 is better)."""
-        if self.baseline_value is None or not self.value:
+        if self.baseline_value is None or not self.value or not self.baseline_value:
             return None
+        if self.ratio_of_baseline:
+            return self.value / self.baseline_value
         return self.baseline_value / self.value
+
+    def describe_ratio(self) -> str:
+        ratio = self.ratio
+        if ratio is None:
+            return ""
+        if self.ratio_of_baseline:
+            return f"{ratio:.2f}x the baseline"
+        return f"{ratio:.2f}x faster"
 
 
 def record(row: Row) -> Row:
     """Prints the row and appends it to the run's results file (when run_all started us)."""
-    ratio = f"  ratio {row.ratio:.2f}x vs {row.baseline}" if row.ratio is not None else ""
+    ratio = f"  ({row.describe_ratio()}: {row.baseline})" if row.ratio is not None else ""
     target = f"  (target {row.target})" if row.target else ""
     sys.stdout.write(f"  {row.metric}: {row.value:.4g} {row.unit}{ratio}{target}\n")
     sys.stdout.flush()

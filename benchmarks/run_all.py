@@ -31,7 +31,7 @@ def markdown(rows: List[Row]) -> str:
         baseline = (
             f"{r.baseline}: {r.baseline_value:.4g} {r.unit}" if r.baseline_value is not None else ""
         )
-        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        ratio = r.describe_ratio()
         value = f"{r.value:.4g} {r.unit}"
         lines.append(f"| {r.bench} | {r.metric} | {value} | {baseline} | {ratio} | {r.target} |")
     return "\n".join(lines)

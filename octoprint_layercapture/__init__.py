@@ -471,11 +471,19 @@ class LayerCapturePlugin(
         profile_bounds = self._profile_bounds()
         preview = api.grid_preview(candidate, profile_bounds)
         try:
-            lc_settings.validate(candidate, profile_bounds)
+            values = lc_settings.validate(candidate, profile_bounds)
         except lc_settings.InvalidSettings as exc:
             errors = api.settings_errors(exc)
-            return flask.make_response(flask.jsonify(errors=errors, preview=preview), 400)
-        return flask.jsonify(errors=[], preview=preview)
+            return flask.make_response(
+                flask.jsonify(errors=errors, preview=preview, estimate=None), 400
+            )
+        measured_s, measured_layers = self._live_status.measured()
+        estimate = {
+            "planned_s": planned_layer_seconds(values, values.bounds(profile_bounds)),
+            "measured_s": measured_s,
+            "measured_layers": measured_layers,
+        }
+        return flask.jsonify(errors=[], preview=preview, estimate=estimate)
 
     @octoprint.plugin.BlueprintPlugin.route("/webcams", methods=["GET"])
     @Permissions.SETTINGS.require(403)

@@ -36,6 +36,10 @@ POSITION_QUERY = "M114"
 # Largest difference (mm) between a commanded and a reported axis that still counts as there.
 POSITION_TOLERANCE = 0.01
 
+# A harmless line that makes the printer answer (a temperature report): sent to wake
+# OctoPrint's send loop when its own pause stalls (printer_port.py).
+WAKE_COMMANDS = ("M105",)
+
 
 def format_number(value: float) -> str:
     """``125.0`` -> ``"125"``, ``105.50`` -> ``"105.5"``, ``-0.0001`` -> ``"0"``."""

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Set
 
-from .gcode import confirm_commands
+from . import gcode
 from .ports import (
     JobInterrupted,
     JobResumedByUser,
@@ -27,6 +27,9 @@ from .replies import REPLY_GRACE, ReplyWatch
 PLUGIN_TAG = "plugin:layercapture"
 _CONFIRM_TAG_PREFIX = "layercapture:confirm:"
 _PAUSE_STATES = ("PAUSING", "PAUSED")
+# seconds: the pause is late when it has not completed by then (see _wait_paused)
+PAUSE_KICK_AFTER = 0.05
+PAUSE_KICK_EVERY = 2.0
 
 
 def plugin_tags(*extra: str) -> Set[str]:
@@ -71,7 +74,7 @@ class OctoPrintPrinterPort:
     ) -> None:
         self._printer = printer
         self._stop_mode = stop_mode
-        self._confirm_commands = confirm_commands(wait_for_moves)
+        self._confirm_commands = gcode.confirm_commands(wait_for_moves)
         self._reply_grace = reply_grace
         self._logger = logger or logging.getLogger("octoprint.plugins.layercapture.printer")
         self._monotonic = monotonic
@@ -207,11 +210,7 @@ class OctoPrintPrinterPort:
         # OctoPrint fires PrintPaused while still PAUSING; commands sent then wait in its
         # command queue, and the ones sent once it is PAUSED overtake them (a lift could
         # go out after the first XY move). So wait for the state to leave PAUSING too.
-        self._wait(
-            lambda: self._paused_event and not self._printer.is_pausing(),
-            timeout,
-            "PrintPaused and the end of PAUSING",
-        )
+        self._wait_paused(timeout)
         if not self._printer.set_job_on_hold(True):
             raise PrinterTimeout("OctoPrint did not put the paused job on hold")
         self._holding = True
@@ -267,6 +266,34 @@ class OctoPrintPrinterPort:
             self._logger.info(f"Job hold not released after the interruption: {exc}")
 
     ##~~ helpers
+
+    def _wait_paused(self, timeout: float) -> None:
+        """Wait for PrintPaused and the end of PAUSING, waking OctoPrint's send loop.
+
+        OctoPrint's pause queues its M114 from the M400's "sent" callback without waking
+        its send loop: when the printer's "ok" for the M400 wins that race, the M114 waits
+        for the printer's next line (the next temperature poll, seconds later). A forced
+        M105, harmless, wakes the loop; it is sent only while the pause is late.
+        """
+        deadline = self._monotonic() + timeout
+        wait = min(PAUSE_KICK_AFTER, timeout)
+        while True:
+            try:
+                self._wait(
+                    lambda: self._paused_event and not self._printer.is_pausing(),
+                    wait,
+                    "PrintPaused and the end of PAUSING",
+                )
+                return
+            except PrinterTimeout:
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    raise PrinterTimeout(
+                        f"no PrintPaused and the end of PAUSING within {timeout:g} s"
+                    ) from None
+            if self._printer.is_pausing():
+                self._printer.commands(list(gcode.WAKE_COMMANDS), tags=plugin_tags(), force=True)
+            wait = min(PAUSE_KICK_EVERY, remaining)
 
     def _release_hold(self) -> None:
         if not self._holding:

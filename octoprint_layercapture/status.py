@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .grid import plan_grid, travel_distance
 from .settings import Bounds, CaptureSettings
@@ -101,6 +101,13 @@ class LiveStatus:
             self._planned = planned_s
             self._print = {"gcode_file": gcode_file, "last_error": None, "measured_layers": 0}
             self._update_estimate()
+
+    def measured(self) -> Tuple[Optional[float], int]:
+        """Mean seconds per captured layer of the current (or last) print, and how many."""
+        with self._lock:
+            if not self._measured:
+                return None, 0
+            return round(sum(self._measured) / len(self._measured), 2), len(self._measured)
 
     def update(self, report: Dict[str, Any]) -> Dict[str, Any]:
         """Merge one report; returns the new snapshot."""

@@ -21,7 +21,7 @@ from .cameras import NoCamera
 from .grid import GridPlan, plan_grid
 from .image_writer import ImageWriter, StoreSink
 from .layers import LayerTrigger, MotionState
-from .ports import CameraPort, CaptureJob, PrinterPort, SequenceResult
+from .ports import CameraPort, CaptureJob, Position, PrinterPort, SequenceResult
 from .sequence import CaptureSequence
 from .settings import Bounds, CaptureSettings
 from .storage import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
@@ -63,6 +63,11 @@ class InterruptibleClock:
             self._stop.wait(seconds)
 
 
+def position_record(position: Position) -> Dict[str, Optional[float]]:
+    """A reported position as the metadata stores it."""
+    return {"x": position.x, "y": position.y, "z": position.z, "e": position.e}
+
+
 def build_metadata(
     request: CaptureRequest, plan: GridPlan, result: SequenceResult, plugin_version: str
 ) -> LayerMetadata:
@@ -81,16 +86,7 @@ def build_metadata(
                 row=point.row,
                 col=point.col,
                 position={"x": point.x, "y": point.y, "z": point.z},
-                measured=(
-                    None
-                    if shot.measured is None
-                    else {
-                        "x": shot.measured.x,
-                        "y": shot.measured.y,
-                        "z": shot.measured.z,
-                        "e": shot.measured.e,
-                    }
-                ),
+                measured=None if shot.measured is None else position_record(shot.measured),
                 captured_at=shot.captured_at.isoformat(timespec="seconds"),
                 duration_s=round(shot.duration, 4),
                 camera=shot.snapshot_camera,
@@ -116,13 +112,7 @@ def build_metadata(
         stop_position=(
             None
             if result.stop_position is None
-            else {
-                "x": result.stop_position.x,
-                "y": result.stop_position.y,
-                "z": result.stop_position.z,
-                "e": result.stop_position.e,
-                "source": result.stop_position_source,
-            }
+            else {**position_record(result.stop_position), "source": result.stop_position_source}
         ),
         camera=images[0].camera if images else "",
         skipped=[

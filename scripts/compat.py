@@ -198,6 +198,8 @@ def run_leg(
             "no:cacheprovider",
             "-m",
             "not browser",
+            # a basetemp of our own, as `make test`: pytest rotates the shared ones
+            f"--basetemp={ROOT / '.pytest-tmp' / f'compat-{leg.name}'}",
             f"--junitxml={junit}",
             "-o",
             "junit_family=legacy",  # keeps record_property's figures without a warning

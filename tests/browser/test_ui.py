@@ -100,8 +100,18 @@ def test_settings_panel_draws_the_grid_and_follows_changes(ui: Any, screenshots:
     dialog.screenshot(path=str(screenshots / "settings_panel_movement.png"))
     page.locator(f"{PANEL} .lc-group-grid").scroll_into_view_if_needed()
 
+    estimate = page.locator(f"{PANEL} .lc-estimate")
+    estimate.wait_for(state="visible")
+    three_by_three = estimate.inner_text()
+    assert "Each captured layer adds about" in three_by_three
     page.select_option(f"{PANEL} .lc-grid-size", "5")
     wait_points(page, 25, 0)
+    # more points, more time: the estimate follows the unsaved grid
+    page.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel);"
+        " return e && e.innerText && e.innerText !== old; }",
+        arg=[f"{PANEL} .lc-estimate", three_by_three],
+    )
     # a 5 x 5 grid 60 mm apart reaches 20 mm past both edges of the bed
     page.fill(f"{PANEL} .lc-grid-spacing", "60")
     page.press(f"{PANEL} .lc-grid-spacing", "Tab")

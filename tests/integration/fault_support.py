@@ -52,6 +52,9 @@ CLEARANCE = 1.0  # the plugin's travel clearance above the printed top (gcode.py
 FAULT_SETTINGS: Dict[str, Any] = {
     "enabled": True,
     "use_fake_camera": True,
+    "snapshot_url": "",
+    "snapshot_timeout": 5.0,
+    "snapshot_retries": 1,
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,

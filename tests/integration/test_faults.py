@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from harness import OctoPrintServer
+from harness.camera_servers import SnapshotServer
 
 from integration.capture_checks import replay, split_blocks
 from integration.fault_support import (
@@ -157,10 +158,11 @@ def test_printer_disconnect_during_a_sequence_aborts_it(server: OctoPrintServer,
     check_failure_reported(run, 3, "disconnected: nothing more sent")
 
 
-def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer, mode: str):
     run = run_with_fault(
         server,
-        {"stop_mode": "hold"},
+        {"stop_mode": mode},
         terminal("@LAYERCAPTURE 6 1.4"),  # "layer 6 is complete": a target
         capturing(index=2),
         sequences=1,
@@ -169,6 +171,74 @@ def test_a_second_trigger_during_a_sequence_is_skipped(server: OctoPrintServer):
     assert "the previous capture is still running, skipped" in run.log
     assert len(run.meta(3)["images"]) == 9
     assert len(run.blocks) == 1
+
+
+# ---- the camera ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapshots() -> Iterator[SnapshotServer]:
+    with SnapshotServer() as running:
+        yield running
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_camera_garbage_errors_and_hangs_are_recorded_and_the_print_goes_on(
+    server: OctoPrintServer, snapshots: SnapshotServer, mode: str
+):
+    # layer 3, one behaviour per position in visiting order; layer 6 gets good images
+    snapshots.script[:] = ["jpeg", "html", "hang", "status/500", "jpeg", "truncated"]
+    snapshots.script += ["reset", "jpeg", "jpeg"]
+    url = snapshots.url("script")
+    try:
+        run = run_with_fault(
+            server,
+            {
+                "stop_mode": mode,
+                "snapshot_url": url,
+                "snapshot_timeout": 1.0,
+                "snapshot_retries": 0,
+                "use_fake_camera": False,
+            },
+        )
+    finally:
+        snapshots.release_hangs()
+    check_common(run)
+    check_common(run, layer=6)
+    failures = run.failures(3)
+    assert len(failures) == 5, failures
+    for text in (
+        "not a JPEG",
+        "timed out after 1 s",
+        "HTTP 500",
+        "before the image was complete",
+        "closed the connection without answering",
+    ):
+        check_failure_reported(run, 3, text)
+    assert len(run.meta(3)["images"]) == 4 and len(run.meta(6)["images"]) == 9
+    for image in run.meta(3)["images"]:
+        stored = (run.metadata[0][0].parent / image["path"]).read_bytes()
+        assert stored == snapshots.jpeg, "camera bytes are stored as received"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_camera_that_refuses_connections_costs_no_print(
+    server: OctoPrintServer, snapshots: SnapshotServer, mode: str
+):
+    run = run_with_fault(
+        server,
+        {
+            "stop_mode": mode,
+            "snapshot_url": snapshots.refused_url(),
+            "snapshot_timeout": 1.0,
+            "snapshot_retries": 1,
+            "use_fake_camera": False,
+            "grid_size": 1,
+        },
+    )
+    check_common(run)
+    check_failure_reported(run, 3, "connection refused (2 attempts)")
+    assert run.meta(3)["images"] == [] and run.meta(6)["images"] == []
 
 
 # ---- the disk ----------------------------------------------------------------------------
@@ -231,12 +301,14 @@ def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrin
     assert time.monotonic() - started < 15, "the worker let OctoPrint shut down promptly"
 
 
-def test_m400_never_answered_recovers(make_server: Callable[..., OctoPrintServer]):
+@pytest.mark.parametrize("mode", MODES)
+def test_m400_never_answered_recovers(make_server: Callable[..., OctoPrintServer], mode: str):
     # OctoPrint itself recovers from a missing "ok" after its communication timeout
     server = make_server(config_overrides={"serial": {"timeout": {"communication": 4}}})
+    # below the 1 s after which the virtual printer's idle "wait" line releases OctoPrint
     run = run_with_fault(
         server,
-        {"stop_mode": "pause", "movement_timeout": 1.5},
+        {"stop_mode": mode, "movement_timeout": 0.8},
         terminal("!!DEBUG:dont_answer"),
         capturing(index=2),
     )

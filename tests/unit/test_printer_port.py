@@ -33,6 +33,7 @@ class FakeOctoPrintPrinter:
         self.sent: List[str] = []
         self.tags: List[Set[str]] = []
         self.on_commands: Optional[Callable[[List[str], Set[str]], None]] = None
+        self.on_forced: Optional[Any] = None
 
     def pause_print(self, tags: Optional[Set[str]] = None) -> None:
         self.calls.append("pause")
@@ -57,9 +58,13 @@ class FakeOctoPrintPrinter:
     def is_paused(self) -> bool:
         return self.state == "PAUSED"
 
-    def commands(self, commands: List[str], tags: Optional[Set[str]] = None) -> None:
-        self.sent += commands
+    def commands(
+        self, commands: List[str], tags: Optional[Set[str]] = None, force: bool = False
+    ) -> None:
+        self.sent += [f"{c} (forced)" if force else c for c in commands]
         self.tags.append(set(tags or ()))
+        if force and self.on_forced is not None:
+            self.on_forced()
         if self.on_commands is not None:
             self.on_commands(list(commands), set(tags or ()))
 
@@ -127,6 +132,25 @@ def test_a_resume_before_the_hold_refuses_to_move(printer: FakeOctoPrintPrinter)
         port.wait_stopped(1.0)
     port.continue_job(1.0)
     assert "resume" not in printer.calls and printer.held == 0
+
+
+def test_a_stalled_pause_is_woken_with_a_forced_m105(printer: FakeOctoPrintPrinter) -> None:
+    # OctoPrint's pause M114 waits in its job queue until something wakes the send loop
+    port = OctoPrintPrinterPort(printer, "pause")
+    port.stop_job()
+    printer.on_forced = lambda: later(0.01, lambda: paused(printer, port))
+    started = time.monotonic()
+    assert port.wait_stopped(5.0) is not None
+    assert printer.sent == ["M105 (forced)"]
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_prompt_pause_gets_no_extra_line(printer: FakeOctoPrintPrinter) -> None:
+    port = OctoPrintPrinterPort(printer, "pause")
+    port.stop_job()
+    later(0.02, lambda: paused(printer, port))
+    port.wait_stopped(5.0)
+    assert printer.sent == []
 
 
 def test_pause_timeout_names_what_was_missing(printer: FakeOctoPrintPrinter) -> None:

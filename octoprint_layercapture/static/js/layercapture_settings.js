@@ -27,6 +27,27 @@ $(function () {
         self.shown = false;
         self.errors = ko.observableArray([]); // [{key, message}] from the server
         self.preview = ko.observable(null);
+        self.estimate = ko.observable(null);
+
+        // time a captured layer adds: planned from the unsaved values, measured on the
+        // last print's layers (the tab shows the same figure during a print)
+        self.estimateText = ko.pureComputed(function () {
+            var estimate = self.estimate();
+            if (!estimate || !estimate.planned_s) return "";
+            var text = _.sprintf(
+                gettext("Each captured layer adds about %(seconds)s s with these settings."),
+                {seconds: Number(estimate.planned_s).toFixed(1)}
+            );
+            if (estimate.measured_layers) {
+                text +=
+                    " " +
+                    _.sprintf(gettext("The last print measured %(seconds)s s per layer (%(count)s layers)."), {
+                        seconds: Number(estimate.measured_s).toFixed(1),
+                        count: estimate.measured_layers
+                    });
+            }
+            return text;
+        });
         self.webcams = ko.observableArray([]);
         self.webcamsError = ko.observable("");
         self.cameraTest = ko.observable(null);
@@ -138,22 +159,23 @@ $(function () {
             // resolves with this request's errors; only the newest answer updates the form
             var seq = ++self._checkSeq;
             var deferred = $.Deferred();
-            var apply = function (errors, preview) {
+            var apply = function (errors, preview, estimate) {
                 if (seq === self._checkSeq) {
                     self.errors(errors);
                     if (preview !== undefined) self.preview(preview || null);
+                    self.estimate(estimate || null);
                 }
                 deferred.resolve(errors);
             };
             OctoPrint.plugins.layercapture
                 .validateSettings(self.formData())
                 .done(function (response) {
-                    apply(response.errors || [], response.preview);
+                    apply(response.errors || [], response.preview, response.estimate);
                 })
                 .fail(function (xhr) {
                     var response = xhr.responseJSON || {};
                     if (xhr.status === 400 && response.errors) {
-                        apply(response.errors, response.preview);
+                        apply(response.errors, response.preview, null);
                         return;
                     }
                     var message = _.sprintf(gettext("could not be checked (HTTP %(status)s)"), {
