@@ -10,7 +10,7 @@ SEMGREP_VERSION ?= 1.185.0
 SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
 SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test unit demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test unit test-compat demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
+
+# OctoPrint 2.0 (Python 3.13) and 1.10 (Python 3.9), one venv each under .venv-compat/;
+# COMPAT_ARGS e.g. "--leg 2.0 -- -x" (see scripts/compat.py)
+test-compat: venv
+	$(PY) scripts/compat.py $(COMPAT_ARGS)
 
 demo: venv
 	$(PY) scripts/demo.py
@@ -79,4 +84,4 @@ babel-compile: venv
 	$(PYBABEL) compile -d $(TRANSLATIONS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) build dist *.egg-info demo-basedir test-artifacts .pytest-tmp
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-compat build dist *.egg-info demo-basedir test-artifacts .pytest-tmp

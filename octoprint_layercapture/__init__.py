@@ -33,6 +33,10 @@ from .worker import CaptureRequest, CaptureWorker, PrintInfo
 __plugin_name__ = "Layer Capture"
 __plugin_pythoncompat__ = ">=3.9,<4"
 
+# Job origins the printer prints itself (OctoPrint never sees those lines): "sdcard" up to
+# OctoPrint 1.11, "printer" from 2.0 on.
+PRINTER_STORAGES = ("sdcard", "printer")
+
 
 class LayerCapturePlugin(
     GalleryRoutes,
@@ -122,8 +126,6 @@ class LayerCapturePlugin(
             self._disarm(event)
         elif port is None:
             return
-        elif event == "PositionUpdate":
-            port.on_position_update(payload)
         elif event == "PrintPaused":
             port.on_paused(payload)
         elif event == "PrintResumed":
@@ -140,7 +142,7 @@ class LayerCapturePlugin(
 
     def _arm(self, payload: Dict[str, Any]) -> None:
         self._disarm("PrintStarted")
-        if payload.get("origin") == "sdcard":
+        if payload.get("origin") in PRINTER_STORAGES:
             self._publish_status(
                 {"state": "unsupported", "message": "SD card prints are not captured"}
             )
@@ -170,7 +172,9 @@ class LayerCapturePlugin(
             "store_root": Path(self._settings.global_get_basefolder("uploads"))
             / values.capture_folder,
         }
-        self._port = OctoPrintPrinterPort(self._printer, values.stop_mode, self._logger)
+        self._port = OctoPrintPrinterPort(
+            self._printer, values.stop_mode, self._logger, wait_for_moves=values.wait_for_moves
+        )
         self._tracker = LayerTracker(
             LayerTargets(
                 every_n=values.capture_every_n_layers,
@@ -242,8 +246,15 @@ class LayerCapturePlugin(
         **kwargs: Any,
     ) -> None:
         port = self._port
-        if gcode == "M114" and port is not None and port.pending_confirm_tag() is not None:
-            port.on_sending(tags)
+        if port is not None and port.pending_confirm_tag() is not None:
+            port.on_sending(gcode, tags)
+
+    def on_gcode_received(self, comm_instance: Any, line: str, *args: Any, **kwargs: Any) -> str:
+        # every line the printer sends passes here: leave at once unless a confirm waits
+        port = self._port
+        if port is not None and port.listening:
+            port.on_received(line)
+        return line
 
     def _stop_job_for(self, trigger: LayerTrigger, held_line: Optional[str]) -> bool:
         """Stops the job on the comm thread, so no further line of the file goes out."""
@@ -551,6 +562,7 @@ __plugin_implementation__ = LayerCapturePlugin()
 __plugin_hooks__ = {
     "octoprint.comm.protocol.gcode.queuing": __plugin_implementation__.on_gcode_queuing,
     "octoprint.comm.protocol.gcode.sending": __plugin_implementation__.on_gcode_sending,
+    "octoprint.comm.protocol.gcode.received": __plugin_implementation__.on_gcode_received,
     "octoprint.comm.protocol.scripts": __plugin_implementation__.on_gcode_script,
     "octoprint.comm.protocol.atcommand.queuing": (__plugin_implementation__.on_atcommand_queuing),
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,

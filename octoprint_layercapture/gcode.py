@@ -6,7 +6,8 @@ The safe path these build, in order::
     M83                       relative E, only when we retract
     G1 E-1 F2100              retract (skipped when the length is 0)
     G0 Z5.6 F600              lift to travel height before any XY move
-    G0 X105 Y85 F6000         one move per grid point, each confirmed (M400 + M114)
+    G0 X105 Y85 F6000         one move per grid point, each confirmed (M400 + M114,
+                              or G4 P0 + M114, or M114 polls: ``wait_for_moves``)
     ...
     G0 X130.5 Y100 F6000      back above the stop position, still at travel height
     G0 Z0.6 F600              lower last, once the head is confirmed above the stop
@@ -23,10 +24,14 @@ import math
 from typing import List, Optional
 
 from .ports import MotionLike, Position
+from .settings import WAIT_POLL
 
 # Extra height above the stop Z and above the printed top while the head is away from the
 # part, so a travel never drags the nozzle over the print even with a 0 mm Z offset.
 TRAVEL_CLEARANCE = 1.0
+
+# Asks the printer where the head is (see replies.py for the answers we read).
+POSITION_QUERY = "M114"
 
 # Largest difference (mm) between a commanded and a reported axis that still counts as there.
 POSITION_TOLERANCE = 0.01
@@ -50,6 +55,12 @@ def format_number(value: float) -> str:
 def as_sent(value: float) -> float:
     """The value the printer receives for ``value`` (what its position report should show)."""
     return float(format_number(value))
+
+
+def position_as_sent(position: Position) -> Position:
+    """:func:`as_sent` for each known axis of ``position`` (E is left as it is)."""
+    x, y, z = (None if v is None else as_sent(v) for v in (position.x, position.y, position.z))
+    return Position(x, y, z, position.e)
 
 
 def reached(reported: Position, commanded: Position) -> bool:
@@ -120,6 +131,14 @@ def restore_mode_commands(motion: MotionLike) -> List[str]:
     if feedrate is not None and math.isfinite(feedrate) and feedrate > 0:
         commands.append(f"G1 F{format_number(feedrate)}")
     return commands
+
+
+def confirm_commands(wait_for_moves: str) -> List[str]:
+    """Wait until the queued moves are done, then ask for the position. ``wait_for_moves``
+    is the waiting G-code itself ("M400", "G4 P0"; Marlin's G4 also waits for the move
+    queue) or "poll": M114 alone, which the sequence repeats until it shows the target."""
+    wait = [] if wait_for_moves == WAIT_POLL else [wait_for_moves]
+    return [*wait, POSITION_QUERY]
 
 
 def _z_move(z: float, z_speed: float) -> str:

@@ -55,6 +55,12 @@ class PrinterTimeout(Exception):
     """A confirmation from the printer or OctoPrint did not come in time."""
 
 
+class UnrecognisedReply(PrinterTimeout):
+    """The printer answered, but not with a position report the plugin can read (or it
+    called one of our commands unknown). Waiting longer would not help, so this ends the
+    wait at once; it is a :class:`PrinterTimeout` so that every wait handles it alike."""
+
+
 class JobResumedByUser(Exception):
     """The user resumed the job by hand before the sequence could hold it: the job has
     moved on from the stop position, so the head must not be moved."""
@@ -65,9 +71,11 @@ class PrinterPort(Protocol):
         """Queue G-code for the printer (the adapter tags it as the plugin's own)."""
 
     def confirm(self, timeout: float) -> Position:
-        """Send M400 + M114 and block until the position report answering this request.
+        """Wait for the moves (M400, G4 P0 or nothing, as set) and block until the M114
+        report answering this request.
 
-        Raises :class:`PrinterTimeout` or :class:`JobInterrupted`.
+        Raises :class:`PrinterTimeout` (:class:`UnrecognisedReply` when the answer is no
+        position report) or :class:`JobInterrupted`.
         """
 
     def wait_stopped(self, timeout: float) -> Optional[Position]:

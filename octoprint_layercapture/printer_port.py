@@ -2,7 +2,8 @@
 
 Implements :class:`ports.PrinterPort` on top of OctoPrint's printer object (duck typed,
 so this module imports nothing from OctoPrint). The plugin class forwards events and the
-``gcode.sending`` hook here; the sequence's worker thread blocks on the condition below.
+``gcode.sending`` and ``gcode.received`` hooks here; the sequence's worker thread blocks on
+the condition below.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Set
 
 from . import gcode
-from .ports import JobInterrupted, JobResumedByUser, Position, PrinterTimeout
+from .ports import (
+    JobInterrupted,
+    JobResumedByUser,
+    Position,
+    PrinterTimeout,
+    UnrecognisedReply,
+)
+from .replies import REPLY_GRACE, ReplyWatch
 
 PLUGIN_TAG = "plugin:layercapture"
 _CONFIRM_TAG_PREFIX = "layercapture:confirm:"
@@ -61,16 +69,19 @@ class OctoPrintPrinterPort:
         stop_mode: str,
         logger: Optional[logging.Logger] = None,
         monotonic: Callable[[], float] = time.monotonic,
+        wait_for_moves: str = "M400",
+        reply_grace: float = REPLY_GRACE,
     ) -> None:
         self._printer = printer
         self._stop_mode = stop_mode
+        self._confirm_commands = gcode.confirm_commands(wait_for_moves)
+        self._reply_grace = reply_grace
         self._logger = logger or logging.getLogger("octoprint.plugins.layercapture.printer")
         self._monotonic = monotonic
         self._cond = threading.Condition()
         self._confirm_ids = itertools.count(1)
         self._confirm_pending: Optional[str] = None
-        self._confirm_sent = False
-        self._confirm_answer: Optional[Position] = None
+        self._watch: Optional[ReplyWatch] = None
         self._interrupted: Optional[str] = None
         self._paused_event = False
         self._paused_position: Optional[Position] = None
@@ -89,18 +100,30 @@ class OctoPrintPrinterPort:
     def pending_confirm_tag(self) -> Optional[str]:
         return self._confirm_pending
 
-    def on_sending(self, tags: Optional[Set[str]]) -> None:
-        """``gcode.sending`` hook: our M114 is about to go out; only now can its answer come."""
-        pending = self._confirm_pending
-        if pending is not None and tags and pending in tags:
-            with self._cond:
-                self._confirm_sent = True
+    @property
+    def listening(self) -> bool:
+        """Whether received lines may answer a confirmation (read without the lock: the
+        received hook runs for every line, so it must leave at once when nothing waits)."""
+        watch = self._watch
+        return watch is not None and watch.listening
 
-    def on_position_update(self, payload: Mapping[str, Any]) -> None:
-        position = _position_from(payload)
+    def on_sending(self, gcode: Optional[str], tags: Optional[Set[str]]) -> None:
+        """``gcode.sending`` hook: one of our confirm commands is about to go out; lines
+        received from now on answer it."""
+        pending = self._confirm_pending
+        if pending is None or not tags or pending not in tags or not gcode:
+            return
         with self._cond:
-            if self._confirm_sent and self._confirm_answer is None:
-                self._confirm_answer = position
+            watch = self._watch
+            if watch is not None and self._confirm_pending == pending:
+                watch.sent(gcode)
+
+    def on_received(self, line: str) -> None:
+        """``gcode.received`` hook, while :attr:`listening`: a line from the printer."""
+        with self._cond:
+            watch = self._watch
+            if watch is not None:
+                watch.feed(line, self._monotonic())
                 self._cond.notify_all()
 
     def on_paused(self, payload: Optional[Mapping[str, Any]]) -> None:
@@ -166,22 +189,19 @@ class OctoPrintPrinterPort:
 
     def confirm(self, timeout: float) -> Position:
         tag = f"{_CONFIRM_TAG_PREFIX}{next(self._confirm_ids)}"
+        commands = self._confirm_commands
+        watch = ReplyWatch()
         with self._cond:
-            self._confirm_sent = False
-            self._confirm_answer = None
+            self._watch = watch
             self._confirm_pending = tag
         try:
             self.check()
-            self._printer.commands(["M400", "M114"], tags=plugin_tags(tag))
-            self._wait(lambda: self._confirm_answer is not None, timeout, "M400/M114 answer")
-            with self._cond:
-                answer = self._confirm_answer
-            assert answer is not None
-            return answer
+            self._printer.commands(list(commands), tags=plugin_tags(tag))
+            return self._wait_reply(watch, timeout, " + ".join(commands))
         finally:
             with self._cond:
                 self._confirm_pending = None
-                self._confirm_sent = False
+                self._watch = None
 
     def wait_stopped(self, timeout: float) -> Optional[Position]:
         if self._stop_mode == "hold":
@@ -281,6 +301,27 @@ class OctoPrintPrinterPort:
         if not self._printer.set_job_on_hold(False):
             raise PrinterTimeout("OctoPrint did not release the job hold")
         self._holding = False
+
+    def _wait_reply(self, watch: ReplyWatch, timeout: float, what: str) -> Position:
+        """Until the position report, an answer that can't become one, or the timeout."""
+        deadline = self._monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._interrupted is not None:
+                    raise JobInterrupted(self._interrupted)
+                if watch.position is not None:
+                    return watch.position
+                if watch.problem is not None:
+                    raise UnrecognisedReply(watch.problem)
+                now = self._monotonic()
+                if watch.expired(now, self._reply_grace):
+                    raise UnrecognisedReply(watch.unrecognised())
+                if now >= deadline:
+                    raise PrinterTimeout(f"no answer to {what} within {timeout:g} s")
+                wake = deadline
+                if watch.acknowledged_at is not None:
+                    wake = min(wake, watch.acknowledged_at + self._reply_grace)
+                self._cond.wait(wake - now)
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = self._monotonic() + timeout

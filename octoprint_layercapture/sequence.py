@@ -5,8 +5,10 @@ ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules i
 
 * Lift first, lower last: no XY move below the travel height, which is never below the
   stop Z plus clearance. Only grid points of the plan and the stop XY are ever commanded.
-* Every move is confirmed by the printer (M400 + M114) before the settle delay; no sleeping
-  for motion. The clock sleeps only for ``capture_delay`` and ``pre_capture_delay``.
+* Every move is confirmed by the printer (M400 + M114, or as ``wait_for_moves`` says)
+  before the settle delay; no sleeping for motion. The clock sleeps only for
+  ``capture_delay`` and ``pre_capture_delay``, and between M114 polls in poll mode (the
+  report, not the pause, tells that the head arrived).
 * Whatever fails (camera, disk, timeouts, wrong position reports), the head goes back to
   where the job stopped, the modes are restored and the job continues; a failed continue is
   retried ``emergency_resume_attempts`` times. The head always returns, even with
@@ -43,10 +45,15 @@ from .ports import (
     ShotRequest,
     ShotResult,
 )
+from .settings import WAIT_POLL
 
 # A printer whose reports keep disagreeing after M400 will not change its mind; cap the
 # position reports per move so a misreporting firmware isn't flooded until the timeout.
 MAX_REPORTS_PER_MOVE = 10
+
+# Poll mode (no wait command) asks until the report shows the target or the movement timeout
+# runs out; this paces the questions so the serial line is not flooded meanwhile.
+POLL_INTERVAL = 0.05
 
 # A move whose report shows the head elsewhere was lost on the way (a dropped serial line):
 # it is sent again this many times. Our moves are absolute, so sending one twice is harmless.
@@ -183,24 +190,46 @@ class _Run:
         except Exception as exc:
             self._fail("stop", f"waiting for the job to stop failed: {exc!r}; no capture")
             return None
-        if reported is not None and reported.has_xyz:
-            return self._use_stop(reported, ports.STOP_FROM_PAUSE_EVENT)
-        self.printer.check()
-        try:
-            reported = self.printer.confirm(timeout)
-        except JobInterrupted:
-            raise
-        except Exception as exc:
-            self._fail("stop", f"no position report within {timeout:g} s ({exc})")
-            reported = None
-        if reported is not None and reported.has_xyz:
-            return self._use_stop(reported, ports.STOP_FROM_POSITION_REPORT)
         motion = self.job.motion
         tracked = Position(motion.x, motion.y, motion.z, motion.e)
+        if reported is not None and reported.has_xyz:
+            if not tracked.has_xyz or gcode.reached(reported, gcode.position_as_sent(tracked)):
+                return self._use_stop(reported, ports.STOP_FROM_PAUSE_EVENT)
+            # OctoPrint's pause asks M400 + M114: a printer without M400 answers while the
+            # job's last moves still run. Where the file's last move ends decides.
+            self.logger.info(
+                "layer %d: OctoPrint's pause position %s is not where the job's last move "
+                "ends (%s); asking the printer again",
+                self.job.layer,
+                reported.describe(),
+                tracked.describe(),
+            )
+        self.printer.check()
+        reported = self._ask_stop_position(tracked)
+        if reported is not None and reported.has_xyz:
+            return self._use_stop(reported, ports.STOP_FROM_POSITION_REPORT)
         if tracked.has_xyz:
             return self._use_stop(tracked, ports.STOP_FROM_TRACKER)
         self._fail("stop", "stop position unknown; the head was not moved")
         return None
+
+    def _ask_stop_position(self, tracked: Position) -> Optional[Position]:
+        started = self.clock.monotonic()
+        try:
+            if self.settings.wait_for_moves != WAIT_POLL or not tracked.has_xyz:
+                return self.printer.confirm(self.settings.pause_timeout)
+            # M114 alone may answer while the job's last moves still run: ask until the
+            # head is where they end
+            reported, mismatch = self._confirm_at(gcode.position_as_sent(tracked))
+        except JobInterrupted:
+            raise
+        except Exception as exc:
+            self._fail("stop", f"no position report ({exc})", None, started)
+            return None
+        if mismatch:
+            self._fail("stop", f"stop position not confirmed: {mismatch}", None, started)
+            return None
+        return reported
 
     def _use_stop(self, position: Position, source: str) -> Position:
         self.result.stop_position = position
@@ -308,11 +337,16 @@ class _Run:
         comes raises :class:`PrinterTimeout`."""
         timeout = self.settings.movement_timeout
         deadline = self.clock.monotonic() + timeout
+        polling = self.settings.wait_for_moves == WAIT_POLL
         reported: Optional[Position] = None
-        for _ in range(MAX_REPORTS_PER_MOVE):
+        reports = 0
+        while polling or reports < MAX_REPORTS_PER_MOVE:
+            if polling and reports:
+                self.clock.sleep(max(min(POLL_INTERVAL, deadline - self.clock.monotonic()), 0))
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 break
+            reports += 1
             reported = self.printer.confirm(remaining)
             if gcode.reached(reported, expected):
                 return reported, None

@@ -15,6 +15,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 SETTINGS_VERSION = 2
 
 STOP_MODES = ("pause", "hold")
+# How a move is awaited before M114 confirms it: the G-code that waits for the printer's
+# move queue to empty, or "poll" (M114 alone, asked again until it shows the target).
+WAIT_POLL = "poll"
+WAIT_FOR_MOVES = ("M400", "G4 P0", WAIT_POLL)
 GRID_SIZES = (1, 3, 5)
 
 # Grouped as the settings panel shows them. Keys are the public config.yaml interface.
@@ -52,6 +56,7 @@ DEFAULTS: Dict[str, Any] = {
     "z_speed": 600,
     "retract_length": 1.0,
     "retract_speed": 2100,
+    "wait_for_moves": "M400",
     # stop mode and its timeouts
     "stop_mode": "pause",
     "pause_timeout": 60.0,
@@ -120,6 +125,7 @@ class CaptureSettings:
     z_speed: float
     retract_length: float
     retract_speed: float
+    wait_for_moves: str
     stop_mode: str
     pause_timeout: float
     resume_timeout: float
@@ -310,6 +316,7 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
     if stop_mode not in STOP_MODES:
         c.fail("stop_mode", f"must be 'pause' or 'hold', got {stop_mode!r}")
         stop_mode = DEFAULTS["stop_mode"]
+    wait_for_moves = _check_wait_for_moves(c)
 
     values = CaptureSettings(
         enabled=c.boolean("enabled"),
@@ -340,6 +347,7 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         z_speed=c.number("z_speed", 0, exclusive=True, maximum=100000),
         retract_length=c.number("retract_length", 0, maximum=20),
         retract_speed=c.number("retract_speed", 0, exclusive=True, maximum=100000),
+        wait_for_moves=wait_for_moves,
         stop_mode=stop_mode,
         pause_timeout=c.number("pause_timeout", 0, exclusive=True, maximum=3600),
         resume_timeout=c.number("resume_timeout", 0, exclusive=True, maximum=3600),
@@ -351,6 +359,17 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
     if c.errors:
         raise InvalidSettings(c.errors)
     return values
+
+
+def _check_wait_for_moves(c: _Checker) -> str:
+    """One of :data:`WAIT_FOR_MOVES`; case and spacing are forgiven ("g4  p0")."""
+    value = c.data["wait_for_moves"]
+    known = {choice.upper(): choice for choice in WAIT_FOR_MOVES}
+    if isinstance(value, str) and " ".join(value.split()).upper() in known:
+        return known[" ".join(value.split()).upper()]
+    names = ", ".join(repr(choice) for choice in WAIT_FOR_MOVES)
+    c.fail("wait_for_moves", f"must be one of {names}, got {value!r}")
+    return str(DEFAULTS["wait_for_moves"])
 
 
 def _check_folder(c: _Checker) -> str:

@@ -38,6 +38,7 @@ from .events import EventListener, Message
 
 HOST = "127.0.0.1"
 RECORDER_SOURCE = Path(__file__).resolve().parent / "recorder_plugin" / "lc_test_recorder.py"
+FIRMWARE_SOURCE = Path(__file__).resolve().parent / "firmware_plugin" / "lc_test_firmware.py"
 RECORDER_FILE = "lc_sent.jsonl"
 OUTPUT_FILE = "octoprint.out"
 AFTER_STARTUP_LINE = "lc_test_recorder: on_after_startup done"  # as in the recorder plugin
@@ -159,6 +160,9 @@ class OctoPrintServer:
     ``plugins.layercapture`` and ``virtual_printer`` into ``plugins.virtual_printer``
     (e.g. ``{"okBeforeCommandOutput": True}``). ``log_levels`` maps logger names to levels
     in logging.yaml (e.g. ``{"octoprint.plugins.layercapture": "DEBUG"}``).
+    ``firmware_quirks`` installs the test plugin of harness/firmware_plugin (firmware
+    behaviour the Virtual Printer has no setting for, e.g. no M400) and records the lines
+    the printer sends (:meth:`received_lines`).
     The files are written on the first :meth:`start`; restarts keep what is on disk.
     """
 
@@ -174,6 +178,7 @@ class OctoPrintServer:
         log_levels: Optional[Mapping[str, str]] = None,
         env: Optional[Mapping[str, str]] = None,
         install_recorder: bool = True,
+        firmware_quirks: bool = False,
         startup_timeout: float = STARTUP_TIMEOUT,
         name: Optional[str] = None,
     ) -> None:
@@ -187,6 +192,7 @@ class OctoPrintServer:
         self.log_levels = dict(log_levels or {})
         self.extra_env = dict(env or {})
         self.install_recorder = install_recorder
+        self.firmware_quirks = firmware_quirks
         self.startup_timeout = startup_timeout
         self.name = name or self.basedir.name
         self.users: Dict[str, UserInfo] = {
@@ -282,6 +288,10 @@ class OctoPrintServer:
             plugins = self.basedir / "plugins"
             plugins.mkdir(exist_ok=True)
             shutil.copy2(RECORDER_SOURCE, plugins / RECORDER_SOURCE.name)
+        if self.firmware_quirks:
+            plugins = self.basedir / "plugins"
+            plugins.mkdir(exist_ok=True)
+            shutil.copy2(FIRMWARE_SOURCE, plugins / FIRMWARE_SOURCE.name)
         self._prepared = True
 
     @staticmethod
@@ -322,6 +332,8 @@ class OctoPrintServer:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env["LC_TEST_RECORDER_FILE"] = str(self.recorder_path)
+        if self.firmware_quirks:
+            env["LC_TEST_RECORD_RECEIVED"] = "1"
         env.update(self.extra_env)
         cmd = [
             sys.executable,
@@ -654,7 +666,8 @@ class OctoPrintServer:
     def disconnect(self, timeout: float = 15.0) -> None:
         response = self.api("POST", "/api/connection", json={"command": "disconnect"})
         assert response.status_code == 204, f"disconnect: {response.status_code}"
-        self.wait_for_state("Offline", timeout)
+        # events say "Offline"; GET /api/connection says "Closed" once nothing is connected
+        self.wait_for_state(lambda text: text.lower() in ("offline", "closed"), timeout)
 
     def upload(
         self,
@@ -708,6 +721,11 @@ class OctoPrintServer:
         """Lines sent to the printer ({"line", "gcode", "tags", "t"}), oldest first;
         ``since`` is a time.monotonic() value."""
         return [r for r in self.sent_records() if r.get("type") == "sent" and r["t"] >= since]
+
+    def received_lines(self, since: float = 0.0) -> List[Dict[str, Any]]:
+        """Lines the printer sent ({"line", "t"}), oldest first; recorded only for servers
+        made with ``firmware_quirks``."""
+        return [r for r in self.sent_records() if r.get("type") == "received" and r["t"] >= since]
 
     def positions(self, since: float = 0.0) -> List[Dict[str, Any]]:
         """PositionUpdate payloads with their time ({"t", "payload"})."""

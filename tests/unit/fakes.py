@@ -21,6 +21,7 @@ from octoprint_layercapture.ports import (
     SavedShot,
     ShotRequest,
     Snapshot,
+    UnrecognisedReply,
 )
 
 
@@ -51,7 +52,9 @@ class PrinterFaults:
     """Numbers are 1-based counts of calls to that port method."""
 
     wait_stopped_timeout: bool = False
+    pause_position_off: float = 0.0  # the PrintPaused X is this far off (a stale report)
     confirm_timeouts: FrozenSet[int] = frozenset()  # these confirms raise PrinterTimeout
+    unrecognised_replies: FrozenSet[int] = frozenset()  # these raise UnrecognisedReply at once
     wrong_reports: FrozenSet[int] = frozenset()  # these confirms report X 1 mm off
     interrupt_at_check: Optional[int] = None  # this check() raises JobInterrupted
     interrupt_at_confirm: Optional[int] = None
@@ -157,6 +160,9 @@ class RecorderPrinter:
         if number in self.faults.confirm_timeouts:
             self.clock.advance(timeout)
             raise PrinterTimeout(f"no position report within {timeout:g} s")
+        if number in self.faults.unrecognised_replies:
+            self.clock.advance(min(self.confirm_seconds + 1.0, timeout))
+            raise UnrecognisedReply("the printer answered M114 with 'Position 5/6/7'")
         self.clock.advance(min(self.confirm_seconds, timeout))
         off = 1.0 if number in self.faults.wrong_reports else 0.0
         return Position(self.head.x + off, self.head.y, self.head.z, self.head.e)
@@ -173,7 +179,8 @@ class RecorderPrinter:
         if not self.report_stop_position:
             return None
         self.clock.advance(0.12)
-        return Position(self.head.x, self.head.y, self.head.z, self.head.e)
+        off = self.faults.pause_position_off
+        return Position(self.head.x + off, self.head.y, self.head.z, self.head.e)
 
     def continue_job(self, timeout: float) -> None:
         self._after_interrupt("continue_job")

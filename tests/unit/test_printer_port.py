@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import pytest
 
-from octoprint_layercapture.ports import JobInterrupted, JobResumedByUser, PrinterTimeout
+from octoprint_layercapture.ports import (
+    JobInterrupted,
+    JobResumedByUser,
+    Position,
+    PrinterTimeout,
+    UnrecognisedReply,
+)
 from octoprint_layercapture.printer_port import PLUGIN_TAG, OctoPrintPrinterPort
 
 
@@ -26,6 +32,7 @@ class FakeOctoPrintPrinter:
         self.pause_ignored = False
         self.sent: List[str] = []
         self.tags: List[Set[str]] = []
+        self.on_commands: Optional[Callable[[List[str], Set[str]], None]] = None
         self.on_forced: Optional[Any] = None
 
     def pause_print(self, tags: Optional[Set[str]] = None) -> None:
@@ -55,8 +62,11 @@ class FakeOctoPrintPrinter:
         self, commands: List[str], tags: Optional[Set[str]] = None, force: bool = False
     ) -> None:
         self.sent += [f"{c} (forced)" if force else c for c in commands]
+        self.tags.append(set(tags or ()))
         if force and self.on_forced is not None:
             self.on_forced()
+        if self.on_commands is not None:
+            self.on_commands(list(commands), set(tags or ()))
 
 
 def later(delay: float, action: Any) -> threading.Timer:
@@ -227,16 +237,90 @@ def test_release_after_continuing_does_nothing(printer: FakeOctoPrintPrinter) ->
     assert printer.calls == ["hold True", "hold False"]
 
 
-def test_confirm_takes_only_the_answer_to_its_own_m114(printer: FakeOctoPrintPrinter) -> None:
-    port = OctoPrintPrinterPort(printer, "hold")
+class ScriptedFirmware:
+    """Answers the port's confirm commands as OctoPrint's comm threads would report them:
+    the ``gcode.sending`` hook per command, then the ``gcode.received`` hook per line."""
 
-    def answer() -> None:
-        port.on_position_update({"x": 1, "y": 1, "z": 1})  # someone else's M114: ignored
-        tag = port.pending_confirm_tag()
-        port.on_sending({tag} if tag else set())
-        port.on_position_update({"x": 5, "y": 6, "z": 7, "e": 1})
+    def __init__(self, printer: FakeOctoPrintPrinter, port: OctoPrintPrinterPort) -> None:
+        self.port = port
+        self.replies: Dict[str, List[str]] = {"M400": ["ok"], "G4": ["ok"], "M114": []}
+        printer.on_commands = self.answer
+        self.received_before: List[str] = []
 
-    later(0.05, answer)
+    def answer(self, commands: List[str], tags: Set[str]) -> None:
+        def run() -> None:
+            for line in self.received_before:  # e.g. the answer to someone else's M114
+                self.port.on_received(line)
+            for command in commands:
+                gcode = command.split()[0]
+                self.port.on_sending(gcode, set(tags))
+                for line in self.replies.get(gcode, ["ok"]):
+                    self.port.on_received(line + "\n")
+
+        later(0.02, run)
+
+
+@pytest.mark.parametrize(
+    ("wait_for_moves", "sent"),
+    [("M400", ["M400", "M114"]), ("G4 P0", ["G4 P0", "M114"]), ("poll", ["M114"])],
+)
+def test_confirm_sends_the_chosen_wait_and_reads_the_report(
+    printer: FakeOctoPrintPrinter, wait_for_moves: str, sent: List[str]
+) -> None:
+    port = OctoPrintPrinterPort(printer, "hold", wait_for_moves=wait_for_moves)
+    firmware = ScriptedFirmware(printer, port)
+    firmware.received_before = ["ok X:1 Y:1 Z:1 E:0"]  # not ours: nothing of ours went out
+    firmware.replies["M114"] = ["X:5.00 Y:6.00 Z:7.00 E:1.00 Count X:1 Y:2 Z:3", "ok"]
+    assert not port.listening
     position = port.confirm(5.0)
-    assert (position.x, position.y, position.z) == (5, 6, 7)
-    assert printer.sent == ["M400", "M114"] and port.pending_confirm_tag() is None
+    assert position == Position(5, 6, 7, 1)
+    assert printer.sent == sent and port.pending_confirm_tag() is None
+    assert not port.listening
+    assert all(PLUGIN_TAG in tags for tags in printer.tags)
+
+
+def test_confirm_reads_a_report_after_its_ok(printer: FakeOctoPrintPrinter) -> None:
+    port = OctoPrintPrinterPort(printer, "hold", reply_grace=5.0)
+    firmware = ScriptedFirmware(printer, port)
+    firmware.replies["M400"] = ["echo:busy: processing", "echo:busy: processing", "ok"]
+    firmware.replies["M114"] = ["ok", "X:5.0 Y:6.0 Z:7.0 E:1.0"]
+    assert port.confirm(5.0) == Position(5, 6, 7, 1)
+
+
+def test_an_unreadable_answer_ends_the_confirm_after_the_grace(
+    printer: FakeOctoPrintPrinter,
+) -> None:
+    port = OctoPrintPrinterPort(printer, "hold", reply_grace=0.2)
+    ScriptedFirmware(printer, port).replies["M114"] = ["Position 5/6/7", "ok"]
+    started = time.monotonic()
+    with pytest.raises(UnrecognisedReply, match="answered M114 with 'Position 5/6/7'"):
+        port.confirm(30.0)
+    assert time.monotonic() - started < 5.0
+    assert port.pending_confirm_tag() is None and not port.listening
+
+
+def test_an_unknown_wait_command_ends_the_confirm_at_once(
+    printer: FakeOctoPrintPrinter,
+) -> None:
+    port = OctoPrintPrinterPort(printer, "hold", reply_grace=30.0)
+    firmware = ScriptedFirmware(printer, port)
+    firmware.replies["M400"] = ['echo:Unknown command: "M400"', "ok"]
+    firmware.replies["M114"] = ["ok X:5 Y:6 Z:7 E:1"]
+    started = time.monotonic()
+    with pytest.raises(UnrecognisedReply, match="does not know M400"):
+        port.confirm(30.0)
+    assert time.monotonic() - started < 5.0
+
+
+def test_no_answer_times_out(printer: FakeOctoPrintPrinter) -> None:
+    port = OctoPrintPrinterPort(printer, "hold")
+    with pytest.raises(PrinterTimeout, match=r"no answer to M400 \+ M114 within 0.2 s"):
+        port.confirm(0.2)
+
+
+def test_an_interrupt_ends_the_confirm(printer: FakeOctoPrintPrinter) -> None:
+    port = OctoPrintPrinterPort(printer, "hold")
+    later(0.05, lambda: port.interrupt("cancelled"))
+    with pytest.raises(JobInterrupted):
+        port.confirm(5.0)
+    assert not port.listening

@@ -19,6 +19,7 @@ from octoprint_layercapture.ports import (
 from octoprint_layercapture.sequence import (
     MAX_REPORTS_PER_MOVE,
     MOVE_RESENDS,
+    POLL_INTERVAL,
     CaptureJob,
     CaptureSequence,
     SequenceResult,
@@ -334,6 +335,125 @@ def test_wrong_reports_stop_at_the_movement_timeout():
     assert rig.printer.log[18] == "G0 X130.5 Y100 F6000"
     assert not result.continued, "the return never matches either: the head stays up"
     assert "G0 Z0.6 F600" not in rig.printer.sent
+
+
+def test_poll_mode_asks_again_until_the_report_shows_the_target():
+    # a firmware whose M114 shows the live position: confirm 1 is the lift's, then the
+    # grid move gets 14 reports on the way before it is there
+    wrong = frozenset(range(2, 16))
+    rig, _, result = run_sequence(
+        size=1, wait_for_moves="poll", faults=PrinterFaults(wrong_reports=wrong)
+    )
+    assert result.outcome == "completed" and result.failures == []
+    move = rig.printer.log.index("G0 X125 Y105 F6000")
+    assert rig.printer.log[move - 1] == CONFIRM  # the lift's
+    assert rig.printer.log[move + 1 : move + 16] == [CONFIRM] * 15
+    assert rig.printer.log[move + 16] != CONFIRM
+    assert 15 > MAX_REPORTS_PER_MOVE
+    assert rig.clock.sleeps[:14] == [POLL_INTERVAL] * 14
+    assert result.timings["moves"] == pytest.approx(16 * 0.1 + 14 * POLL_INTERVAL)
+
+
+def test_poll_mode_gives_up_at_the_movement_timeout():
+    wrong = frozenset(range(1, 1000))
+    rig, _, result = run_sequence(
+        size=1,
+        wait_for_moves="poll",
+        movement_timeout=2.0,
+        faults=PrinterFaults(wrong_reports=wrong),
+    )
+    first = result.failures[0]
+    assert first.phase == "moves" and "within 2 s; no snapshot" in first.message
+    # each send of the move (the first and MOVE_RESENDS more) polls for 2 s
+    sends = 1 + MOVE_RESENDS
+    assert first.duration == pytest.approx(sends * 2.0, abs=sends * (POLL_INTERVAL + 0.1))
+    assert rig.camera.requests == []
+
+
+def test_m400_and_g4_modes_never_sleep_between_reports():
+    for wait in ("M400", "G4 P0"):
+        rig, _, result = run_sequence(
+            wait_for_moves=wait, faults=PrinterFaults(wrong_reports=frozenset({1, 2}))
+        )
+        assert rig.clock.sleeps == [0.25] * 9, wait  # only the capture delay
+        assert result.outcome == "completed"
+
+
+def test_an_unrecognised_answer_ends_the_sequence_at_once_and_returns():
+    rig, _, result = run_sequence(faults=PrinterFaults(unrecognised_replies=frozenset({1})))
+    first = result.failures[0]
+    assert first.phase == "moves" and first.index is None
+    assert first.message == (
+        "lift to Z 5.6: not confirmed (the printer answered M114 with 'Position 5/6/7'); no XY move"
+    )
+    assert first.duration < 2.0
+    assert rig.camera.requests == []
+    assert not any(m.changes_xy for m in rig.printer.moves if m.command != HELD_LINE)
+    assert result.continued and result.outcome == "completed_with_failures"
+
+
+def test_an_unrecognised_answer_at_a_grid_point_abandons_the_grid_and_returns():
+    rig, _, result = run_sequence(faults=PrinterFaults(unrecognised_replies=frozenset({3})))
+    first = result.failures[0]
+    assert first.phase == "moves" and first.index == 1
+    assert first.message == (
+        "position 2/9: move not confirmed (the printer answered M114 with 'Position 5/6/7')"
+    )
+    assert len(rig.camera.requests) == 1
+    assert "G0 X145 Y85 F6000" not in rig.printer.sent  # no further grid position
+    assert result.continued and result.outcome == "completed_with_failures"
+
+
+def test_an_unrecognised_answer_while_stopping_falls_back_to_the_tracker():
+    _, _, result = run_sequence(
+        hold=True, faults=PrinterFaults(unrecognised_replies=frozenset({1}))
+    )
+    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.failures[0].phase == "stop"
+    assert result.failures[0].message == (
+        "no position report (the printer answered M114 with 'Position 5/6/7')"
+    )
+
+
+def test_a_pause_position_away_from_the_jobs_last_move_is_asked_again(caplog):
+    # OctoPrint's pause on a printer without M400: the report came while moves still ran
+    with caplog.at_level("INFO", logger=LOGGER.name):
+        rig, _, result = run_sequence(faults=PrinterFaults(pause_position_off=2.0))
+    assert rig.printer.log[:2] == [WAIT_STOPPED, CONFIRM]
+    assert result.stop_position_source == STOP_FROM_POSITION_REPORT
+    assert result.stop_position == Position(*STOP, 1234.5)
+    assert result.outcome == "completed"
+    assert "pause position X132.5 Y100 Z0.6 is not where the job's last move ends" in caplog.text
+
+
+def test_poll_mode_asks_for_the_stop_until_it_is_where_the_jobs_last_move_ends():
+    faults = PrinterFaults(pause_position_off=2.0, wrong_reports=frozenset({1, 2, 3}))
+    rig, _, result = run_sequence(wait_for_moves="poll", faults=faults)
+    assert rig.printer.log[:5] == [WAIT_STOPPED, CONFIRM, CONFIRM, CONFIRM, CONFIRM]
+    assert result.stop_position_source == STOP_FROM_POSITION_REPORT
+    assert result.stop_position == Position(*STOP, 1234.5)
+    assert result.outcome == "completed"
+
+
+def test_poll_mode_stop_that_never_matches_falls_back_to_the_tracker():
+    faults = PrinterFaults(pause_position_off=2.0, wrong_reports=frozenset(range(1, 1000)))
+    _, _, result = run_sequence(wait_for_moves="poll", movement_timeout=1.0, faults=faults)
+    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.failures[0].phase == "stop"
+    assert result.failures[0].message.startswith("stop position not confirmed: head reported")
+
+
+def test_without_m400_a_stale_pause_position_is_not_trusted():
+    # the default M400 on a printer without it: every confirm fails at once, and the head
+    # goes back to where the job's last move ends, not to the stale pause report
+    faults = PrinterFaults(pause_position_off=2.0, unrecognised_replies=frozenset(range(1, 10)))
+    rig, _, result = run_sequence(faults=faults)
+    assert result.stop_position_source == STOP_FROM_TRACKER
+    # no XY move without a confirmed lift: the head only goes up and down again
+    assert [f.phase for f in result.failures] == ["stop", "moves", "return"]
+    assert not any(m.changes_xy for m in rig.printer.moves if m.command != HELD_LINE)
+    assert rig.camera.requests == []
+    assert result.continued  # assert_safe: the head is back at the true stop position
 
 
 def test_confirm_timeout_abandons_the_grid_and_returns():

@@ -40,6 +40,10 @@ def test_defaults_validate_and_round_trip():
         ("capture_z_heights", "0.6, abc", "'abc' is not a number"),
         ("capture_z_heights", [-1], "above 0"),
         ("stop_mode", "teleport", "'pause' or 'hold'"),
+        ("wait_for_moves", "G4", "one of 'M400', 'G4 P0', 'poll'"),
+        ("wait_for_moves", "sleep", "one of 'M400', 'G4 P0', 'poll'"),
+        ("wait_for_moves", None, "one of"),
+        ("wait_for_moves", 400, "one of"),
         ("enabled", "yes", "true or false"),
         ("grid_center_x", "left", "must be a number"),
         ("grid_center_x", math.nan, "finite"),
@@ -55,6 +59,17 @@ def test_invalid_values_are_refused_with_a_message(key, value, fragment):
     errors = errors_for({key: value})
     assert key in errors
     assert fragment in errors[key]
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [("M400", "M400"), ("m400", "M400"), ("G4 P0", "G4 P0"), (" g4  p0 ", "G4 P0"),
+     ("poll", "poll"), ("POLL", "poll")],
+)  # fmt: skip
+def test_wait_for_moves_is_stored_in_its_canonical_spelling(value, stored):
+    values = s.validate({"wait_for_moves": value}, BED)
+    assert values.wait_for_moves == stored
+    assert s.to_storable(values)["wait_for_moves"] == stored
 
 
 def test_grid_outside_the_bed_is_refused():

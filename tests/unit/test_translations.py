@@ -9,8 +9,12 @@ import pytest
 
 babel_extract = pytest.importorskip("babel.messages.extract")
 pytest.importorskip("octoprint.util.jinja")  # the Jinja extension babel.cfg names
-from babel.messages.frontend import parse_mapping_cfg  # noqa: E402
 from babel.messages.pofile import read_po  # noqa: E402
+
+try:
+    from babel.messages.frontend import parse_mapping_cfg
+except ImportError:  # Babel < 2.14, which OctoPrint 1.10 pins, has the older name
+    from babel.messages.frontend import parse_mapping as parse_mapping_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "octoprint_layercapture" / "translations" / "messages.pot"

@@ -87,6 +87,7 @@ $(function () {
             z_speed: gettext("Z speed"),
             retract_length: gettext("Retract length"),
             retract_speed: gettext("Retract speed"),
+            wait_for_moves: gettext("Wait for each move with"),
             pause_timeout: gettext("Stop timeout"),
             resume_timeout: gettext("Continue timeout"),
             movement_timeout: gettext("Move timeout"),

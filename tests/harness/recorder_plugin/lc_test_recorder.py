@@ -7,6 +7,8 @@ object per line to ``BASEDIR/lc_sent.jsonl`` (or the path in ``LC_TEST_RECORDER_
   for every line OctoPrint sent to the printer (the ``gcode.sent`` hook), and
 * ``{"type": "position", "t": <monotonic>, "payload": {...}}`` for every
   ``PositionUpdate`` event (one per M114 reply), and
+* ``{"type": "received", "t": <monotonic>, "line": "ok"}`` for every line the printer
+  sent (the ``gcode.received`` hook), only when ``LC_TEST_RECORD_RECEIVED`` is set, and
 * ``{"type": "after_startup", "t": <monotonic>}`` once its ``on_after_startup`` ran. It
   sorts after ``layercapture`` (no sorting key, identifiers compared), so the record
   means the plugin under test finished its ``on_after_startup`` too.
@@ -31,6 +33,7 @@ __plugin_description__ = "Test-only: records sent G-code lines and position repo
 __plugin_pythoncompat__ = ">=3.9,<4"
 
 RECORD_FILE_ENV = "LC_TEST_RECORDER_FILE"
+RECORD_RECEIVED_ENV = "LC_TEST_RECORD_RECEIVED"
 RECORD_FILE_NAME = "lc_sent.jsonl"
 AFTER_STARTUP_LINE = "lc_test_recorder: on_after_startup done"
 
@@ -92,6 +95,11 @@ class LayerCaptureTestRecorder(
             }
         )
 
+    def on_gcode_received(self, comm_instance: Any, line: str, *args: Any, **kwargs: Any) -> str:
+        if line and line.strip():
+            self._write({"type": "received", "t": time.monotonic(), "line": line.strip()})
+        return line
+
     def on_event(self, event: str, payload: Optional[Dict[str, Any]]) -> None:
         if event == "PositionUpdate":
             self._write({"type": "position", "t": time.monotonic(), "payload": payload or {}})
@@ -101,3 +109,7 @@ __plugin_implementation__ = LayerCaptureTestRecorder()
 __plugin_hooks__ = {
     "octoprint.comm.protocol.gcode.sent": __plugin_implementation__.on_gcode_sent,
 }
+if os.environ.get(RECORD_RECEIVED_ENV):
+    __plugin_hooks__["octoprint.comm.protocol.gcode.received"] = (
+        __plugin_implementation__.on_gcode_received
+    )
