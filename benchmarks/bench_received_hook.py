@@ -79,6 +79,7 @@ def main() -> None:
                 baseline="hook returning its line",
                 baseline_value=baseline,
                 target="< 1000 ns idle" if "pending" in metric or "no print" in metric else "",
+                ratio_of_baseline=True,
             )
         )
 

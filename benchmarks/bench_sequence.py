@@ -335,6 +335,7 @@ def main() -> None:
                 "s",
                 "pause",
                 results["pause"][0],
+                ratio_of_baseline=True,
             )
         )
         naive = naive_layer(server, naive_wait)

@@ -135,6 +135,37 @@ def test_settings_panel_draws_the_grid_and_follows_changes(ui: Any, screenshots:
     assert ui.server.plugin_settings_now()["grid_size"] == 3  # closed without saving
 
 
+def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Path) -> None:
+    page = open_settings(ui)
+    camera = page.locator(f"{PANEL} .lc-group-camera")
+    camera.scroll_into_view_if_needed()
+    # the fake camera is on in this module's settings: a drawn JPEG comes back
+    page.click(f"{PANEL} .lc-test-camera")
+    image = page.locator(f"{PANEL} .lc-camera-image")
+    image.wait_for(state="visible")
+    assert (
+        page.evaluate(
+            "sel => document.querySelector(sel).naturalWidth", f"{PANEL} .lc-camera-image"
+        )
+        == 640
+    )
+    assert "fake camera: 640x480" in page.inner_text(f"{PANEL} .lc-camera-result")
+    camera.screenshot(path=str(screenshots / "settings_panel_camera_test.png"))
+    # unsaved form values are what the test uses: a snapshot URL where nothing listens
+    page.uncheck(f"{PANEL} .lc-group-camera input[type=checkbox] >> nth=0")
+    url = "http://127.0.0.1:9/snapshot"
+    page.fill(f"{PANEL} [data-lc-key=snapshot_url] input", url)
+    page.press(f"{PANEL} [data-lc-key=snapshot_url] input", "Tab")
+    page.click(f"{PANEL} .lc-test-camera")
+    result = page.locator(f"{PANEL} .lc-camera-result.text-error")
+    result.wait_for(state="visible")
+    assert f"snapshot URL {url}: connection refused" in result.inner_text()
+    assert not image.is_visible()
+    page.click('[data-test-id="settings-close-button"]')
+    page.wait_for_selector('[data-test-id="settings-dialog"]', state="hidden")
+    assert ui.server.plugin_settings_now()["snapshot_url"] == "", "nothing was saved"
+
+
 def test_an_invalid_value_shows_its_error_and_nothing_is_sent(ui: Any) -> None:
     page = open_settings(ui)
     saves: List[str] = []
