@@ -43,7 +43,11 @@ sys.path.insert(0, str(TESTS))
 from common import Row, record  # noqa: E402
 from harness import OctoPrintServer  # noqa: E402
 from harness.camera_servers import SnapshotServer  # noqa: E402
-from integration.capture_checks import replay, split_blocks  # noqa: E402
+from integration.capture_checks import (  # noqa: E402
+    replay,
+    split_blocks,
+    wait_for_captured_layers,
+)
 from small_prints import write_square_print  # noqa: E402
 
 from octoprint_layercapture.settings import DEFAULTS  # noqa: E402
@@ -75,15 +79,7 @@ def capture_print(
     mark = server.mark()
     server.start_print(write_square_print(folder, "bench.gcode", layers=LAYERS))
     print_seconds = job_seconds(server, mark)
-    captured: set = set()
-
-    def enough(message: Any) -> bool:
-        status = (message.payload or {}).get("status") or {}
-        if message.kind == "plugin" and status.get("state") == "captured":
-            captured.add(status.get("layer"))
-        return len(captured) >= (LAYERS - 1) // 2
-
-    server.events.wait_for(enough, 30, since=mark, description="the captures")
+    wait_for_captured_layers(server, (LAYERS - 1) // 2, since=mark)
     metadata = sorted(
         (json.loads(p.read_text()) for p in set(root.rglob("*.json")) - known),
         key=lambda m: int(m["layer"]),

@@ -351,6 +351,29 @@ def check_timings(timings: Mapping[str, float], epsilon: float = 0.002) -> List[
     return problems
 
 
+# ---- waiting for captures -------------------------------------------------------------------
+
+
+def wait_for_captured_layers(
+    server: OctoPrintServer, count: int, since: int, timeout: float = 30.0
+) -> Set[Any]:
+    """Waits until ``count`` different layers were reported "captured" (the worker reports
+    it once the layer's metadata is written); returns those layers. The plugin pushes its
+    whole status again as the print goes on, so one capture may be seen several times:
+    layers are counted, not messages. Raises AssertionError on timeout."""
+    layers: Set[Any] = set()
+
+    def enough(message: Any) -> bool:
+        if message.kind == "plugin" and message.name == "layercapture":
+            status = (message.payload or {}).get("status") or {}
+            if status.get("state") == "captured":
+                layers.add(status.get("layer"))
+        return len(layers) >= count
+
+    server.events.wait_for(enough, timeout, since=since, description=f"{count} captured layers")
+    return layers
+
+
 # ---- server set-up --------------------------------------------------------------------------
 
 

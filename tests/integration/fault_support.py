@@ -41,6 +41,7 @@ from integration.capture_checks import (
     replay,
     same_line,
     split_blocks,
+    wait_for_captured_layers,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -176,15 +177,7 @@ def run_with_fault(
     )
     assert end.name == expect_end, f"print ended with {end.short()}, expected {expect_end}"
     if sequences:
-        layers: set = set()
-
-        def enough(message: Message) -> bool:
-            status = _status(message)
-            if status is not None and status.get("state") == "captured":
-                layers.add(status.get("layer"))
-            return len(layers) >= sequences
-
-        server.events.wait_for(enough, 30, since=mark, description=f"{sequences} captures")
+        wait_for_captured_layers(server, sequences, since=mark)
     statuses = [s for m in server.events.messages(since=mark) if (s := _status(m)) is not None]
     new_files = files_below(root) - known
     metadata = sorted(

@@ -50,6 +50,7 @@ from integration.capture_checks import (
     same_line,
     set_profile_height,
     split_blocks,
+    wait_for_captured_layers,
 )
 
 pytestmark = pytest.mark.integration
@@ -173,17 +174,8 @@ def run_print(server: OctoPrintServer, spec: RunSpec) -> PrintRun:
     server.wait_print_done(timeout=PRINT_TIMEOUT)
     seconds = time.monotonic() - started
     # each layer's metadata is written right after its job continued: wait for the last
-    captured = []
-
-    def all_captured(message: Any) -> bool:
-        if message.kind == "plugin" and message.name == "layercapture":
-            status = message.payload.get("status") or {}
-            if status.get("state") == "captured":
-                captured.append(status.get("layer"))
-        return len(captured) >= len(expected)
-
     try:
-        server.events.wait_for(all_captured, 15.0, since=mark, description="captures")
+        wait_for_captured_layers(server, len(expected), since=mark, timeout=15.0)
     except AssertionError:
         pass  # the layer checks below say what is missing
     new_files = capture_files(server) - known

@@ -33,6 +33,7 @@ from integration.capture_checks import (
     near,
     replay,
     split_blocks,
+    wait_for_captured_layers,
 )
 
 pytestmark = pytest.mark.integration
@@ -182,17 +183,8 @@ def run_flavour(
     server.start_print(FIXTURE)
     server.wait_print_done(timeout=PRINT_TIMEOUT)
     seconds = time.monotonic() - started
-    captured: List[Any] = []
-
-    def all_captured(message: Any) -> bool:
-        if message.kind == "plugin" and message.name == "layercapture":
-            status = message.payload.get("status") or {}
-            if status.get("state") == "captured":
-                captured.append(status.get("layer"))
-        return len(captured) >= len(LAYERS)
-
     try:
-        server.events.wait_for(all_captured, 15.0, since=mark, description="captures")
+        wait_for_captured_layers(server, len(LAYERS), since=mark, timeout=15.0)
     except AssertionError:
         pass  # the layer check says what is missing
     files = capture_files(server) - known
