@@ -10,6 +10,7 @@ can record what failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Union
 
 from PIL import UnidentifiedImageError
 
@@ -84,6 +85,20 @@ class ImageWriter:
         self._queue: queue.Queue[Optional[_Job]] = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        # closed while a sequence moves the head (see :meth:`held`)
+        self._gate = threading.Event()
+        self._gate.set()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Queued work waits while the head moves: decoding, thumbnails and fsync compete
+        with OctoPrint's comm threads for the interpreter and would slow every confirmed
+        move. The files follow once the head is back; the metadata waits for them."""
+        self._gate.clear()
+        try:
+            yield
+        finally:
+            self._gate.set()
 
     @property
     def running(self) -> bool:
@@ -103,6 +118,7 @@ class ImageWriter:
             if thread is None:
                 return
             self._queue.put(None)
+            self._gate.set()  # a shutdown during a sequence still writes what was queued
         thread.join(timeout)
         if thread.is_alive():
             self._logger.warning(f"{THREAD_NAME} did not finish its writes within {timeout:g} s")
@@ -135,6 +151,7 @@ class ImageWriter:
             job = self._queue.get()
             if job is None:
                 return
+            self._gate.wait()
             self._execute(job)
 
     def _execute(self, job: _Job) -> None:

@@ -282,7 +282,8 @@ class CaptureWorker:
             held_line=request.held_line,
         )
         try:
-            result = sequence.run(job)
+            with self._writer.held():
+                result = sequence.run(job)
         finally:
             # the job runs again from here on; the next layer may queue its capture
             self._busy.clear()

@@ -206,6 +206,30 @@ def test_a_stopped_writer_writes_inline(tmp_path):
     assert pending.wait(0) is not None and (tmp_path / "b.jpg").read_bytes() == PHOTO
 
 
+def test_writes_wait_while_the_head_moves(tmp_path):
+    writer = ImageWriter()
+    writer.start()
+    try:
+        with writer.held():
+            pending = writer.submit_image(tmp_path / "c.jpg", PHOTO, tmp_path / "c_thumb.jpg")
+            assert pending.wait(0.3) is None, "no disk work while the head moves"
+            assert not (tmp_path / "c.jpg").exists()
+        assert pending.wait(5) is not None
+        assert (tmp_path / "c.jpg").read_bytes() == PHOTO
+    finally:
+        writer.stop(timeout=5)
+
+
+def test_a_stop_during_a_sequence_still_writes_what_was_queued(tmp_path):
+    writer = ImageWriter()
+    writer.start()
+    with writer.held():
+        pending = writer.submit_image(tmp_path / "d.jpg", PHOTO, None)
+        writer.stop(timeout=5)
+        assert pending.wait(0) is not None and (tmp_path / "d.jpg").read_bytes() == PHOTO
+    assert not writer.running
+
+
 @pytest.mark.parametrize("create", [True, False])
 def test_thumbnails_follow_the_setting(tmp_path, create):
     meta = Rig(Camera()).run(make_request(tmp_path, grid_size=1, create_thumbnails=create))
