@@ -1,7 +1,8 @@
 """Writes captured images off the printer's path.
 
 The capture sequence hands each snapshot to :class:`StoreSink`, which names the files and
-queues them here, and moves the head on at once. The writer's named thread writes the
+queues them here, and moves the head on at once. Once the sequence is over (see
+:meth:`ImageWriter.held`), the writer's named thread writes the
 image (the camera's bytes unchanged, unless the webcam is set to be flipped or rotated),
 makes the thumbnail (JPEG draft mode) and writes it. Jobs run in the order they were
 queued, so a layer's metadata job, queued after its images, runs when they are on disk and

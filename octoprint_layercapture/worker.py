@@ -2,8 +2,9 @@
 
 The comm-thread hook only stops the job and queues a :class:`CaptureRequest`; the named
 worker thread here plans the grid and runs the sequence. Images go to the image writer's
-thread as they are taken, so the head moves on while they are written; each layer's
-metadata is written on that thread after its images and records what could not be saved.
+thread as they are taken, so the head moves on at once; the writer waits while the
+sequence runs and writes them once the job goes on. Each layer's metadata is written on
+that thread after its images and records what could not be saved.
 """
 
 from __future__ import annotations
