@@ -318,26 +318,40 @@ class CaptureIndex:
         """A print's layers (with their images), lowest layer first; None: unknown print."""
         state, _root = self._current()
         with self._lock:
-            entry = state.prints.get(pid)
-            if entry is None:
-                return None
-            ordered = entry.ordered()
-            chosen = ordered[offset : None if limit is None else offset + limit]
-            return Page(list(chosen), len(ordered), offset, limit or 0)
+            found = self._layer_slice(state, pid, offset, limit)
+        if found is None:
+            return None
+        _entry, chosen, total = found
+        return Page(chosen, total, offset, limit or 0)
 
     def layers_json(self, pid: str, offset: int = 0, limit: Optional[int] = None) -> Optional[str]:
         """:meth:`layers` as the JSON text of ``Page.to_dict("layers")``, from the layers
         serialised when they were indexed; None: unknown print."""
         state, _root = self._current()
         with self._lock:
-            entry = state.prints.get(pid)
-            if entry is None:
+            found = self._layer_slice(state, pid, offset, limit)
+            if found is None:
                 return None
-            ordered = entry.ordered()
-            chosen = ordered[offset : None if limit is None else offset + limit]
+            entry, chosen, total = found
             items = ",".join(entry.encoded[d["metadata"]] for d in chosen)
-        tail = json.dumps({"total": len(ordered), "offset": offset, "limit": limit or 0})
+        tail = json.dumps({"total": total, "offset": offset, "limit": limit or 0})
         return '{"layers":[' + items + "]," + tail[1:]
+
+    @staticmethod
+    def _layer_slice(
+        state: _State, pid: str, offset: int, limit: Optional[int]
+    ) -> Optional[Tuple[PrintEntry, List[Dict[str, Any]], int]]:
+        """The print's entry, its layers from ``offset`` (at most ``limit``) and how many it
+        has; None: unknown print. Called with the lock held."""
+        entry = state.prints.get(pid)
+        if entry is None:
+            return None
+        ordered = entry.ordered()
+        return (
+            entry,
+            list(ordered[offset : None if limit is None else offset + limit]),
+            len(ordered),
+        )
 
     def file_path(self, relative: str) -> Optional[Path]:
         """Absolute path of an indexed file (image, thumbnail, metadata), else None.
