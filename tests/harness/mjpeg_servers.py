@@ -24,6 +24,22 @@ from .camera_servers import HOST
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 
+
+def _test_pattern(size: str, rate: int) -> List[str]:
+    """ffmpeg reading its moving test pattern in real time (the start of every command)."""
+    return [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size={size}:rate={rate}",
+    ]
+
+
 _PART_HEAD = re.compile(rb"--ffmpeg\r\nContent-type: image/jpeg\r\nContent-length: (\d+)\r\n\r\n")
 
 
@@ -53,22 +69,7 @@ class MjpegRelay:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._process = subprocess.Popen(
-            [
-                FFMPEG,
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc=size={size}:rate={rate}",
-                "-q:v",
-                "5",
-                "-f",
-                "mpjpeg",
-                "pipe:1",
-            ],
+            [*_test_pattern(size, rate), "-q:v", "5", "-f", "mpjpeg", "pipe:1"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -198,15 +199,7 @@ def ffmpeg_listen(port: int, rate: int = 10, timeout: float = 15.0) -> subproces
     """ffmpeg serving one MJPEG client itself (HTTP/1.1, chunked) on 127.0.0.1:port."""
     process = subprocess.Popen(
         [
-            FFMPEG,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc=size=320x240:rate={rate}",
+            *_test_pattern("320x240", rate),
             "-f",
             "mpjpeg",
             "-content_type",
