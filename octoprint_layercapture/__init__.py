@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
@@ -16,17 +17,19 @@ import flask
 import octoprint.plugin
 from flask_babel import gettext
 from octoprint.access.permissions import ADMIN_GROUP, Permissions
+from octoprint.events import Events
 
-from . import api
+from . import api, firmware
 from . import settings as lc_settings
 from .camera_probe import camera_test_settings, probe_camera
 from .cameras import WebcamInfo, choose_camera, webcam_info
 from .gallery import CaptureIndex
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
-from .ports import OUTCOME_INTERRUPTED, CameraPort, SequenceResult
-from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort
+from .ports import CameraPort, SequenceResult
+from .printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
 from .routes import GalleryRoutes, file_routes
+from .session import ArmedPrint, CaptureSession
 from .status import LiveStatus, next_every_n, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
 
@@ -51,17 +54,32 @@ class LayerCapturePlugin(
     def __init__(self) -> None:
         super().__init__()
         self._last_settings_errors: List[Dict[str, str]] = []
-        # Per-print state. Set on OctoPrint's event thread, read on the comm thread: each is
-        # replaced as a whole (never mutated in place), so readers see old or new, not half.
-        self._tracker: Optional[LayerTracker] = None
-        self._port: Optional[OctoPrintPrinterPort] = None
-        self._job: Optional[Dict[str, Any]] = None
+        # The armed print, replaced as a whole (never mutated from here), so OctoPrint's
+        # threads see the old session or the new one, never half of one.
+        self._session: Optional[CaptureSession] = None
+        # prints started (scripts hook) and PrintStarted events seen: events of an
+        # earlier print that arrive late are told apart by these
+        self._prints_started = 0
+        self._print_events = 0
         self._live_status = LiveStatus()
         self._gallery = CaptureIndex()
         self._worker: Optional[CaptureWorker] = None
-        # the held first line of a layer, sent with the next resume (see _stop_job_for)
-        self._owed_line: Optional[str] = None
         self._camera_test_lock = threading.Lock()
+        # what the connected firmware told about itself (FirmwareData, M211)
+        self._firmware_name: Optional[str] = None
+        self._soft_limits: Optional[firmware.SoftLimits] = None
+        self._limits_watch: Optional[firmware.SoftLimitsWatch] = None
+
+    # the routes read these (see routes.GalleryRoutes)
+    @property
+    def _tracker(self) -> Optional[LayerTracker]:
+        session = self._session
+        return None if session is None else session.tracker
+
+    @property
+    def _job(self) -> Optional[Dict[str, Any]]:
+        session = self._session
+        return None if session is None else {"print_info": session.armed.print_info}
 
     def initialize(self) -> None:
         self._worker = CaptureWorker(
@@ -103,9 +121,9 @@ class LayerCapturePlugin(
     ##~~ ShutdownPlugin mixin
 
     def on_shutdown(self) -> None:
-        port = self._port
-        if port is not None:
-            port.interrupt("shutdown")
+        session = self._session
+        if session is not None:
+            session.port.interrupt("shutdown")
         if self._worker is not None:
             self._worker.stop()
 
@@ -113,26 +131,39 @@ class LayerCapturePlugin(
 
     def on_event(self, event: str, payload: Optional[Dict[str, Any]]) -> None:
         payload = payload or {}
-        port = self._port
-        if event == "PrintStarted":
-            self._arm(payload)
-        elif event in ("PrintDone", "PrintFailed", "PrintCancelled", "PrintCancelling"):
-            if port is not None and event != "PrintDone":
+        if event == Events.PRINT_STARTED:
+            self._on_print_started(payload)
+            return
+        if event == Events.FIRMWARE_DATA:
+            self._on_firmware_data(payload)
+            return
+        session = self._session
+        if event in (Events.DISCONNECTING, Events.DISCONNECTED, Events.ERROR):
+            self._firmware_name = self._soft_limits = None
+            if session is not None:
+                session.port.interrupt("disconnected")
+            self._disarm(event)
+            return
+        # events of the print before this one may arrive after this one started
+        if session is None or session.number != self._print_events:
+            return
+        port = session.port
+        if event in (
+            Events.PRINT_DONE,
+            Events.PRINT_FAILED,
+            Events.PRINT_CANCELLED,
+            Events.PRINT_CANCELLING,
+        ):
+            if event != Events.PRINT_DONE:
                 port.interrupt("cancelled" if "Cancel" in event else "print failed")
             self._disarm(event)
-        elif event in ("Disconnecting", "Disconnected", "Error"):
-            if port is not None:
-                port.interrupt("disconnected")
-            self._disarm(event)
-        elif port is None:
-            return
-        elif event == "PrintPaused":
+        elif event == Events.PRINT_PAUSED:
             port.on_paused(payload)
-        elif event == "PrintResumed":
+        elif event == Events.PRINT_RESUMED:
             port.on_resumed()
-        elif event == "PrinterStateChanged":
+        elif event == Events.PRINTER_STATE_CHANGED:
             port.on_state_changed(payload.get("state_id"))
-        elif event == "ZChange":
+        elif event == Events.Z_CHANGE:
             # ZChange fires for z-hops and our own moves too, so it only feeds the status;
             # layers are decided from the extruding moves in the queuing hook.
             self._live_status.update({"z": payload.get("new")})
@@ -140,7 +171,26 @@ class LayerCapturePlugin(
             if snapshot is not None:
                 self._send_status(snapshot)
 
-    def _arm(self, payload: Dict[str, Any]) -> None:
+    def _on_print_started(self, payload: Dict[str, Any]) -> None:
+        self._print_events += 1
+        if self._print_events > self._prints_started:
+            # OctoPrint started the job without its beforePrintStarted script (the hook
+            # arms there, before the first line): arm now, late but better than never
+            self._prints_started = self._print_events
+            self._arm(payload, self._prints_started)
+
+    def _arm_at_start(self) -> None:
+        """Scripts hook, beforePrintStarted: OctoPrint is starting a job and has not sent
+        a line of it yet."""
+        self._prints_started += 1
+        try:
+            job = self._printer.get_current_job() or {}
+        except Exception:
+            self._logger.exception("Could not read the job being started")
+            job = {}
+        self._arm(dict(job.get("file") or {}), self._prints_started)
+
+    def _arm(self, payload: Dict[str, Any], number: int) -> None:
         self._disarm("PrintStarted")
         if payload.get("origin") in PRINTER_STORAGES:
             self._publish_status(
@@ -159,39 +209,54 @@ class LayerCapturePlugin(
             self._logger.info("No layers selected (every N = 0 and no Z heights)")
             return
         bounds = values.bounds(self._profile_bounds())
+        limits = self._soft_limits
+        if bounds is not None and limits is not None:
+            bounds = bounds.within(
+                limits.min_x, limits.min_y, limits.max_x, limits.max_y, limits.max_z
+            )
         gcode_file = str(payload.get("name") or payload.get("path") or "")
         try:
             planned: Optional[float] = planned_layer_seconds(values, bounds)
         except (ValueError, ZeroDivisionError):
             planned = None
         self._live_status.begin_print(gcode_file, planned)
-        self._job = {
-            "settings": values,
-            "bounds": bounds,
-            "print_info": PrintInfo(gcode_file=gcode_file, started_at=datetime.now()),
-            "store_root": Path(self._settings.global_get_basefolder("uploads"))
+        family = firmware.resolve_family(values.firmware, self._firmware_name)
+        armed = ArmedPrint(
+            settings=values,
+            bounds=bounds,
+            print_info=PrintInfo(gcode_file=gcode_file, started_at=datetime.now()),
+            store_root=Path(self._settings.global_get_basefolder("uploads"))
             / values.capture_folder,
-        }
-        self._port = OctoPrintPrinterPort(
-            self._printer, values.stop_mode, self._logger, wait_for_moves=values.wait_for_moves
+            firmware_family=family,
         )
-        self._tracker = LayerTracker(
+        port = OctoPrintPrinterPort(
+            self._printer,
+            values.stop_mode,
+            self._logger,
+            wait_for_moves=values.wait_for_moves,
+            pause_reports_position=bool(
+                self._settings.global_get_boolean(["serial", "logPositionOnPause"])
+            ),
+        )
+        tracker = LayerTracker(
             LayerTargets(
                 every_n=values.capture_every_n_layers,
                 z_heights=values.capture_z_heights,
                 min_layer_height=values.min_layer_height,
-            )
+            ),
+            family=family,
         )
+        self._session = CaptureSession(armed, tracker, port, number, self._logger)
         self._publish_status({"state": "waiting", "layer": 0})
 
     def _disarm(self, reason: str) -> None:
-        self._owed_line = None
-        tracker = self._tracker
-        self._tracker = None
-        if tracker is not None and tracker.vase_mode:
+        session = self._session
+        self._session = None
+        if session is None:
+            return
+        if session.tracker.vase_mode:
             self._logger.warning("Spiral vase mode detected: layers were not captured")
-        if tracker is not None:
-            self._publish_status({"state": "idle", "reason": reason})
+        self._publish_status({"state": "idle", "reason": reason})
 
     ##~~ G-code hooks (OctoPrint's comm thread: keep them cheap)
 
@@ -207,11 +272,15 @@ class LayerCapturePlugin(
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        tracker = self._tracker
-        if tracker is None or not tags or "source:file" not in tags:
+        session = self._session
+        if session is None or not tags:
             return None
-        trigger = tracker.feed(cmd)
-        if trigger is not None and self._stop_job_for(trigger, held_line=cmd):
+        if "source:file" not in tags:
+            if "script:afterPrintPaused" in tags and PLUGIN_TAG not in tags:
+                session.port.on_pause_script_line(cmd, gcode)
+            return None
+        trigger = session.tracker.feed(cmd)
+        if trigger is not None and self._stop_job_for(session, trigger, held_line=cmd):
             # the first move of the next layer waits until the capture is done
             return (None,)
         return None
@@ -226,12 +295,28 @@ class LayerCapturePlugin(
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        tracker = self._tracker
-        if tracker is None or command.upper() != "LAYERCAPTURE":
+        session = self._session
+        if session is None or command.upper() != "LAYERCAPTURE":
             return
-        trigger = tracker.feed_marker(parameters or "")
+        trigger = session.tracker.feed_marker(parameters or "")
         if trigger is not None:
-            self._stop_job_for(trigger, held_line=None)
+            self._stop_job_for(session, trigger, held_line=None)
+
+    def on_atcommand_sending(
+        self,
+        comm_instance: Any,
+        phase: str,
+        command: str,
+        parameters: str,
+        tags: Optional[Set[str]] = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        session = self._session
+        if session is not None and command.upper() == PARKED_AT_COMMAND:
+            position = getattr(comm_instance, "pause_position", None)
+            as_dict = getattr(position, "as_dict", None)
+            session.port.on_parked(as_dict() if callable(as_dict) else None)
 
     def on_gcode_sending(
         self,
@@ -245,77 +330,86 @@ class LayerCapturePlugin(
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        port = self._port
-        if port is not None and port.pending_confirm_tag() is not None:
-            port.on_sending(gcode, tags)
+        session = self._session
+        if session is not None and session.port.pending_confirm_tag() is not None:
+            session.port.on_sending(gcode, tags)
 
     def on_gcode_received(self, comm_instance: Any, line: str, *args: Any, **kwargs: Any) -> str:
         # every line the printer sends passes here: leave at once unless a confirm waits
-        port = self._port
-        if port is not None and port.listening:
-            port.on_received(line)
+        session = self._session
+        if session is not None and session.port.listening:
+            session.port.on_received(line)
+        if self._limits_watch is not None:
+            self._read_soft_limits(line)
         return line
 
-    def _stop_job_for(self, trigger: LayerTrigger, held_line: Optional[str]) -> bool:
+    def _stop_job_for(
+        self, session: CaptureSession, trigger: LayerTrigger, held_line: Optional[str]
+    ) -> bool:
         """Stops the job on the comm thread, so no further line of the file goes out."""
-        job, port, worker, tracker = self._job, self._port, self._worker, self._tracker
-        if job is None or port is None or worker is None or tracker is None:
-            return False
-        if worker.busy:
-            self._logger.warning(
-                f"layer {trigger.layer}: the previous capture is still running, skipped"
-            )
-            return False
-        values: lc_settings.CaptureSettings = job["settings"]
-        problem = port.stop_job()
-        if problem is not None:
-            self._logger.warning(f"layer {trigger.layer}: {problem}, skipped")
-            return False
-        if values.stop_mode == "pause":
-            # OctoPrint runs beforePrintResumed on every resume, ours or the user's: the
-            # held line rides on it (see on_gcode_script), after the user's resume script
-            self._owed_line, held_line = held_line, None
-        worker.submit(
-            CaptureRequest(
-                trigger=trigger,
-                motion=trigger.state_before or tracker.state,
-                held_line=held_line,
-                settings=values,
-                bounds=job["bounds"],
-                print_info=job["print_info"],
-                store_root=job["store_root"],
-            )
-        )
-        return True
+        worker = self._worker
+        return worker is not None and session.stop_for(trigger, held_line, worker)
 
     def _on_sequence_finished(self, request: CaptureRequest, result: SequenceResult) -> None:
-        port = self._port
-        interrupted = result.outcome == OUTCOME_INTERRUPTED
-        if port is not None:
-            port.release(result.continued, interrupted)
-        if request.held_line and not result.held_line_sent and not interrupted:
-            self._owed_line = request.held_line
-        if not result.continued and not interrupted:
-            self._logger.warning(
-                f"layer {request.trigger.layer}: the job was left paused ({result.outcome}); "
-                "it continues when you resume it"
-            )
+        # the print that asked, even when it has ended meanwhile (its hold must go)
+        session = request.owner if isinstance(request.owner, CaptureSession) else self._session
+        if session is not None:
+            session.sequence_finished(request, result)
+        for note in result.notes:
+            self._logger.info(f"layer {request.trigger.layer}: {note}")
 
     def on_gcode_script(
         self, comm_instance: Any, script_type: str, script_name: str, *args: Any, **kwargs: Any
     ) -> Any:
-        if script_type != "gcode" or script_name != "beforePrintResumed":
+        if script_type != "gcode":
             return None
-        owed, self._owed_line = self._owed_line, None
-        if owed is None:
+        if script_name == "beforePrintStarted":
+            self._arm_at_start()
             return None
-        return None, [owed], None, {PLUGIN_TAG}
+        session = self._session
+        if session is None:
+            return None
+        if script_name == "afterPrintPaused":
+            suffix = session.pause_script()
+            return None if suffix is None else (None, suffix, None, {PLUGIN_TAG})
+        if script_name == "beforePrintResumed":
+            lines = session.resume_script()
+            return None if lines is None else (lines[0], lines[1], None, {PLUGIN_TAG})
+        return None
 
     def _job_port(self) -> OctoPrintPrinterPort:
-        port = self._port
-        if port is None:
+        session = self._session
+        if session is None:
             raise RuntimeError("no print job is armed")
-        return port
+        return session.port
+
+    ##~~ what the firmware tells about itself
+
+    def _on_firmware_data(self, payload: Dict[str, Any]) -> None:
+        self._firmware_name = str(payload.get("name") or "") or None
+        self._soft_limits = None
+        try:
+            setting = self._current_settings().firmware
+        except lc_settings.InvalidSettings:
+            setting = firmware.AUTO
+        family = firmware.resolve_family(setting, self._firmware_name)
+        self._logger.info(
+            f"Firmware {self._firmware_name!r}: read as {family or 'unknown (Marlin 2 rules)'}"
+        )
+        if family in firmware.REPORTS_SOFT_LIMITS:
+            self._limits_watch = firmware.SoftLimitsWatch(time.monotonic())
+            self._printer.commands(
+                [firmware.SOFT_LIMITS_QUERY], tags=plugin_tags("layercapture:soft-limits")
+            )
+
+    def _read_soft_limits(self, line: str) -> None:
+        watch = self._limits_watch
+        if watch is None or not watch.feed(line, time.monotonic()):
+            return
+        self._limits_watch = None
+        self._soft_limits = watch.limits
+        if watch.limits is not None:
+            self._logger.info(f"Firmware soft limits: {watch.limits}")
 
     def _make_camera(self, request: CaptureRequest, plan: GridPlan) -> CameraPort:
         points = [(p.x, p.y) for p in plan.points]
@@ -346,14 +440,17 @@ class LayerCapturePlugin(
 
     def _refresh_progress(self) -> Optional[Dict[str, Any]]:
         """Layer being printed and next targets; the new status when they changed."""
-        tracker, job = self._tracker, self._job
-        if tracker is None or job is None:
+        session = self._session
+        if session is None:
             return None
+        tracker = session.tracker
         pending = tracker.pending_z_heights()
         return self._live_status.set_progress(
             tracker.layer,
             next_every_n(
-                tracker.layer, job["settings"].capture_every_n_layers, tracker.captured_layers()
+                tracker.layer,
+                session.armed.settings.capture_every_n_layers,
+                tracker.captured_layers(),
             ),
             pending[0] if pending else None,
         )
@@ -565,6 +662,7 @@ __plugin_hooks__ = {
     "octoprint.comm.protocol.gcode.received": __plugin_implementation__.on_gcode_received,
     "octoprint.comm.protocol.scripts": __plugin_implementation__.on_gcode_script,
     "octoprint.comm.protocol.atcommand.queuing": (__plugin_implementation__.on_atcommand_queuing),
+    "octoprint.comm.protocol.atcommand.sending": (__plugin_implementation__.on_atcommand_sending),
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
     "octoprint.server.http.routes": __plugin_implementation__.route_hook,
     "octoprint.plugin.softwareupdate.check_config": (

@@ -100,7 +100,12 @@ def grid_preview(
     bounds = lc_settings.effective_bounds(profile_bounds, *edges)
     if bounds is not None and (bounds.min_x >= bounds.max_x or bounds.min_y >= bounds.max_y):
         bounds = None
-    flat = None if bounds is None else lc_settings.Bounds(*_xy(bounds))  # no max Z here
+    # no max Z here (the layer is not known); a round bed stays round
+    flat = (
+        None
+        if bounds is None
+        else lc_settings.Bounds(*_xy(bounds), None, bounds.radius, bounds.center)
+    )
     plan = plan_grid(cx, cy, max(spacing, 0.0), int(size), 0.0, 0.0, flat)
     points: List[Dict[str, Any]] = [
         {"index": p.index, "row": p.row, "col": p.col, "x": p.x, "y": p.y, "inside": True}
@@ -135,10 +140,13 @@ def _xy(bounds: lc_settings.Bounds) -> Tuple[float, float, float, float]:
     return (bounds.min_x, bounds.min_y, bounds.max_x, bounds.max_y)
 
 
-def _box(bounds: Optional[lc_settings.Bounds]) -> Optional[Dict[str, float]]:
+def _box(bounds: Optional[lc_settings.Bounds]) -> Optional[Dict[str, Optional[float]]]:
     if bounds is None:
         return None
-    return dict(zip(("min_x", "min_y", "max_x", "max_y"), _xy(bounds)))
+    box: Dict[str, Optional[float]] = dict(zip(("min_x", "min_y", "max_x", "max_y"), _xy(bounds)))
+    box["max_z"] = bounds.max_z
+    box["radius"] = bounds.radius
+    return box
 
 
 def settings_errors(exc: lc_settings.InvalidSettings) -> List[Dict[str, str]]:

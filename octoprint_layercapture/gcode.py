@@ -2,17 +2,20 @@
 
 The safe path these build, in order::
 
-    G90                       absolute XYZ for our moves
-    M83                       relative E, only when we retract
-    G1 E-1 F2100              retract (skipped when the length is 0)
+    G90                       absolute XYZ, only when the job is in G91
+    M83                       relative E, only when we retract with E moves
+    G1 E-1 F2100              retract (G10 when the file uses firmware retraction; none
+                              when the length is 0 or the job's E mode is not known)
     G0 Z5.6 F600              lift to travel height before any XY move
     G0 X105 Y85 F6000         one move per grid point, each confirmed (M400 + M114,
                               or G4 P0 + M114, or M114 polls: ``wait_for_moves``)
     ...
-    G0 X130.5 Y100 F6000      back above the stop position, still at travel height
-    G0 Z0.6 F600              lower last, once the head is confirmed above the stop
-    G1 E1 F2100               unretract
-    G91 / M82 or M83 / G1 F.. restore the job's modes (after a confirm, see sequence.py)
+    G0 X130.5 Y100 F6000      back above the return point, still at travel height
+    G1 Z0.6 E1 F600           lower last, once the head is confirmed above the return
+                              point, unretracting on the way down (G11 after it with
+                              firmware retraction) so no blob is left standing still
+    G91 / M83 ... / G1 F..    the job's modes given back, as its own mode commands in
+                              their order (see :mod:`firmware`), after a confirm
 
 All functions are pure; numbers are written compactly (``125``, ``105.5``, at most three
 decimals, never ``-0``) so the printer is told exactly the rounded value we compare against.
@@ -23,7 +26,8 @@ from __future__ import annotations
 import math
 from typing import List, Optional
 
-from .ports import MotionLike, Position
+from .firmware import XYZ_ABSOLUTE, ModeHistory
+from .ports import Position
 from .settings import WAIT_POLL
 
 # Extra height above the stop Z and above the printed top while the head is away from the
@@ -73,26 +77,62 @@ def reached(reported: Position, commanded: Position) -> bool:
     )
 
 
-def travel_height(capture_z: float, stop_z: float, layer_z: float) -> float:
+def travel_height(
+    capture_z: float, stop_z: float, layer_z: float, printed_top: Optional[float] = None
+) -> float:
     """Z for all travel away from the stop: the capture height, but never less than the
-    clearance above where the job stopped (a Z-hop may be above the capture height) or
-    above the printed top."""
-    return as_sent(max(capture_z, stop_z + TRAVEL_CLEARANCE, layer_z + TRAVEL_CLEARANCE))
+    clearance above where the job stopped (a Z-hop may be above the capture height), above
+    this layer, or above the highest Z printed so far in the job (in a sequential print an
+    earlier object may stand taller than the one being printed)."""
+    floors = [capture_z, stop_z + TRAVEL_CLEARANCE, layer_z + TRAVEL_CLEARANCE]
+    if printed_top is not None:
+        floors.append(printed_top + TRAVEL_CLEARANCE)
+    return as_sent(max(floors))
 
 
-def retract_planned(retract_length: float, motion: MotionLike) -> bool:
-    """Retract only when asked to and when we know the job's E mode to restore afterwards:
-    restoring the wrong one would make the job's next extrusions wildly wrong."""
-    return retract_length > 0 and motion.absolute_e is not None
+# How the sequence retracts: not at all, with E moves in relative E, or with the
+# firmware's own retraction (G10/G11) where the file uses it.
+RETRACT_NONE = "none"
+RETRACT_E = "e"
+RETRACT_FIRMWARE = "firmware"
 
 
-def setup_commands(retract: bool) -> List[str]:
-    """Absolute XYZ for our moves; relative E so the retract is independent of the E count."""
-    return ["G90", "M83"] if retract else ["G90"]
+def retract_kind(
+    retract_length: float, modes: ModeHistory, firmware_retraction: bool, retracted: bool
+) -> str:
+    """How to retract where the job left the head (its modes and firmware retraction).
+
+    With firmware retraction in the file, G10/G11 need no E mode at all; when the file's
+    last G10 is not recovered yet the filament is already retracted, and the job's own G11
+    will recover it. E moves need relative E (M83), so only a job whose E mode the file
+    established can be given it back; a mode set outside the file (a start macro) is left
+    alone and nothing is retracted."""
+    if retract_length <= 0:
+        return RETRACT_NONE
+    if firmware_retraction:
+        return RETRACT_NONE if retracted else RETRACT_FIRMWARE
+    if modes.e is None:
+        return RETRACT_NONE
+    return RETRACT_E
 
 
-def retract_commands(length: float, speed: float) -> List[str]:
-    if length <= 0:
+def setup_commands(modes: ModeHistory, kind: str) -> List[str]:
+    """Absolute XYZ for our moves (only when the job is in G91: on Marlin a G90 would also
+    switch E to absolute); relative E so an E retract is independent of the E count."""
+    commands = [XYZ_ABSOLUTE] if modes.xyz_relative else []
+    if kind == RETRACT_E:
+        commands.append("M83")
+    return commands
+
+
+def changes_modes(modes: ModeHistory, kind: str) -> bool:
+    return bool(setup_commands(modes, kind))
+
+
+def retract_commands(kind: str, length: float, speed: float) -> List[str]:
+    if kind == RETRACT_FIRMWARE:
+        return ["G10"]
+    if kind != RETRACT_E or length <= 0:
         return []
     return [f"G1 E-{format_number(length)} F{format_number(speed)}"]
 
@@ -106,28 +146,28 @@ def move_commands(x: float, y: float, speed: float) -> List[str]:
     return [f"G0 X{format_number(x)} Y{format_number(y)} F{format_number(speed)}"]
 
 
-def lower_commands(stop_z: float, z_speed: float) -> List[str]:
-    """Once the head is confirmed above the stop XY: back down to the stop Z."""
-    return [_z_move(stop_z, z_speed)]
+def lower_commands(z: float, z_speed: float, kind: str, length: float) -> List[str]:
+    """Once the head is confirmed above the return XY: back down to its Z, unretracting on
+    the way (E moves) or right after (firmware retraction)."""
+    if kind == RETRACT_E and length > 0:
+        return [f"G1 Z{format_number(z)} E{format_number(length)} F{format_number(z_speed)}"]
+    commands = [_z_move(z, z_speed)]
+    if kind == RETRACT_FIRMWARE:
+        commands.append("G11")
+    return commands
 
 
-def unretract_commands(length: float, speed: float) -> List[str]:
-    if length <= 0:
-        return []
-    return [f"G1 E{format_number(length)} F{format_number(speed)}"]
+def lower_again_commands(z: float, z_speed: float) -> List[str]:
+    """The lowering sent again when the printer reports the head elsewhere: Z only, since
+    the E of an unretract is relative and must not run twice."""
+    return [_z_move(z, z_speed)]
 
 
-def restore_mode_commands(motion: MotionLike) -> List[str]:
-    """Give the job back the modes it had: we switch to G90, and to M83 when we retract;
-    an unknown XYZ mode is left at the firmware default G90. Marlin's G90 (and G91) also
-    set the E mode, so a known E mode is restored even when we did not retract: an M83 job
-    would otherwise go on with absolute E."""
-    commands: List[str] = []
-    if motion.absolute_xyz is False:
-        commands.append("G91")
-    if motion.absolute_e is not None:
-        commands.append("M82" if motion.absolute_e else "M83")
-    feedrate: Optional[float] = motion.feedrate
+def restore_mode_commands(modes: ModeHistory, kind: str, feedrate: Optional[float]) -> List[str]:
+    """Give the job back the modes it had, when we changed them (see :func:`setup_commands`):
+    its own last mode commands in their order, which restores them on every firmware
+    (:meth:`ModeHistory.replay`); then its feed rate."""
+    commands = modes.replay() if changes_modes(modes, kind) else []
     if feedrate is not None and math.isfinite(feedrate) and feedrate > 0:
         commands.append(f"G1 F{format_number(feedrate)}")
     return commands

@@ -72,6 +72,8 @@ class GridPlan:
     layer_z: float = 0.0
     z_offset: float = 0.0
     z_raised_for_clearance: bool = False
+    printed_top: Optional[float] = None  # the highest Z printed so far, if known
+    max_z: Optional[float] = None  # the highest Z the head may go to, if known
 
     @property
     def count(self) -> int:
@@ -104,13 +106,21 @@ def _outside_reasons(x: float, y: float, bounds: Bounds) -> List[str]:
             reasons.append(f"{axis} {_text(value)} is below bed min {axis} {_text(low)}")
         elif value > high:
             reasons.append(f"{axis} {_text(value)} is beyond bed max {axis} {_text(high)}")
+    distance = bounds.outside_circle(x, y)
+    if distance is not None and bounds.radius is not None:
+        reasons.append(
+            f"{_text(distance)} mm from the centre of the round bed (radius {_text(bounds.radius)})"
+        )
     return reasons
 
 
-def _capture_z(layer_z: float, z_offset: float, min_clearance: float) -> Tuple[float, bool]:
-    """``layer_z + z_offset``, but at least ``layer_z + min_clearance`` (rounded up)."""
+def _capture_z(
+    layer_z: float, z_offset: float, min_clearance: float, printed_top: Optional[float]
+) -> Tuple[float, bool]:
+    """``layer_z + z_offset``, but at least ``min_clearance`` above this layer and above
+    the highest Z printed so far (rounded up)."""
     wanted = layer_z + z_offset
-    lowest = layer_z + min_clearance
+    lowest = max(layer_z, layer_z if printed_top is None else printed_top) + min_clearance
     raised = wanted < lowest
     target = max(wanted, lowest)
     z = _mm(target)
@@ -146,11 +156,15 @@ def plan_grid(
     bounds: Optional[Bounds],
     min_clearance: float = 1.0,
     start_xy: Optional[Tuple[float, float]] = None,
+    printed_top: Optional[float] = None,
 ) -> GridPlan:
     """Plan the positions of one layer capture.
 
-    ``capture_z = layer_z + z_offset``, raised to ``layer_z + min_clearance`` when the offset
-    is smaller (the head never travels at print height over the part). With ``bounds``,
+    ``capture_z = layer_z + z_offset``, raised to ``min_clearance`` above the layer, and
+    above ``printed_top`` (the highest Z printed so far: in a sequential print an earlier
+    object may be taller), when the offset is smaller (the head never travels at print
+    height over the part). With a round bed (``bounds.radius``) positions off the circle
+    are skipped too. With ``bounds``,
     positions whose X or Y lie outside ``[min, max]`` (inclusive) are skipped with a reason,
     and every position is skipped when ``bounds.max_z`` is set and ``capture_z`` exceeds it.
     With ``bounds=None`` nothing is skipped: the caller (settings validation) is then
@@ -176,7 +190,9 @@ def plan_grid(
     if min_clearance < 0:
         raise ValueError(f"min_clearance must be >= 0, got {min_clearance!r}")
 
-    capture_z, raised = _capture_z(layer_z, z_offset, min_clearance)
+    if printed_top is not None:
+        _check_finite(printed_top=printed_top)
+    capture_z, raised = _capture_z(layer_z, z_offset, min_clearance, printed_top)
     z_reason = None
     if bounds is not None and bounds.max_z is not None and capture_z > bounds.max_z:
         z_reason = f"capture Z {_text(capture_z)} is above max Z {_text(bounds.max_z)}"
@@ -225,6 +241,8 @@ def plan_grid(
         layer_z=float(layer_z),
         z_offset=float(z_offset),
         z_raised_for_clearance=raised,
+        printed_top=printed_top,
+        max_z=None if bounds is None else bounds.max_z,
     )
 
 

@@ -22,10 +22,15 @@ Rules
 * Z-hops, travel moves, retract/unretract (E without XY), and every move in relative XYZ
   mode (G91) never make a layer (G91 moves still update the position). A Z lift at the end
   of the print without extrusion never counts.
-* Purge lines: an extrusion more than ``min_layer_height`` *below* the current layer height
-  re-bases the current layer height to it without counting a layer. So a purge line drawn
-  higher than the first layer doesn't shift the count. (Heuristic; a purge line drawn
-  *lower* than the first layer counts as layer 1 unless markers are used.)
+* Purge lines: on the first layer, an extrusion more than ``min_layer_height`` *below* the
+  current layer height re-bases the current layer height to it without counting a layer.
+  So a purge line drawn higher than the first layer doesn't shift the count. (Heuristic; a
+  purge line drawn *lower* than the first layer counts as layer 1 unless markers are used.)
+* Sequential prints ("complete individual objects"): after the first layer, an extrusion
+  more than ``min_layer_height`` below the current layer is the next object's first layer:
+  a new layer, like a rise (the file's layer list goes on counting, as the slicer's does).
+  The head then stands low beside finished objects, so the plugin never travels below
+  :attr:`LayerTracker.max_printed_z` (a trigger's ``printed_top``).
 * Targets: ``every_n`` (layers n, 2n, ...) and Z heights, each firing once, on the first
   completed layer whose height is >= it (1e-6 tolerance). One trigger can carry several
   reasons. The last layer never completes (no layer starts after it), so it never triggers.
@@ -45,12 +50,16 @@ Rules
   last one (its "next layer" is the spiral). Layers keep being counted by the rule above (a
   spiral rises continuously, so the count then follows ``min_layer_height`` steps and means
   little).
-* Modes and positions: Marlin defaults at the start (G90, M82, position unknown). G90/G91
-  also set the E mode, like Marlin. G92 sets the given axes (no axis given: nothing, like
-  Marlin). G28 makes the homed axes (all three when none is named) *unknown* (``None``)
-  rather than 0, since the home position depends on the machine; G29 makes X, Y and Z
-  unknown. Relative moves keep an unknown axis unknown. In M82 with E unknown, E is taken
-  as 0 to decide whether a move extrudes.
+* Modes and positions: firmware defaults at the start (G90, M82, position unknown). What
+  G90/G91 do to the E mode follows the firmware family (:mod:`firmware`; an unknown family
+  is read as Marlin 2, where they set it too). :attr:`MotionState.modes` keeps the mode
+  commands the file gave, :attr:`MotionState.absolute_e` is None until the file established
+  the E mode. Firmware retraction: a bare G10 retracts, G11 recovers (G10 with P or L sets
+  tool offsets or temperatures and is ignored). G92 sets the given axes (no axis given:
+  nothing, like Marlin). G28 makes the homed axes (all three when none is named)
+  *unknown* (``None``) rather than 0, since the home position depends on the machine; G29
+  makes X, Y and Z unknown. Relative moves keep an unknown axis unknown. In M82 with E
+  unknown, E is taken as 0 to decide whether a move extrudes.
 * Robustness: ``feed`` and ``feed_marker`` never raise. Lowercase commands, ``G01``,
   trailing ``;`` comments, ``N`` line numbers, ``*`` checksums and compact forms
   (``G1X10E.5``) are accepted; unknown commands are ignored. As in Marlin, ``E`` inside a
@@ -67,8 +76,10 @@ mode the X/Y words are kept as text and only turned into numbers when the state 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
+
+from .firmware import E_ABSOLUTE, E_RELATIVE, XYZ_ABSOLUTE, XYZ_RELATIVE, ModeHistory
 
 __all__ = [
     "VASE_MIN_MOVES",
@@ -94,6 +105,8 @@ _K_HOME = 6
 _K_PROBE = 7
 _K_EABS = 8
 _K_EREL = 9
+_K_RETRACT = 10
+_K_RECOVER = 11
 
 
 def _command_table() -> Dict[str, int]:
@@ -109,6 +122,8 @@ def _command_table() -> Dict[str, int]:
         ("G", 92): _K_SETPOS,
         ("M", 82): _K_EABS,
         ("M", 83): _K_EREL,
+        ("G", 10): _K_RETRACT,
+        ("G", 11): _K_RECOVER,
     }
     table: Dict[str, int] = {}
     for (letter, number), kind in base.items():
@@ -205,8 +220,13 @@ class MotionState:
     z: Optional[float]
     e: Optional[float]
     absolute_xyz: bool  # G90 (True) / G91 (False)
-    absolute_e: bool  # M82 (True) / M83 (False); G90/G91 set it too
+    # E absolute (M82) or relative (M83) as the firmware family reads the file's mode
+    # commands; None until the file established it (a start macro may have set it)
+    absolute_e: Optional[bool]
     feedrate: Optional[float]  # last F seen (mm/min)
+    modes: ModeHistory = field(default_factory=ModeHistory)
+    firmware_retraction: bool = False  # the file retracts with G10/G11
+    retracted: bool = False  # ... and its last G10 was not recovered yet
 
 
 @dataclass(frozen=True)
@@ -221,6 +241,9 @@ class LayerTrigger:
     # Motion state before the trigger line (motion) or at the marker: where the head is
     # while the job is stopped. Always set by the tracker.
     state_before: Optional[MotionState] = None
+    # Highest Z printed so far in the job, the trigger line excluded (in a sequential print
+    # an earlier object may stand much taller than this layer). Always set by the tracker.
+    printed_top: Optional[float] = None
 
 
 class LayerTracker:
@@ -232,8 +255,9 @@ class LayerTracker:
     from the feeding thread (a trigger's ``state_before`` is a frozen copy, safe anywhere).
     """
 
-    def __init__(self, targets: LayerTargets) -> None:
+    def __init__(self, targets: LayerTargets, family: Optional[str] = None) -> None:
         self._targets = targets
+        self._family = family
         try:
             every_n = int(targets.every_n)
         except (TypeError, ValueError, OverflowError):
@@ -259,13 +283,17 @@ class LayerTracker:
         self._z: Optional[float] = None
         self._e: Optional[float] = None
         self._abs_xyz = True
-        self._abs_e = True
+        self._abs_e = True  # how E words are read; see _set_mode
+        self._modes = ModeHistory()
         self._f: Optional[float] = None
+        self._fw_retraction = False
+        self._retracted = False
 
         # layers
         self._layer = 0
         self._layer_z: Optional[float] = None
         self._max_z = float("-inf")
+        self._top_before = self._max_z  # _max_z before the extruding move being read
         self._vase = False
         self._vase_run = 0
         self._markers = False
@@ -346,13 +374,15 @@ class LayerTracker:
             if kind <= _K_ARC:
                 return self._move(parts, kind == _K_ARC, line, True)
             if kind == _K_ABS:
-                self._abs_xyz = self._abs_e = True
+                self._set_mode(XYZ_ABSOLUTE)
             elif kind == _K_REL:
-                self._abs_xyz = self._abs_e = False
+                self._set_mode(XYZ_RELATIVE)
             elif kind == _K_EABS:
-                self._abs_e = True
+                self._set_mode(E_ABSOLUTE)
             elif kind == _K_EREL:
-                self._abs_e = False
+                self._set_mode(E_RELATIVE)
+            elif kind == _K_RETRACT or kind == _K_RECOVER:
+                self._firmware_retraction(parts, kind == _K_RETRACT)
             elif kind == _K_SETPOS:
                 self._set_position(line)
             elif kind == _K_HOME:
@@ -378,7 +408,29 @@ class LayerTracker:
     def _snapshot(self) -> MotionState:
         if self._px is not None or self._py is not None:
             self._resolve()
-        return MotionState(self._x, self._y, self._z, self._e, self._abs_xyz, self._abs_e, self._f)
+        return MotionState(
+            self._x,
+            self._y,
+            self._z,
+            self._e,
+            self._abs_xyz,
+            self._modes.absolute_e(self._family),
+            self._f,
+            self._modes,
+            self._fw_retraction,
+            self._retracted,
+        )
+
+    def _set_mode(self, command: str) -> None:
+        self._modes = self._modes.after(command)
+        self._abs_xyz = not self._modes.xyz_relative
+        self._abs_e = self._modes.reading_absolute_e(self._family)
+
+    def _firmware_retraction(self, parts: List[str], retract: bool) -> None:
+        if any(p[:1] in "PpLl" for p in parts[1:]):
+            return  # G10 P/L: tool offsets or temperatures (RepRapFirmware, CNC)
+        self._fw_retraction = True
+        self._retracted = retract
 
     def _move(self, parts: List[str], arc: bool, line: str, retry: bool) -> Optional[LayerTrigger]:
         # X and Y are kept as text in absolute mode and read only when the state is needed
@@ -433,6 +485,7 @@ class LayerTracker:
 
         trigger = None
         if extruding and nz is not None and (xs is not None or ys is not None or (arc and centre)):
+            self._top_before = self._max_z
             if nz > self._max_z:
                 self._max_z = nz
             if self._abs_xyz:
@@ -487,7 +540,7 @@ class LayerTracker:
             if self._layer == 0:
                 self._layer = 1
             return None
-        if nz < lz:  # purge line above the first layer, or similar: re-base
+        if nz < lz and self._layer <= 1:  # purge line above the first layer: re-base
             return None
         if self._markers:
             return None
@@ -495,10 +548,10 @@ class LayerTracker:
         self._layer = completed + 1
         if self._vase or spiral:
             return None
-        return self._trigger(completed, lz, nz, "motion")
+        return self._trigger(completed, lz, nz, "motion", self._top_before)
 
     def _trigger(
-        self, completed: int, z: float, next_z: float, source: str
+        self, completed: int, z: float, next_z: float, source: str, printed_top: float
     ) -> Optional[LayerTrigger]:
         if completed < 1 or completed in self._captured:
             return None
@@ -522,6 +575,7 @@ class LayerTracker:
             source=source,
             reasons=tuple(reasons),
             state_before=self._snapshot(),
+            printed_top=None if printed_top == float("-inf") else printed_top,
         )
 
     def _set_position(self, line: str) -> None:
@@ -580,7 +634,7 @@ class LayerTracker:
             next_z = self._z
         else:
             next_z = z
-        return self._trigger(index, z, next_z, "marker")
+        return self._trigger(index, z, next_z, "marker", self._max_z)
 
 
 def _valid_heights(values: Optional[Iterable[float]]) -> List[float]:

@@ -9,11 +9,12 @@ the layer tracker's motion state, so any object with those attributes fits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
-if TYPE_CHECKING:  # settings.py is pure too; imported for the annotations only
+if TYPE_CHECKING:  # pure modules too; imported for the annotations only
+    from .firmware import ModeHistory
     from .settings import CaptureSettings
 
 
@@ -61,6 +62,26 @@ class UnrecognisedReply(PrinterTimeout):
     wait at once; it is a :class:`PrinterTimeout` so that every wait handles it alike."""
 
 
+@dataclass(frozen=True)
+class StopReport:
+    """How the job stopped.
+
+    ``position`` is where OctoPrint's pause measured the head (the PrintPaused event; None
+    in hold mode, or when OctoPrint does not log the position on pause: then it may also be
+    a stale one, so it is only trusted where the file's own moves agree). ``script_lines``
+    counts the lines of the user's ``afterPrintPaused`` script sent before the capture
+    (the head may be parked elsewhere then), ``script_modes`` its motion-mode commands in
+    order, ``script_retracted`` its last G10 (True) or G11 (False), ``script_feedrate`` its
+    last F word.
+    """
+
+    position: Optional[Position] = None
+    script_lines: int = 0
+    script_modes: Tuple[str, ...] = ()
+    script_retracted: Optional[bool] = None
+    script_feedrate: Optional[float] = None
+
+
 class JobResumedByUser(Exception):
     """The user resumed the job by hand before the sequence could hold it: the job has
     moved on from the stop position, so the head must not be moved."""
@@ -78,8 +99,9 @@ class PrinterPort(Protocol):
         position report) or :class:`JobInterrupted`.
         """
 
-    def wait_stopped(self, timeout: float) -> Optional[Position]:
-        """Block until the job is stopped; the position OctoPrint reported on pausing, if any.
+    def wait_stopped(self, timeout: float) -> StopReport:
+        """Block until the job is stopped (in pause mode: and the user's pause script has
+        been sent); what OctoPrint reported on pausing and what the script did.
 
         Raises :class:`PrinterTimeout` or :class:`JobInterrupted`.
         """
@@ -212,6 +234,16 @@ class MotionLike(Protocol):
     @property
     def feedrate(self) -> Optional[float]: ...
 
+    @property
+    def modes(self) -> ModeHistory:
+        """The mode commands the file gave (see :mod:`firmware`)."""
+
+    @property
+    def firmware_retraction(self) -> bool: ...
+
+    @property
+    def retracted(self) -> bool: ...
+
 
 # ---- What the plugin hands the sequence, and what it gets back (for the metadata)
 
@@ -242,6 +274,8 @@ class CaptureJob:
     motion: MotionLike
     settings: CaptureSettings
     held_line: Optional[str] = None
+    printed_top: Optional[float] = None  # highest Z printed so far in the job
+    max_z: Optional[float] = None  # highest Z the head may go to (profile, firmware)
 
 
 @dataclass
@@ -289,3 +323,10 @@ class SequenceResult:
     started_at: datetime
     travel_z: Optional[float] = None
     held_line_sent: bool = False
+    # where the head went back to: the stop position, or where the user's pause script
+    # parked it (pause mode)
+    return_position: Optional[Position] = None
+    # when the head could not be brought back: the G-code that brings it back, to send
+    # before the job goes on (a later resume by the user)
+    owed_return: Tuple[str, ...] = ()
+    notes: List[str] = field(default_factory=list)

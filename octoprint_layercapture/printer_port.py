@@ -2,24 +2,35 @@
 
 Implements :class:`ports.PrinterPort` on top of OctoPrint's printer object (duck typed,
 so this module imports nothing from OctoPrint). The plugin class forwards events and the
-``gcode.sending`` and ``gcode.received`` hooks here; the sequence's worker thread blocks on
-the condition below.
+``gcode.sending``, ``gcode.received``, scripts and at-command hooks here; the sequence's
+worker thread blocks on the condition below.
+
+Pause mode, in OctoPrint's order: ``pause_print`` -> OctoPrint's M400 + M114 -> PrintPaused
+-> the user's ``afterPrintPaused`` script, to which the plugin appends
+:data:`PARKED_COMMAND` -> OctoPrint's end-of-pause marker (state PAUSED). When our
+at-command reaches the send loop, every script line has been sent: the port puts the job on
+hold right there, so the end-of-pause marker waits and OctoPrint stays PAUSING while the
+head is away. OctoPrint numbers and checksums lines only while a job is in a printing state
+(PAUSING is one, PAUSED is not), so every line of the sequence goes out with a line number
+and checksum, as in hold mode. Pause and resume clicks are ignored by OctoPrint meanwhile;
+a cancel works. To continue, the hold is released (PAUSED), then the job is resumed.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Set
 
 from . import gcode
 from .ports import (
     JobInterrupted,
-    JobResumedByUser,
     Position,
     PrinterTimeout,
+    StopReport,
     UnrecognisedReply,
 )
 from .replies import REPLY_GRACE, ReplyWatch
@@ -27,6 +38,12 @@ from .replies import REPLY_GRACE, ReplyWatch
 PLUGIN_TAG = "plugin:layercapture"
 _CONFIRM_TAG_PREFIX = "layercapture:confirm:"
 _PAUSE_STATES = ("PAUSING", "PAUSED")
+# Appended to the afterPrintPaused script of our own pauses (at-commands never reach the
+# printer); the ``atcommand.sending`` hook sees it once the script has been sent.
+PARKED_AT_COMMAND = "LAYERCAPTURE_PARKED"
+PARKED_COMMAND = "@" + PARKED_AT_COMMAND
+_MODE_WORDS = {"G90": "G90", "G91": "G91", "M82": "M82", "M83": "M83"}
+_FEED = re.compile(r"\bF\s*([0-9]*\.?[0-9]+)", re.IGNORECASE)
 # seconds: the pause is late when it has not completed by then (see _wait_paused)
 PAUSE_KICK_AFTER = 0.05
 PAUSE_KICK_EVERY = 2.0
@@ -55,12 +72,11 @@ def _position_from(payload: Optional[Mapping[str, Any]]) -> Optional[Position]:
 
 
 class OctoPrintPrinterPort:
-    """Blocking printer operations for one print job, fed by OctoPrint's events.
+    """Blocking printer operations for one print job, fed by OctoPrint's events and hooks.
 
     The job is held (``set_job_on_hold``) while the head is away, in both stop modes: a
-    held job sends no line of the file, even when the user resumes a paused job by hand.
-    In pause mode the hold can only come once OctoPrint is PAUSED, because its pause
-    sends M400 + M114 through the job queue that a hold blocks.
+    held job sends no line of the file. In pause mode the hold comes from our at-command
+    at the end of the pause script (see the module docstring).
     """
 
     def __init__(
@@ -71,8 +87,12 @@ class OctoPrintPrinterPort:
         monotonic: Callable[[], float] = time.monotonic,
         wait_for_moves: str = "M400",
         reply_grace: float = REPLY_GRACE,
+        pause_reports_position: bool = True,
     ) -> None:
         self._printer = printer
+        # OctoPrint measures the head on pausing only with serial.logPositionOnPause;
+        # otherwise what it reports is left over from an earlier pause
+        self._pause_reports_position = pause_reports_position
         self._stop_mode = stop_mode
         self._confirm_commands = gcode.confirm_commands(wait_for_moves)
         self._reply_grace = reply_grace
@@ -90,6 +110,15 @@ class OctoPrintPrinterPort:
         self._user_paused = False
         self._user_resumed = False
         self._holding = False
+        # pause mode: our pause, from the stop request to the parked at-command
+        self._awaiting_park = False
+        self._parked = False
+        self._abandoned = False  # gave up waiting: resume as soon as OctoPrint has paused
+        self._resume_on_paused = False
+        self._script_lines = 0
+        self._script_modes: List[str] = []
+        self._script_retracted: Optional[bool] = None
+        self._script_feedrate: Optional[float] = None
 
     @property
     def stop_mode(self) -> str:
@@ -131,8 +160,9 @@ class OctoPrintPrinterPort:
             if self._stop_mode == "hold":
                 # a pause while we hold the job can only come from the user
                 self._user_paused = True
+            if not self._paused_event and self._pause_reports_position:
+                self._paused_position = _position_from((payload or {}).get("position"))
             self._paused_event = True
-            self._paused_position = _position_from((payload or {}).get("position"))
             self._cond.notify_all()
 
     def on_resumed(self) -> None:
@@ -146,10 +176,20 @@ class OctoPrintPrinterPort:
         """Wakes :meth:`wait_stopped` (it waits for the end of PAUSING) and sees a user's
         pause in hold mode: that pause only reaches PAUSING while we hold the job, because
         OctoPrint's pause queues its M400 + M114 behind the hold; PrintPaused comes later."""
+        resume = False
         with self._cond:
             if self._stop_mode == "hold" and self._holding and state_id in _PAUSE_STATES:
                 self._user_paused = True
+            if state_id == "PAUSED" and self._resume_on_paused:
+                self._resume_on_paused = False
+                resume = True
             self._cond.notify_all()
+        if resume:
+            self._logger.warning(
+                "The plugin's pause completed after the capture had given up on it: "
+                "resuming the job now, without a capture"
+            )
+            self._printer.resume_print(tags=plugin_tags())
 
     def interrupt(self, reason: str) -> None:
         """Cancel, failure, disconnect or shutdown: the sequence stops moving at once."""
@@ -171,6 +211,14 @@ class OctoPrintPrinterPort:
             self._resume_requested = False
             self._user_paused = False
             self._user_resumed = False
+            self._parked = False
+            self._abandoned = False
+            self._resume_on_paused = False
+            self._script_lines = 0
+            self._script_modes = []
+            self._script_retracted = None
+            self._script_feedrate = None
+            self._awaiting_park = self._stop_mode == "pause"
         if self._stop_mode == "hold":
             if not self._printer.set_job_on_hold(True, blocking=False):
                 return "could not put the job on hold"
@@ -178,8 +226,59 @@ class OctoPrintPrinterPort:
             return None
         self._printer.pause_print(tags=plugin_tags())
         if not (self._printer.is_pausing() or self._printer.is_paused()):
+            with self._cond:
+                self._awaiting_park = False
             return "OctoPrint did not pause"
         return None
+
+    def pause_script_suffix(self) -> Optional[List[str]]:
+        """Scripts hook, ``afterPrintPaused``: our at-command after the user's script,
+        only for our own pauses."""
+        return [PARKED_COMMAND] if self._awaiting_park else None
+
+    def on_pause_script_line(self, cmd: str, gcode: Optional[str]) -> None:
+        """Queuing hook: a line of the user's afterPrintPaused script (where it may move
+        the head, and which modes it leaves)."""
+        if not self._awaiting_park:
+            return
+        with self._cond:
+            self._script_lines += 1
+            code = (gcode or "").upper()
+            if code in _MODE_WORDS:
+                self._script_modes.append(_MODE_WORDS[code])
+            elif code in ("G10", "G11") and not re.search(r"\b[PL]", cmd[3:], re.IGNORECASE):
+                self._script_retracted = code == "G10"
+            elif code in ("G0", "G1", "G2", "G3"):
+                feed = _FEED.search(cmd)
+                if feed is not None:
+                    self._script_feedrate = float(feed.group(1))
+
+    def on_parked(self, pause_position: Optional[Mapping[str, Any]] = None) -> None:
+        """At-command sending hook (OctoPrint's send thread): the pause script has been
+        sent. Hold the job here, before OctoPrint's end-of-pause marker, unless the capture
+        gave up waiting: then let the pause complete and resume it. ``pause_position`` is
+        OctoPrint's pause report as the scripts see it (the PrintPaused event carries the
+        same, but later: events are delivered on their own thread)."""
+        with self._cond:
+            if not self._awaiting_park:
+                return
+            self._awaiting_park = False
+            position = _position_from(pause_position) if self._pause_reports_position else None
+            if position is not None:
+                self._paused_position = position
+                self._paused_event = True
+            if self._abandoned or self._interrupted is not None:
+                self._resume_on_paused = self._abandoned and self._interrupted is None
+                self._cond.notify_all()
+                return
+            if not self._printer.set_job_on_hold(True, blocking=False):
+                self._logger.warning("Could not hold the paused job for the capture")
+                self._resume_on_paused = True
+                self._abandoned = True
+            else:
+                self._holding = True
+                self._parked = True
+            self._cond.notify_all()
 
     ##~~ PrinterPort (called on the capture worker thread)
 
@@ -203,32 +302,53 @@ class OctoPrintPrinterPort:
                 self._confirm_pending = None
                 self._watch = None
 
-    def wait_stopped(self, timeout: float) -> Optional[Position]:
+    def wait_stopped(self, timeout: float) -> StopReport:
         if self._stop_mode == "hold":
             self.check()
-            return None
-        # OctoPrint fires PrintPaused while still PAUSING; commands sent then wait in its
-        # command queue, and the ones sent once it is PAUSED overtake them (a lift could
-        # go out after the first XY move). So wait for the state to leave PAUSING too.
-        self._wait_paused(timeout)
-        if not self._printer.set_job_on_hold(True):
-            raise PrinterTimeout("OctoPrint did not put the paused job on hold")
-        self._holding = True
-        if not self._printer.is_paused():
-            # resumed by hand between PAUSED and our hold: the file went on
-            raise JobResumedByUser("the job was resumed by hand before the capture started")
-        return self._paused_position
+            return StopReport()
+        try:
+            self._wait_parked(timeout)
+        except PrinterTimeout:
+            with self._cond:
+                if not self._parked:
+                    # the pause may still complete (a slow pause script): then it is
+                    # resumed at once (see on_parked and on_state_changed)
+                    self._abandoned = True
+                    raise
+        with self._cond:
+            return StopReport(
+                position=self._paused_position,
+                script_lines=self._script_lines,
+                script_modes=tuple(self._script_modes),
+                script_retracted=self._script_retracted,
+                script_feedrate=self._script_feedrate,
+            )
 
     def continue_job(self, timeout: float) -> None:
-        """Resume a paused job (unless the user already did), then release the hold: the
-        resume's own queued lines wait behind the hold, so they go out in order."""
+        """Hold mode: release the hold. Pause mode: release the hold (OctoPrint finishes
+        its pause: PAUSED), then resume (unless the user already did). A pause we gave up
+        waiting for is resumed as soon as it completes."""
         self.check()
-        if self._stop_mode == "pause" and self._printer.is_paused():
+        if self._stop_mode == "pause":
             with self._cond:
-                self._resumed_event = False
-                self._resume_requested = True
-            self._printer.resume_print(tags=plugin_tags())
+                if self._abandoned and not self._parked:
+                    if self._awaiting_park or not self._printer.is_paused():
+                        self._resume_on_paused = True
+                        return
+            self._release_hold()
+            if not self._resumed_event:
+                self._wait(
+                    lambda: self._resumed_event or self._printer.is_paused(),
+                    timeout,
+                    "the end of OctoPrint's pause",
+                )
+            if self._printer.is_paused():
+                with self._cond:
+                    self._resumed_event = False
+                    self._resume_requested = True
+                self._printer.resume_print(tags=plugin_tags())
             self._wait(lambda: self._resumed_event, timeout, "PrintResumed")
+            return
         self._release_hold()
 
     def check(self) -> None:
@@ -251,10 +371,13 @@ class OctoPrintPrinterPort:
         be returned) and nobody cancelled it, the job is left *paused* instead, which the
         user can see and resume.
         """
+        with self._cond:
+            self._awaiting_park = False
         if continued or not self._holding:
             return
         try:
-            if not interrupted and not self._printer.is_paused():
+            # pause mode: releasing the hold completes OctoPrint's pause (PAUSED)
+            if not interrupted and self._stop_mode == "hold" and not self._printer.is_paused():
                 self._printer.pause_print(tags=plugin_tags())
             self._release_hold()
         except Exception as exc:
@@ -267,31 +390,30 @@ class OctoPrintPrinterPort:
 
     ##~~ helpers
 
-    def _wait_paused(self, timeout: float) -> None:
-        """Wait for PrintPaused and the end of PAUSING, waking OctoPrint's send loop.
+    def _wait_parked(self, timeout: float) -> None:
+        """Wait until our at-command after the pause script put the job on hold, waking
+        OctoPrint's send loop while its pause report is late.
 
         OctoPrint's pause queues its M114 from the M400's "sent" callback without waking
         its send loop: when the printer's "ok" for the M400 wins that race, the M114 waits
         for the printer's next line (the next temperature poll, seconds later). A forced
-        M105, harmless, wakes the loop; it is sent only while the pause is late.
+        M105, harmless, wakes the loop; it is sent only while PrintPaused is late.
         """
         deadline = self._monotonic() + timeout
         wait = min(PAUSE_KICK_AFTER, timeout)
         while True:
             try:
+                # PrintPaused may come after our at-command (events have their own thread)
                 self._wait(
-                    lambda: self._paused_event and not self._printer.is_pausing(),
-                    wait,
-                    "PrintPaused and the end of PAUSING",
+                    lambda: self._parked and self._paused_event, wait, "the end of the pause"
                 )
                 return
             except PrinterTimeout:
                 remaining = deadline - self._monotonic()
                 if remaining <= 0:
-                    raise PrinterTimeout(
-                        f"no PrintPaused and the end of PAUSING within {timeout:g} s"
-                    ) from None
-            if self._printer.is_pausing():
+                    what = "the end of the pause script" if self._paused_event else "PrintPaused"
+                    raise PrinterTimeout(f"no {what} within {timeout:g} s") from None
+            if not self._paused_event and self._printer.is_pausing():
                 self._printer.commands(list(gcode.WAKE_COMMANDS), tags=plugin_tags(), force=True)
             wait = min(PAUSE_KICK_EVERY, remaining)
 

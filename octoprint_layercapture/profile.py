@@ -11,7 +11,8 @@ def bounds_from_profile(profile: Optional[Mapping[str, Any]]) -> Optional[Bounds
     """The box the head may visit according to the profile, or None when unknown.
 
     A custom bounding box wins over the build volume; with origin ``center`` the volume
-    is centred on 0/0.
+    is centred on 0/0. A circular bed (``formFactor: circular``, deltas) also limits the
+    head to the circle of the volume's width around the bed's centre.
     """
     if not profile:
         return None
@@ -35,4 +36,7 @@ def bounds_from_profile(profile: Optional[Mapping[str, Any]]) -> Optional[Bounds
             max_z = float(box["z_max"])
         except (KeyError, TypeError, ValueError):
             pass
+    if volume.get("formFactor") == "circular" or profile.get("formFactor") == "circular":
+        centre = (0.0, 0.0) if volume.get("origin") == "center" else (width / 2, depth / 2)
+        return Bounds(min_x, min_y, max_x, max_y, max_z, min(width, depth) / 2, centre)
     return Bounds(min_x, min_y, max_x, max_y, max_z)

@@ -4,7 +4,19 @@ It runs on the plugin's worker thread, never on OctoPrint's, and talks only thro
 ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules it keeps:
 
 * Lift first, lower last: no XY move below the travel height, which is never below the
-  stop Z plus clearance. Only grid points of the plan and the stop XY are ever commanded.
+  stop Z, this layer or the highest Z printed so far in the job, plus clearance (a
+  sequential print's finished objects stand taller than the one being printed). A travel
+  height above the printer's max Z moves nothing. Only grid points of the plan and the
+  return point are ever commanded.
+* The head goes back to where the job left it: the stop position, or in pause mode where
+  the user's ``afterPrintPaused`` script parked it (measured once the script has run), so
+  the user's ``beforePrintResumed`` script works exactly as without the plugin. When that
+  script ran, the stop position comes from OctoPrint's pause report checked against the
+  file, or from the file alone; never from asking the printer (that would read the park).
+* Modes: the sequence switches to G90 only when the job is in G91 and to relative E only to
+  retract with E moves, which it does only when the file established its E mode; it gives
+  the job its modes back as the job's own mode commands in their order (see
+  :mod:`firmware`). A file that retracts with G10/G11 is retracted with G10/G11.
 * Every move is confirmed by the printer (M400 + M114, or as ``wait_for_moves`` says)
   before the settle delay; no sleeping for motion. The clock sleeps only for
   ``capture_delay`` and ``pre_capture_delay``, and between M114 polls in poll mode (the
@@ -16,15 +28,20 @@ ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules i
 * A cancel, disconnect or shutdown (:class:`JobInterrupted`) stops at once: nothing more is
   sent and the job is not continued. A manual user pause is respected: the head is returned
   but the job stays paused, and the held-back line is left for the plugin to send on resume.
-  A manual resume (pause mode) skips the remaining positions: the head returns at once.
+  A manual resume skips the remaining positions: the head returns at once.
+* :data:`CAMERA_FAILURES_TO_SKIP` camera failures in a row skip the layer's remaining
+  positions: a dead camera must not keep a hot nozzle over the part for every timeout.
+* When the head cannot be brought back, the job is not continued; ``owed_return`` is the
+  G-code that brings it back, which the plugin sends before the job goes on (a resume).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import gcode, ports
+from . import firmware, gcode, ports
 
 # The job and result types live in ports.py beside the other exchanged values; importing
 # them here lets callers take the whole sequence API from this module.
@@ -44,6 +61,7 @@ from .ports import (
     SequenceResult,
     ShotRequest,
     ShotResult,
+    StopReport,
 )
 from .settings import WAIT_POLL
 
@@ -58,6 +76,14 @@ POLL_INTERVAL = 0.05
 # A move whose report shows the head elsewhere was lost on the way (a dropped serial line):
 # it is sent again this many times. Our moves are absolute, so sending one twice is harmless.
 MOVE_RESENDS = 2
+
+# Camera failures in a row after which the layer's remaining positions are skipped.
+CAMERA_FAILURES_TO_SKIP = 2
+
+HEAD_NOT_BACK = (
+    "the head could not be brought back; the job is left paused, and the head is brought "
+    "back before the job goes on when you resume it"
+)
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -99,6 +125,19 @@ class _UserPaused(Exception):
     """The user paused the job by hand: return the head, then leave the job paused."""
 
 
+@dataclass(frozen=True)
+class _ReturnPoint:
+    """Where the head goes back to, and the job's state there: the stop position, or where
+    the user's pause script left the head (with the modes and retraction it left)."""
+
+    position: Position
+    modes: firmware.ModeHistory
+    firmware_retraction: bool
+    retracted: bool
+    feedrate: Optional[float]
+    parked: bool  # the pause script moved the head away from the stop position
+
+
 class _Run:
     """The state of one run; a fresh one per job keeps :class:`CaptureSequence` reusable."""
 
@@ -123,10 +162,14 @@ class _Run:
         )
         self.moved = False  # our first commands went out: the return path is owed
         self.head_back = True  # the head is where the job stopped, in the job's modes
-        self.retracted = False
+        self.retract = gcode.RETRACT_NONE
         self.lifted = False  # the lift to travel height is confirmed: XY moves may go out
         self.interrupted = False
         self.user_paused = False
+        self.camera_failures = 0  # in a row
+        self.back: Optional[_ReturnPoint] = None
+        self.travel_z: Optional[float] = None
+        self.retract_owed = True  # our retract (if any) is not recovered yet
 
     # ---- top level
 
@@ -141,21 +184,37 @@ class _Run:
             self.logger.exception("layer %d: capture sequence failed", self.job.layer)
             self._fail(self.timer.phase, f"unexpected error: {exc!r}")
             self._last_resort_continue()
+        if not self.head_back and not self.interrupted and self.back is not None:
+            self.result.owed_return = tuple(self._owed_return())
         self.result.timings = self.timer.finish()
         self.result.outcome = self._outcome()
         return self.result
 
     def _capture_and_return(self) -> None:
-        stop = self._find_stop_position()
-        if stop is None:
+        back = self._find_return_point()
+        if back is None:
             return
         if not self.points:
             skipped = len(self.job.plan.skipped)
             self._fail("moves", f"no grid position to visit ({skipped} outside the bounds)")
             return
-        assert stop.x is not None and stop.y is not None and stop.z is not None
-        travel_z = gcode.travel_height(self.job.plan.capture_z, stop.z, self.job.layer_z)
-        self.result.travel_z = travel_z
+        stop = self.result.stop_position
+        assert stop is not None and stop.z is not None
+        travel_z = gcode.travel_height(
+            self.job.plan.capture_z, stop.z, self.job.layer_z, self.job.printed_top
+        )
+        max_z = self.job.max_z
+        if max_z is not None and travel_z > max_z + gcode.POSITION_TOLERANCE:
+            self._fail(
+                "moves",
+                f"travel height Z {travel_z:g} is above max Z {max_z:g}; nothing moved",
+            )
+            return
+        self.result.travel_z = self.travel_z = travel_z
+        self.back = back
+        self.retract = gcode.retract_kind(
+            self.settings.retract_length, back.modes, back.firmware_retraction, back.retracted
+        )
         try:
             self._leave(travel_z)
             for number, point in enumerate(self.points, start=1):
@@ -169,16 +228,18 @@ class _Run:
         except Exception as exc:
             self.logger.exception("layer %d: error during the grid moves", self.job.layer)
             self._fail(self.timer.phase, f"unexpected error: {exc!r}")
-        self._return_head(stop, travel_z)
+        self._return_head(back, travel_z)
 
-    # ---- stop position
+    # ---- stop position and return point
 
-    def _find_stop_position(self) -> Optional[Position]:
+    def _find_return_point(self) -> Optional[_ReturnPoint]:
+        """Waits for the stop; sets the stop position; returns where the head goes back to
+        (None: no capture, the head was not moved)."""
         self.timer.enter("stop")
         self._progress("stopping", 0)
         timeout = self.settings.pause_timeout
         try:
-            reported = self.printer.wait_stopped(timeout)
+            report = self.printer.wait_stopped(timeout)
         except JobInterrupted:
             raise
         except PrinterTimeout as exc:
@@ -190,28 +251,78 @@ class _Run:
         except Exception as exc:
             self._fail("stop", f"waiting for the job to stop failed: {exc!r}; no capture")
             return None
+        stop = self._find_stop_position(report)
+        if stop is None:
+            return None
+        motion = self.job.motion
+        modes = motion.modes
+        for command in report.script_modes:
+            modes = modes.after(command)
+        retracted = motion.retracted if report.script_retracted is None else report.script_retracted
+        feedrate = motion.feedrate if report.script_feedrate is None else report.script_feedrate
+        park: Optional[Position] = stop
+        if report.script_lines:
+            park = self._measure_park()
+        if park is None:
+            return None
+            self.result.notes.append(
+                f"the pause script left the head at {park.describe()}; it goes back there"
+            )
+        self.result.return_position = park
+        return _ReturnPoint(
+            park, modes, motion.firmware_retraction, retracted, feedrate, park is not stop
+        )
+
+    def _find_stop_position(self, report: StopReport) -> Optional[Position]:
         motion = self.job.motion
         tracked = Position(motion.x, motion.y, motion.z, motion.e)
+        reported = report.position
+        # the head may be parked elsewhere once a pause script ran: the printer can no
+        # longer tell where the job stopped, only OctoPrint's pause report and the file can
+        may_ask = report.script_lines == 0
         if reported is not None and reported.has_xyz:
             if not tracked.has_xyz or gcode.reached(reported, gcode.position_as_sent(tracked)):
                 return self._use_stop(reported, ports.STOP_FROM_PAUSE_EVENT)
             # OctoPrint's pause asks M400 + M114: a printer without M400 answers while the
-            # job's last moves still run. Where the file's last move ends decides.
+            # job's last moves still run, and without serial.logPositionOnPause the report
+            # is a stale one. Where the file's last move ends decides.
             self.logger.info(
                 "layer %d: OctoPrint's pause position %s is not where the job's last move "
-                "ends (%s); asking the printer again",
+                "ends (%s)%s",
                 self.job.layer,
                 reported.describe(),
                 tracked.describe(),
+                "; asking the printer again" if may_ask else "; using the file's position",
             )
-        self.printer.check()
-        reported = self._ask_stop_position(tracked)
-        if reported is not None and reported.has_xyz:
-            return self._use_stop(reported, ports.STOP_FROM_POSITION_REPORT)
+        if may_ask:
+            self.printer.check()
+            asked = self._ask_stop_position(tracked)
+            if asked is not None and asked.has_xyz:
+                return self._use_stop(asked, ports.STOP_FROM_POSITION_REPORT)
         if tracked.has_xyz:
             return self._use_stop(tracked, ports.STOP_FROM_TRACKER)
-        self._fail("stop", "stop position unknown; the head was not moved")
+        why = "" if may_ask else " (the pause script moved the head, so it can't be asked)"
+        self._fail("stop", f"stop position unknown{why}; the head was not moved")
         return None
+
+    def _measure_park(self) -> Optional[Position]:
+        started = self.clock.monotonic()
+        try:
+            park = self.printer.confirm(self.settings.movement_timeout)
+        except JobInterrupted:
+            raise
+        except Exception as exc:
+            self._fail("stop", f"where the pause script left the head: {exc}; no capture")
+            return None
+        if not park.has_xyz:
+            self._fail(
+                "stop",
+                f"where the pause script left the head is unknown ({park.describe()}); no capture",
+                None,
+                started,
+            )
+            return None
+        return park
 
     def _ask_stop_position(self, tracked: Position) -> Optional[Position]:
         started = self.clock.monotonic()
@@ -242,15 +353,13 @@ class _Run:
         self.timer.enter("moves")
         self.printer.check()
         s = self.settings
-        retract = gcode.retract_planned(s.retract_length, self.job.motion)
-        commands = gcode.setup_commands(retract)
-        if retract:
-            commands += gcode.retract_commands(s.retract_length, s.retract_speed)
+        assert self.back is not None
+        commands = gcode.setup_commands(self.back.modes, self.retract)
+        commands += gcode.retract_commands(self.retract, s.retract_length, s.retract_speed)
         lift = gcode.lift_commands(travel_z, s.z_speed)
         self.printer.send(commands + lift)
         self.moved = True
         self.head_back = False
-        self.retracted = retract
         # No XY move before the printer confirms the lift: only Z is checked, because a
         # pause script may have parked the head elsewhere in XY.
         started = self.clock.monotonic()
@@ -295,20 +404,30 @@ class _Run:
         self._checkpoint()
         self.timer.enter("capture")
         self._progress("capturing", number)
-        self._capture(where, shot)
+        camera_ok = self._capture(where, shot)
         self._finish_shot(shot, started)
+        self.camera_failures = 0 if camera_ok else self.camera_failures + 1
+        left = len(self.points) - number
+        if self.camera_failures >= CAMERA_FAILURES_TO_SKIP and left:
+            self._fail(
+                "capture",
+                f"{self.camera_failures} camera failures in a row: the remaining {left} "
+                "positions of this layer are skipped",
+            )
+            raise _Abort()
 
-    def _capture(self, where: str, shot: ShotResult) -> None:
+    def _capture(self, where: str, shot: ShotResult) -> bool:
+        """False when the camera gave no picture (a failed save is not the camera's)."""
         started = self.clock.monotonic()
         try:
             snapshot = self.camera.take(shot.request)
         except CameraError as exc:
             self._fail("capture", f"{where}: {exc}", shot.index, started)
-            return
+            return False
         except Exception as exc:
             self.logger.exception("layer %d %s: camera error", self.job.layer, where)
             self._fail("capture", f"{where}: camera error {exc!r}", shot.index, started)
-            return
+            return False
         shot.snapshot_camera = snapshot.camera
         shot.captured_at = self.clock.now()
         try:
@@ -318,6 +437,7 @@ class _Run:
         except Exception as exc:
             self.logger.exception("layer %d %s: saving failed", self.job.layer, where)
             self._fail("capture", f"{where}: image not saved ({exc!r})", shot.index, started)
+        return True
 
     def _finish_shot(self, shot: ShotResult, started: float) -> None:
         shot.duration = self.clock.monotonic() - started
@@ -356,14 +476,20 @@ class _Run:
         )
 
     def _confirm_move(
-        self, commands: List[str], expected: Position
+        self,
+        commands: List[str],
+        expected: Position,
+        again: Optional[Callable[[Optional[Position]], List[str]]] = None,
     ) -> Tuple[Optional[Position], Optional[str]]:
         """:meth:`_confirm_at`, sending ``commands`` again while the printer reports the
-        head somewhere else (up to :data:`MOVE_RESENDS` times)."""
+        head somewhere else (up to :data:`MOVE_RESENDS` times); ``again`` picks what to send
+        again from the report, when that differs."""
         reported, mismatch = self._confirm_at(expected)
         for attempt in range(1, MOVE_RESENDS + 1):
             if mismatch is None:
                 break
+            if again is not None:
+                commands = again(reported)
             self.logger.warning(
                 "layer %d: %s; sending %s again (%d/%d)",
                 self.job.layer,
@@ -376,45 +502,72 @@ class _Run:
             reported, mismatch = self._confirm_at(expected)
         return reported, mismatch
 
-    # ---- back to the stop position
+    # ---- back to the return point
 
-    def _return_head(self, stop: Position, travel_z: float) -> None:
-        """Back above the stop XY, lower, unretract, confirm, restore the modes.
+    def _return_head(self, back: _ReturnPoint, travel_z: float) -> None:
+        """Back above the return point, lower (unretracting), confirm, restore the modes.
 
         Each step is confirmed, and a step the printer reports as not done is sent again.
-        The head is lowered only once it is confirmed above the stop XY (or nobody answers:
-        the printer runs commands in order): lowering anywhere else could hit the print.
-        When a step cannot be done, the head stays up and the job is not continued (the
-        plugin leaves it paused): printing on from the wrong place would ruin the part.
+        The head is lowered only once it is confirmed above the return XY (or nobody
+        answers: the printer runs commands in order): lowering anywhere else could hit the
+        print. When a step cannot be done, the head stays up and the job is not continued
+        (the plugin leaves it paused): printing on from the wrong place would ruin the part.
         """
         if not self.moved:
             return
         self.timer.enter("return")
         self._progress("returning", len(self.points))
         s = self.settings
-        assert stop.x is not None and stop.y is not None and stop.z is not None
+        point = back.position
+        assert point.x is not None and point.y is not None and point.z is not None
+        x, y, z = gcode.as_sent(point.x), gcode.as_sent(point.y), gcode.as_sent(point.z)
         if self.lifted:
-            back_xy = gcode.move_commands(stop.x, stop.y, s.movement_speed)
-            above_stop = Position(gcode.as_sent(stop.x), gcode.as_sent(stop.y), travel_z)
+            back_xy = gcode.move_commands(point.x, point.y, s.movement_speed)
             if not self._return_step(back_xy):
                 return
-            if not self._settle_return(back_xy, above_stop, "back above the stop position"):
+            if not self._settle_return(back_xy, Position(x, y, travel_z), f"back above {self._to}"):
                 return
-        lower = gcode.lower_commands(stop.z, s.z_speed)
-        unretract = gcode.unretract_commands(
-            s.retract_length if self.retracted else 0.0, s.retract_speed
-        )
-        if not self._return_step(lower + unretract):
+        lower = gcode.lower_commands(point.z, s.z_speed, self.retract, s.retract_length)
+        if not self._return_step(lower):
             return
+        self.retract_owed = False
+
+        def lower_again(reported: Optional[Position]) -> List[str]:
+            # still at travel height: the line never ran, unretract included; otherwise
+            # it did, and only Z is sent again (the E of an unretract is relative)
+            up = reported is not None and gcode.reached(reported, Position(None, None, travel_z))
+            return lower if up else gcode.lower_again_commands(z, s.z_speed)
+
         # The virtual printer applies G90/G91 before queued moves finish: the modes are
         # restored only once the head is confirmed back down.
-        at_stop = Position(None, None, gcode.as_sent(stop.z))
-        if self.lifted:
-            at_stop = Position(gcode.as_sent(stop.x), gcode.as_sent(stop.y), at_stop.z)
-        if not self._settle_return(lower, at_stop, "back at the stop position"):
+        down = Position(x, y, z) if self.lifted else Position(None, None, z)
+        if not self._settle_return(lower, down, f"back at {self._to}", lower_again):
             return
-        if self._return_step(gcode.restore_mode_commands(self.job.motion)):
+        restore = gcode.restore_mode_commands(back.modes, self.retract, back.feedrate)
+        if self._return_step(restore):
             self.head_back = True
+
+    @property
+    def _to(self) -> str:
+        parked = self.back is not None and self.back.parked
+        return "where the pause script parked the head" if parked else "the stop position"
+
+    def _owed_return(self) -> List[str]:
+        """G-code that brings the head back from wherever the sequence left it: our modes,
+        up to travel height, over the return point, down, the job's modes. Sent by the plugin
+        before the job goes on, so no line of the file runs with the head away."""
+        back, s = self.back, self.settings
+        assert back is not None
+        point = back.position
+        assert point.x is not None and point.y is not None and point.z is not None
+        kind = self.retract if self.retract_owed else gcode.RETRACT_NONE
+        commands = gcode.setup_commands(back.modes, self.retract)
+        if self.travel_z is not None:
+            commands += gcode.lift_commands(self.travel_z, s.z_speed)
+        commands += gcode.move_commands(point.x, point.y, s.movement_speed)
+        commands += gcode.lower_commands(point.z, s.z_speed, kind, s.retract_length)
+        commands += gcode.restore_mode_commands(back.modes, self.retract, back.feedrate)
+        return commands
 
     def _return_step(self, commands: List[str]) -> bool:
         if not commands:
@@ -430,11 +583,17 @@ class _Run:
             return False
         return True
 
-    def _settle_return(self, commands: List[str], expected: Position, what: str) -> bool:
+    def _settle_return(
+        self,
+        commands: List[str],
+        expected: Position,
+        what: str,
+        again: Optional[Callable[[Optional[Position]], List[str]]] = None,
+    ) -> bool:
         """False when the printer reports the head elsewhere even after re-sending."""
         started = self.clock.monotonic()
         try:
-            _, mismatch = self._confirm_move(commands, expected)
+            _, mismatch = self._confirm_move(commands, expected, again)
         except JobInterrupted:
             raise
         except Exception as exc:
@@ -455,7 +614,7 @@ class _Run:
             self._fail("resume", "the user paused the job by hand; it is left paused")
             return
         if not self.head_back:
-            self._fail("resume", "the head could not be returned; the job is left stopped")
+            self._fail("resume", HEAD_NOT_BACK)
             return
         self._progress("resuming", len(self.points))
         held_line = self.job.held_line
@@ -484,7 +643,7 @@ class _Run:
 
     def _last_resort_continue(self) -> None:
         if not self.head_back:
-            self._fail("resume", "the head could not be returned; the job is left stopped")
+            self._fail("resume", HEAD_NOT_BACK)
             return
         try:
             self.printer.continue_job(self.settings.resume_timeout)

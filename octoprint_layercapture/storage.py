@@ -322,6 +322,10 @@ class LayerMetadata:
     capture_z: Optional[float] = None
     # where the job stopped, as the printer reported it: {x, y, z, e, source}
     stop_position: Optional[Dict[str, Any]] = None
+    # where the head went back to: the stop position, or where the user's pause script
+    # parked it (pause mode): {x, y, z, e}
+    return_position: Optional[Dict[str, Any]] = None
+    travel_z: Optional[float] = None  # the height of every move away from the part
     camera: str = ""
     skipped: List[SkippedRecord] = field(default_factory=list)
     failures: List[FailureRecord] = field(default_factory=list)

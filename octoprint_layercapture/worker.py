@@ -45,6 +45,10 @@ class CaptureRequest:
     bounds: Optional[Bounds]
     print_info: PrintInfo
     store_root: Path
+    # the printer port of the print that asked (the plugin may have moved on to another
+    # print, or none, by the time the sequence runs or ends), and who asked
+    printer: Optional[PrinterPort] = None
+    owner: Optional[object] = None
 
 
 class InterruptibleClock:
@@ -115,6 +119,10 @@ def build_metadata(
             if result.stop_position is None
             else {**position_record(result.stop_position), "source": result.stop_position_source}
         ),
+        return_position=(
+            None if result.return_position is None else position_record(result.return_position)
+        ),
+        travel_z=result.travel_z,
         camera=images[0].camera if images else "",
         skipped=[
             SkippedRecord(index=p.index, position={"x": p.x, "y": p.y, "z": p.z}, reason=p.reason)
@@ -226,6 +234,7 @@ class CaptureWorker:
             s.z_offset,
             request.bounds,
             start_xy=start_xy,
+            printed_top=request.trigger.printed_top,
         )
 
     def _capture(self, request: CaptureRequest) -> None:
@@ -265,7 +274,7 @@ class CaptureWorker:
             else lambda data: transform.apply(data, s.image_quality),
         )
         sequence = CaptureSequence(
-            printer=self._make_printer(),
+            printer=request.printer or self._make_printer(),
             camera=camera,
             sink=sink,
             clock=self._clock or InterruptibleClock(self._stopping),
@@ -281,6 +290,8 @@ class CaptureWorker:
             motion=request.motion,
             settings=s,
             held_line=request.held_line,
+            printed_top=request.trigger.printed_top,
+            max_z=None if request.bounds is None else request.bounds.max_z,
         )
         try:
             with self._writer.held():

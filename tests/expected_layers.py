@@ -13,7 +13,9 @@ Definitions (they follow the spec, section 1):
   new when it is at least ``min_layer_height`` above the previous layer. When the file carries
   PrusaSlicer/Slic3r/OrcaSlicer ``;LAYER_CHANGE`` + ``;Z:`` comments the layer heights are read
   from them (layers without any extrusion are dropped); otherwise the Z of the first extrusion
-  at each new height is used.
+  at each new height is used, and an extrusion below the current layer starts a new layer (a
+  sequential print's next object), except on the first layer (a purge line: the first
+  layer's height is reset).
 - A layer ends on the last line before the first extrusion of the next layer; the last layer
   ends at the end of the file.
 - ``end_e`` is the extruder position a Marlin-like firmware reports at that point: it follows
@@ -200,8 +202,14 @@ def analyse(
                 extrusions.append((index, machine.z))
                 if not by_comments:
                     last = candidates[-1] if candidates else None
-                    if last is None or machine.z >= last.z + min_layer_height - EPSILON:
+                    rise = last is not None and machine.z >= last.z + min_layer_height - EPSILON
+                    # below the current layer after the first: a sequential print's next
+                    # object (on the first layer: a purge line, the layer's height is reset)
+                    drop = last is not None and machine.z < last.z - min_layer_height - EPSILON
+                    if last is None or rise or (drop and len(candidates) > 1):
                         candidates.append(_Candidate(z=machine.z, start_line=index))
+                    elif drop:
+                        last.z = machine.z
                 if candidates:
                     current = candidates[-1]
                     if current.first_extrusion_line < 0:

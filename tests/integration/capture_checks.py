@@ -21,6 +21,8 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequ
 from harness import OctoPrintServer
 
 PLUGIN_TAG = "plugin:layercapture"
+# the plugin's question for the firmware's soft limits on connecting (not a capture)
+SOFT_LIMITS_TAG = "layercapture:soft-limits"
 FILE_TAG = "source:file"
 TOLERANCE = 0.01  # mm, commanded vs reported (the plugin's own tolerance)
 SENT_TOLERANCE = 0.001  # mm, values the printer was sent (at most three decimals)
@@ -132,7 +134,8 @@ class Step:
 
     @property
     def plugin(self) -> bool:
-        return PLUGIN_TAG in self.tags
+        """A line of a capture sequence."""
+        return PLUGIN_TAG in self.tags and SOFT_LIMITS_TAG not in self.tags
 
     @property
     def from_file(self) -> bool:

@@ -71,13 +71,14 @@ def server(octoprint_server: OctoPrintServer) -> Iterator[OctoPrintServer]:
 
 
 def test_user_resume_during_a_pause_sequence_waits_for_the_head(server: OctoPrintServer):
+    # OctoPrint stays PAUSING while the head is away (the plugin holds the job there, so
+    # its lines carry checksums), and ignores pause and resume clicks until then
     run = run_with_fault(
         server, {"stop_mode": "pause"}, job("pause", action="resume"), capturing(index=2)
     )
     check_common(run)
-    check_failure_reported(run, 3, "resumed by hand")
-    assert 1 <= len(run.meta(3)["images"]) < 9
-    assert len(run.meta(6)["images"]) == 9, "the next capture is unaffected"
+    for layer in (3, 6):
+        assert len(run.meta(layer)["images"]) == 9 and run.failures(layer) == []
 
 
 def test_user_pause_during_a_hold_sequence_is_respected(server: OctoPrintServer):
@@ -186,9 +187,10 @@ def snapshots() -> Iterator[SnapshotServer]:
 def test_camera_garbage_errors_and_hangs_are_recorded_and_the_print_goes_on(
     server: OctoPrintServer, snapshots: SnapshotServer, mode: str
 ):
-    # layer 3, one behaviour per position in visiting order; layer 6 gets good images
-    snapshots.script[:] = ["jpeg", "html", "hang", "status/500", "jpeg", "truncated"]
-    snapshots.script += ["reset", "jpeg", "jpeg"]
+    # layer 3, one behaviour per position in visiting order (a good image between two
+    # failures: two in a row would skip the layer's rest); layer 6 gets good images
+    snapshots.script[:] = ["jpeg", "html", "jpeg", "hang", "jpeg", "status/500", "jpeg"]
+    snapshots.script += ["truncated", "reset"]
     url = snapshots.url("script")
     try:
         run = run_with_fault(
@@ -277,6 +279,7 @@ def test_disk_full_keeps_what_was_written_whole(server: OctoPrintServer, mode: s
 def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrintServer], mode):
     server = make_server(plugin_settings={**FAULT_SETTINGS, "stop_mode": mode})
     mark = server.mark()
+    printing = time.monotonic()  # (on connecting the plugin asked for soft limits)
     server.start_print(TINY)
     server.events.wait_for(
         lambda m: m.kind == "plugin" and capturing(index=2)(m.payload.get("status") or {}),
@@ -294,7 +297,7 @@ def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrin
     metadata = [json.loads(p.read_text()) for p in files_below(root) if p.suffix == ".json"]
     assert len(metadata) == 1, "the interrupted layer's metadata is written on the way out"
     assert any("shutdown: nothing more sent" in f["message"] for f in metadata[0]["failures"])
-    blocks = split_blocks(replay([r for r in server.sent_lines() if r["tags"]]))
+    blocks = split_blocks(replay([r for r in server.sent_lines(since=printing) if r["tags"]]))
     assert len(blocks) == 1
     low = [s.line for s in blocks[0].steps if s.plugin and s.moves_xy and s.after.z < 1.6]
     assert low == [], f"XY travel below the print's top + clearance: {low}"

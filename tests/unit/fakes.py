@@ -12,6 +12,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 from PIL import Image
 
 from octoprint_layercapture import settings as lc_settings
+from octoprint_layercapture.firmware import ModeHistory
 from octoprint_layercapture.ports import (
     CameraError,
     JobInterrupted,
@@ -21,6 +22,7 @@ from octoprint_layercapture.ports import (
     SavedShot,
     ShotRequest,
     Snapshot,
+    StopReport,
     UnrecognisedReply,
 )
 
@@ -53,6 +55,7 @@ class PrinterFaults:
 
     wait_stopped_timeout: bool = False
     pause_position_off: float = 0.0  # the PrintPaused X is this far off (a stale report)
+    no_pause_position: bool = False  # OctoPrint reports none (serial.logPositionOnPause off)
     confirm_timeouts: FrozenSet[int] = frozenset()  # these confirms raise PrinterTimeout
     unrecognised_replies: FrozenSet[int] = frozenset()  # these raise UnrecognisedReply at once
     wrong_reports: FrozenSet[int] = frozenset()  # these confirms report X 1 mm off
@@ -78,6 +81,7 @@ class HeadState:
     absolute_xyz: bool = True
     absolute_e: bool = True
     feedrate: float = 1500.0
+    retracted: bool = False  # firmware retraction (G10/G11)
 
     @property
     def xyz(self) -> Tuple[float, float, float]:
@@ -117,6 +121,7 @@ class RecorderPrinter:
         report_stop_position: bool = True,
         faults: Optional[PrinterFaults] = None,
         confirm_seconds: float = 0.1,
+        pause_script: Sequence[str] = (),
     ) -> None:
         self.clock = clock
         self.head = head
@@ -134,6 +139,10 @@ class RecorderPrinter:
         self.state_at_continue: Optional[HeadState] = None
         self.lost: List[str] = []
         self._to_lose = dict(self.faults.lost_lines)
+        # the user's afterPrintPaused script: run when the job stops (pause mode); the head
+        # where it left it
+        self.pause_script = list(pause_script)
+        self.park: Optional[HeadState] = None
 
     # ---- the port
 
@@ -177,10 +186,24 @@ class RecorderPrinter:
         if self.faults.resumed_before_hold:
             raise JobResumedByUser("the job was resumed by hand before the capture started")
         if not self.report_stop_position:
-            return None
+            return StopReport()
         self.clock.advance(0.12)
         off = self.faults.pause_position_off
-        return Position(self.head.x + off, self.head.y, self.head.z, self.head.e)
+        stop: Optional[Position] = Position(
+            self.head.x + off, self.head.y, self.head.z, self.head.e
+        )
+        if self.faults.no_pause_position:
+            stop = None
+        modes = []
+        for line in self.pause_script:
+            self.log.append(line)
+            self._execute(line)
+            self.states.append((line, copy.copy(self.head)))
+            if line.split()[0] in ("G90", "G91", "M82", "M83"):
+                modes.append(line.split()[0])
+        if self.pause_script:
+            self.park = copy.copy(self.head)
+        return StopReport(stop, len(self.pause_script), tuple(modes))
 
     def continue_job(self, timeout: float) -> None:
         self._after_interrupt("continue_job")
@@ -244,9 +267,12 @@ class RecorderPrinter:
         words = line.split()
         code = words[0]
         if code in ("G90", "G91"):
-            self.head.absolute_xyz = code == "G90"
+            # Marlin 2: G90/G91 set the E mode too
+            self.head.absolute_xyz = self.head.absolute_e = code == "G90"
         elif code in ("M82", "M83"):
             self.head.absolute_e = code == "M82"
+        elif code in ("G10", "G11"):
+            self.head.retracted = code == "G10"
         elif code in ("G0", "G1"):
             before = self.head.xyz
             for word in words[1:]:
@@ -329,6 +355,9 @@ class FakePlan:
 
 @dataclass(frozen=True)
 class FakeMotion:
+    """The tracker's state at the stop. ``modes`` defaults to what the file must have said
+    for ``absolute_xyz``/``absolute_e`` (None: it never said)."""
+
     x: Optional[float] = None
     y: Optional[float] = None
     z: Optional[float] = None
@@ -336,6 +365,15 @@ class FakeMotion:
     absolute_xyz: Optional[bool] = True
     absolute_e: Optional[bool] = True
     feedrate: Optional[float] = None
+    modes: ModeHistory = field(default_factory=ModeHistory)
+    firmware_retraction: bool = False
+    retracted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.modes == ModeHistory():
+            xyz = {True: "G90", False: "G91", None: None}[self.absolute_xyz]
+            e = {True: "M82", False: "M83", None: None}[self.absolute_e]
+            object.__setattr__(self, "modes", ModeHistory(xyz, e, e is not None))
 
 
 def snake_plan(

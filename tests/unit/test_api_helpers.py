@@ -77,7 +77,14 @@ def test_preview_of_a_grid_inside_the_bed():
         (120.0, 80.0, True),
     ]
     assert len(preview["points"]) == 9 and sorted(preview["order"]) == list(range(9))
-    assert preview["bounds"] == {"min_x": 0.0, "min_y": 0.0, "max_x": 200.0, "max_y": 200.0}
+    assert preview["bounds"] == {
+        "min_x": 0.0,
+        "min_y": 0.0,
+        "max_x": 200.0,
+        "max_y": 200.0,
+        "max_z": 200.0,
+        "radius": None,
+    }
     assert preview["bed_center"] == {"x": 100.0, "y": 100.0}
 
 

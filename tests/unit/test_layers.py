@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from octoprint_layercapture.firmware import ModeHistory
 from octoprint_layercapture.layers import (
     VASE_MIN_MOVES,
     LayerTargets,
@@ -291,7 +292,10 @@ def test_relative_z_moves_with_g91():
     state = tracker.state
     assert state.z == pytest.approx(0.6)
     assert (state.x, state.y) == (30.0, 30.0)
-    assert state.absolute_xyz and state.absolute_e  # G90 also sets absolute E
+    assert state.absolute_xyz
+    # M83 then G90: Marlin 2 reads absolute E, Klipper/Prusa/RRF relative: unknown family
+    assert state.absolute_e is None
+    assert state.modes == ModeHistory("G90", "M83", e_last=False)
 
 
 def test_g91_tracks_position_and_e_mode():
@@ -300,11 +304,13 @@ def test_g91_tracks_position_and_e_mode():
         tracker.feed(line)
     state = tracker.state
     assert (state.x, state.y, state.z, state.e) == (11.0, 18.0, 1.5, 6.0)
-    assert not state.absolute_xyz and not state.absolute_e
+    assert not state.absolute_xyz
+    assert state.absolute_e is None  # G91 alone: E relative except on RepRapFirmware
     assert tracker.layer == 0  # relative extrusion never makes a layer
     assert tracker.max_printed_z == pytest.approx(1.5)  # but it is printed material
     tracker.feed("M82")
-    assert tracker.state.absolute_e and not tracker.state.absolute_xyz
+    assert not tracker.state.absolute_xyz
+    assert tracker.state.absolute_e is None  # M82 under G91: relative on Klipper/Prusa
 
 
 def test_relative_move_from_unknown_position_stays_unknown():
@@ -321,7 +327,8 @@ def test_absolute_and_relative_e_files_agree(relative_e):
     tracker, fired = run(job.lines, targets(every_n=3))
     assert layers_of(fired) == [3, 6, 9]
     assert fired[-1][1].state_before.absolute_e is (not relative_e)
-    assert tracker.state.absolute_e  # the end G-code's G90 switched E to absolute too
+    # the end G-code's G90: absolute E for Marlin 2, still relative for the others
+    assert tracker.state.absolute_e is (True if not relative_e else None)
     assert tracker.state.e == pytest.approx(job.e)
 
 
@@ -345,7 +352,7 @@ def test_absolute_e_needs_e_to_grow():
 def test_g92_sets_positions_and_g28_makes_them_unknown():
     tracker = LayerTracker(targets())
     tracker.feed("G92 X1 Y2 Z3 E4")
-    assert tracker.state == MotionState(1.0, 2.0, 3.0, 4.0, True, True, None)
+    assert tracker.state == MotionState(1.0, 2.0, 3.0, 4.0, True, None, None)
     tracker.feed("G92")  # no axis: nothing, like Marlin
     assert tracker.state.x == 1.0
     tracker.feed("G28 X")
@@ -364,7 +371,7 @@ def test_g92_sets_positions_and_g28_makes_them_unknown():
 
 def test_feedrate_and_defaults():
     tracker = LayerTracker(targets())
-    assert tracker.state == MotionState(None, None, None, None, True, True, None)
+    assert tracker.state == MotionState(None, None, None, None, True, None, None)
     tracker.feed("G1 F1200")
     tracker.feed("G0 X1 F0")  # F0 is not a feed rate
     assert tracker.state.feedrate == 1200.0
@@ -652,7 +659,7 @@ def test_other_commands_are_ignored():
     tracker = LayerTracker(targets(every_n=1))
     tracker.feed("G92 X1 Y2 Z3 E4")
     before = tracker.state
-    for line in ("G4 P100", "G10", "G11", "G21", "G29.1", "M84", "M106 S255", "T0", "G", "M"):
+    for line in ("G4 P100", "G10 P0 S200", "G10 L2 X0", "G21", "G29.1", "M84", "T0", "G", "M"):
         assert tracker.feed(line) is None
     for line in ("", ";comment", "@pause", "M117 G1 X9 E9", "G1.5 X9", "N5", "  ", "*12"):
         assert tracker.feed(line) is None
@@ -819,3 +826,68 @@ def test_property_z_hops_never_count_as_layers(job, every_n):
         assert index == first_extrusion[trigger.layer + 1], "held line = next layer's first move"
         assert trigger.z == pytest.approx(layer_heights[trigger.layer - 1])
     assert tracker.layer == len(layer_heights)
+
+
+# ---------------------------------------------------------------- firmware families
+
+
+MODE_SWITCH = ["G90", "M83", "G92 E0", "G1 X0 Y0 Z0.2 E1", "G91", "G1 Z1", "G90"]
+
+
+@pytest.mark.parametrize(
+    ("family", "absolute_e"),
+    [("marlin", True), ("marlin_legacy", False), ("klipper", False), ("reprapfirmware", False)],
+)
+def test_g90_after_m83_is_read_as_the_firmware_family_does(family, absolute_e):
+    tracker = LayerTracker(targets(), family=family)
+    for line in MODE_SWITCH:
+        tracker.feed(line)
+    assert tracker.state.absolute_e is absolute_e
+    # the next E word: a position for absolute E, a length for relative E
+    tracker.feed("G1 X5 Y0 E0.5")
+    assert tracker.state.e == pytest.approx(0.5 if absolute_e else 1.5)
+
+
+def test_g91_leaves_rrf_e_absolute_but_makes_klipper_e_relative():
+    for family, absolute_e in (("reprapfirmware", True), ("klipper", False), ("marlin", False)):
+        tracker = LayerTracker(targets(), family=family)
+        for line in ("M82", "G91"):
+            tracker.feed(line)
+        assert tracker.state.absolute_e is absolute_e, family
+
+
+def test_e_mode_never_set_by_the_file_is_unknown():
+    tracker = LayerTracker(targets(every_n=1), family="klipper")
+    for line in ("G28", "G90", "G1 Z0.2 F600", "G1 X10 Y10 E0.5", "G1 Z0.4", "G1 X20 Y10 E1"):
+        tracker.feed(line)
+    # a start macro may have sent M83: the file never said
+    assert tracker.state.absolute_e is None
+    assert tracker.state.modes == ModeHistory("G90", None)
+
+
+def test_firmware_retraction_is_tracked():
+    tracker = LayerTracker(targets())
+    assert not tracker.state.firmware_retraction
+    tracker.feed("G10")
+    assert tracker.state.firmware_retraction and tracker.state.retracted
+    tracker.feed("G11")
+    assert tracker.state.firmware_retraction and not tracker.state.retracted
+    tracker.feed("G10 P1 S210")  # RepRapFirmware tool temperature: no retraction
+    assert not tracker.state.retracted
+
+
+def test_trigger_carries_the_highest_printed_z_without_its_own_line():
+    # a sequential print: a 2.0 mm tower first, then a second object from 0.2 up
+    lines = ["G90", "M83"]
+    for z in (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0):
+        lines += [f"G1 Z{z:.1f}", "G1 X10 Y10 E1", "G1 X20 Y10 E1"]
+    lines += ["G1 Z3 F600", "G1 X60 Y60"]
+    for z in (0.2, 0.4, 0.6, 0.8):
+        lines += [f"G1 Z{z:.1f}", "G1 X60 Y60 E1", "G1 X70 Y60 E1"]
+    tracker, fired = run(lines, targets(every_n=1))
+    # the second object's first layer is layer 11: the tower's top (10) completes there
+    assert [t.layer for _, t in fired] == list(range(1, 14))
+    assert [t.z for _, t in fired][9:] == pytest.approx([2.0, 0.2, 0.4, 0.6])
+    assert tracker.layer == 14
+    assert fired[0][1].printed_top == pytest.approx(0.2)  # not the next layer's 0.4
+    assert all(t.printed_top == pytest.approx(2.0) for _, t in fired[9:])

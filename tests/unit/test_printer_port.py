@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import pytest
 
 from octoprint_layercapture.ports import (
     JobInterrupted,
-    JobResumedByUser,
     Position,
     PrinterTimeout,
+    StopReport,
     UnrecognisedReply,
 )
-from octoprint_layercapture.printer_port import PLUGIN_TAG, OctoPrintPrinterPort
+from octoprint_layercapture.printer_port import PARKED_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort
 
 
 class FakeOctoPrintPrinter:
@@ -34,23 +34,38 @@ class FakeOctoPrintPrinter:
         self.tags: List[Set[str]] = []
         self.on_commands: Optional[Callable[[List[str], Set[str]], None]] = None
         self.on_forced: Optional[Any] = None
+        self.port: Optional[OctoPrintPrinterPort] = None
+        # OctoPrint's end-of-pause marker, queued after the pause script (PAUSING -> PAUSED)
+        self.pause_marker_queued = False
 
     def pause_print(self, tags: Optional[Set[str]] = None) -> None:
         self.calls.append("pause")
         self.tags.append(set(tags or ()))
-        if not self.pause_ignored:
+        if not self.pause_ignored and self.state == "PRINTING":
             self.state = "PAUSING"
 
     def resume_print(self, tags: Optional[Set[str]] = None) -> None:
         self.calls.append("resume")
-        self.state = "RESUMING"
+        if self.state == "PAUSED":
+            self.state = "RESUMING"
 
     def set_job_on_hold(self, value: bool, blocking: bool = True) -> bool:
         if self.hold_refused:
             return False
         self.calls.append(f"hold {value}")
         self.held += 1 if value else -1
+        if not self.held:
+            self.run_job_queue()
         return True
+
+    def run_job_queue(self) -> None:
+        """The send loop takes the job queue again: the end-of-pause marker runs."""
+        if self.pause_marker_queued and not self.held:
+            self.pause_marker_queued = False
+            if self.state == "PAUSING":
+                self.state = "PAUSED"
+                if self.port is not None:
+                    self.port.on_state_changed("PAUSED")
 
     def is_pausing(self) -> bool:
         return self.state == "PAUSING"
@@ -76,9 +91,18 @@ def later(delay: float, action: Any) -> threading.Timer:
     return timer
 
 
-def paused(printer: FakeOctoPrintPrinter, port: OctoPrintPrinterPort) -> None:
-    printer.state = "PAUSED"
+def pause_completes(
+    printer: FakeOctoPrintPrinter, port: OctoPrintPrinterPort, script: Sequence[str] = ()
+) -> None:
+    """OctoPrint's pause after its M400 + M114: PrintPaused, the afterPrintPaused script
+    with our at-command (when the port asked for it), then the end-of-pause marker."""
     port.on_paused({"position": {"x": 10, "y": 20, "z": 0.6, "e": 5}})
+    for line in script:
+        port.on_pause_script_line(line, line.split()[0])
+    if port.pause_script_suffix() == [PARKED_COMMAND]:
+        port.on_parked()
+    printer.pause_marker_queued = True
+    printer.run_job_queue()
 
 
 @pytest.fixture
@@ -86,77 +110,101 @@ def printer() -> FakeOctoPrintPrinter:
     return FakeOctoPrintPrinter()
 
 
-def test_pause_mode_holds_only_once_paused(printer: FakeOctoPrintPrinter) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+def pause_port(printer: FakeOctoPrintPrinter, **kwargs: Any) -> OctoPrintPrinterPort:
+    port = OctoPrintPrinterPort(printer, "pause", **kwargs)
+    printer.port = port
+    return port
+
+
+def test_pause_mode_holds_at_the_end_of_the_pause_script(printer: FakeOctoPrintPrinter) -> None:
+    port = pause_port(printer)
+    assert port.pause_script_suffix() is None, "a pause of the user's gets no at-command"
     assert port.stop_job() is None
     assert printer.calls == ["pause"] and PLUGIN_TAG in printer.tags[0]
-    later(0.05, lambda: paused(printer, port))
-    position = port.wait_stopped(5.0)
-    assert position is not None and (position.x, position.y, position.z) == (10, 20, 0.6)
+    assert port.pause_script_suffix() == [PARKED_COMMAND]
+    later(0.05, lambda: pause_completes(printer, port))
+    report = port.wait_stopped(5.0)
+    assert report.position == Position(10, 20, 0.6, 5) and report.script_lines == 0
+    # held before OctoPrint's end-of-pause marker: still PAUSING, so lines get checksums
     assert printer.calls == ["pause", "hold True"] and printer.held == 1
+    assert printer.state == "PAUSING"
+    assert port.pause_script_suffix() is None
 
 
-def test_pause_mode_continue_resumes_before_releasing_the_hold(
-    printer: FakeOctoPrintPrinter,
-) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+def test_the_pause_script_is_reported(printer: FakeOctoPrintPrinter) -> None:
+    port = pause_port(printer)
     port.stop_job()
-    paused(printer, port)
+    script = ["G91", "M83", "G1 Z5 E-5 F4500", "M82", "G90", "G1 X0 Y0 F6000", "G10"]
+    pause_completes(printer, port, script)
+    report = port.wait_stopped(1.0)
+    assert report.script_lines == 7
+    assert report.script_modes == ("G91", "M83", "M82", "G90")
+    assert report.script_feedrate == 6000.0 and report.script_retracted is True
+
+
+def test_pause_mode_continue_ends_the_pause_then_resumes(printer: FakeOctoPrintPrinter) -> None:
+    port = pause_port(printer)
+    port.stop_job()
+    pause_completes(printer, port)
     port.wait_stopped(1.0)
     later(0.05, port.on_resumed)
     port.continue_job(5.0)
-    assert printer.calls == ["pause", "hold True", "resume", "hold False"]
+    assert printer.calls == ["pause", "hold True", "hold False", "resume"]
     assert printer.held == 0 and not port.user_resumed()
 
 
-def test_a_resume_by_hand_is_seen_and_only_the_hold_is_released(
-    printer: FakeOctoPrintPrinter,
-) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+def test_a_resume_by_hand_after_the_hold_is_seen(printer: FakeOctoPrintPrinter) -> None:
+    port = pause_port(printer)
     port.stop_job()
-    paused(printer, port)
+    pause_completes(printer, port)
     port.wait_stopped(1.0)
-    printer.state = "RESUMING"  # the user pressed Resume: the hold keeps the file back
+    printer.state = "RESUMING"  # the user pressed Resume the moment the pause completed
     port.on_resumed()
     assert port.user_resumed()
     port.continue_job(1.0)
     assert printer.calls == ["pause", "hold True", "hold False"] and printer.held == 0
 
 
-def test_a_resume_before_the_hold_refuses_to_move(printer: FakeOctoPrintPrinter) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+def test_a_pause_that_completes_late_is_resumed_when_it_does(
+    printer: FakeOctoPrintPrinter,
+) -> None:
+    # a pause script that dwells: the capture gives up, and nothing may stay paused
+    port = pause_port(printer)
     port.stop_job()
-    paused(printer, port)
-    printer.state = "RESUMING"  # the user was quicker than the worker thread
-    with pytest.raises(JobResumedByUser):
-        port.wait_stopped(1.0)
-    port.continue_job(1.0)
-    assert "resume" not in printer.calls and printer.held == 0
+    with pytest.raises(PrinterTimeout, match="PrintPaused"):
+        port.wait_stopped(0.05)
+    port.continue_job(1.0)  # returns at once: nothing to resume yet
+    assert printer.calls == ["pause"]
+    pause_completes(printer, port)  # much later
+    assert printer.calls == ["pause", "resume"] and printer.held == 0
 
 
 def test_a_stalled_pause_is_woken_with_a_forced_m105(printer: FakeOctoPrintPrinter) -> None:
     # OctoPrint's pause M114 waits in its job queue until something wakes the send loop
-    port = OctoPrintPrinterPort(printer, "pause")
+    port = pause_port(printer)
     port.stop_job()
-    printer.on_forced = lambda: later(0.01, lambda: paused(printer, port))
+    printer.on_forced = lambda: later(0.01, lambda: pause_completes(printer, port))
     started = time.monotonic()
-    assert port.wait_stopped(5.0) is not None
+    assert port.wait_stopped(5.0).position is not None
     assert printer.sent == ["M105 (forced)"]
     assert time.monotonic() - started < 1.0
 
 
 def test_a_prompt_pause_gets_no_extra_line(printer: FakeOctoPrintPrinter) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+    port = pause_port(printer)
     port.stop_job()
-    later(0.02, lambda: paused(printer, port))
+    later(0.02, lambda: pause_completes(printer, port))
     port.wait_stopped(5.0)
     assert printer.sent == []
 
 
 def test_pause_timeout_names_what_was_missing(printer: FakeOctoPrintPrinter) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+    port = pause_port(printer)
     port.stop_job()
     with pytest.raises(PrinterTimeout, match="PrintPaused"):
+        port.wait_stopped(0.05)
+    port.on_paused({})
+    with pytest.raises(PrinterTimeout, match="the end of the pause script"):
         port.wait_stopped(0.05)
     assert printer.held == 0
 
@@ -172,7 +220,7 @@ def test_hold_mode_holds_at_once_and_releases_on_continue(
 ) -> None:
     port = OctoPrintPrinterPort(printer, "hold")
     assert port.stop_job() is None
-    assert port.wait_stopped(1.0) is None
+    assert port.wait_stopped(1.0) == StopReport()
     port.continue_job(1.0)
     assert printer.calls == ["hold True", "hold False"]
 
@@ -191,11 +239,11 @@ def test_a_user_pause_during_a_hold_is_seen_at_pausing(printer: FakeOctoPrintPri
 
 
 def test_pause_mode_ignores_its_own_pausing_state(printer: FakeOctoPrintPrinter) -> None:
-    port = OctoPrintPrinterPort(printer, "pause")
+    port = pause_port(printer)
     port.stop_job()
-    paused(printer, port)
+    pause_completes(printer, port)
     port.wait_stopped(1.0)
-    port.on_state_changed("PAUSED")
+    port.on_state_changed("PAUSING")
     assert not port.user_paused()
 
 
@@ -205,18 +253,23 @@ def test_hold_refused_is_reported(printer: FakeOctoPrintPrinter) -> None:
     assert port.stop_job() == "could not put the job on hold"
 
 
-@pytest.mark.parametrize("mode", ["pause", "hold"])
 def test_release_leaves_an_unfinished_job_paused_and_never_held(
-    printer: FakeOctoPrintPrinter, mode: str
+    printer: FakeOctoPrintPrinter,
 ) -> None:
-    port = OctoPrintPrinterPort(printer, mode)
+    port = OctoPrintPrinterPort(printer, "hold")
     port.stop_job()
-    if mode == "pause":
-        paused(printer, port)
-        port.wait_stopped(1.0)
-        printer.state = "RESUMING"  # resumed by hand, but the head could not be returned
     port.release(continued=False, interrupted=False)
-    assert printer.held == 0 and printer.calls[-2:] == ["pause", "hold False"]
+    assert printer.held == 0 and printer.calls == ["hold True", "pause", "hold False"]
+
+
+def test_release_in_pause_mode_completes_the_pause(printer: FakeOctoPrintPrinter) -> None:
+    port = pause_port(printer)
+    port.stop_job()
+    pause_completes(printer, port)
+    port.wait_stopped(1.0)
+    port.release(continued=False, interrupted=False)
+    assert printer.calls == ["pause", "hold True", "hold False"]
+    assert printer.held == 0 and printer.state == "PAUSED"
 
 
 def test_release_after_a_cancel_only_drops_the_hold(printer: FakeOctoPrintPrinter) -> None:
@@ -324,3 +377,13 @@ def test_an_interrupt_ends_the_confirm(printer: FakeOctoPrintPrinter) -> None:
     with pytest.raises(JobInterrupted):
         port.confirm(5.0)
     assert not port.listening
+
+
+def test_without_log_position_on_pause_the_report_is_not_trusted(
+    printer: FakeOctoPrintPrinter,
+) -> None:
+    # OctoPrint then reports what is left over from an earlier pause
+    port = pause_port(printer, pause_reports_position=False)
+    port.stop_job()
+    pause_completes(printer, port)
+    assert port.wait_stopped(1.0).position is None

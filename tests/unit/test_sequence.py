@@ -17,6 +17,7 @@ from octoprint_layercapture.ports import (
     Position,
 )
 from octoprint_layercapture.sequence import (
+    HEAD_NOT_BACK,
     MAX_REPORTS_PER_MOVE,
     MOVE_RESENDS,
     POLL_INTERVAL,
@@ -62,6 +63,10 @@ def run_sequence(
     held_line: Optional[str] = HELD_LINE,
     plan: Optional[FakePlan] = None,
     confirm_seconds: float = 0.1,
+    printed_top: Optional[float] = None,
+    max_z: Optional[float] = None,
+    pause_script: Tuple[str, ...] = (),
+    motion: Optional[FakeMotion] = None,
     **setting_overrides: Any,
 ) -> Tuple[Rig, CaptureJob, SequenceResult]:
     job_settings = make_settings(**setting_overrides)
@@ -70,7 +75,8 @@ def run_sequence(
         *stop,
         e=1234.5,
         absolute_xyz=absolute_xyz is not False,
-        absolute_e=absolute_e is not False,
+        # a file that never set E: the printer's E follows its XYZ mode (Marlin 2)
+        absolute_e=absolute_e if absolute_e is not None else absolute_xyz is not False,
         feedrate=feedrate or 1500.0,
     )
     printer = RecorderPrinter(
@@ -79,10 +85,13 @@ def run_sequence(
         report_stop_position=not hold,
         faults=faults,
         confirm_seconds=confirm_seconds,
+        pause_script=pause_script,
     )
     rig = Rig(clock, printer, FakeCamera(clock, camera_fails), RecordingSink(clock, sink_fails))
     x, y, z = stop if tracker_knows_position else (None, None, None)
-    motion = FakeMotion(x, y, z, 1234.5, absolute_xyz, absolute_e, feedrate)
+    motion = motion or FakeMotion(x, y, z, 1234.5, absolute_xyz, absolute_e, feedrate)
+    if motion.firmware_retraction:
+        head.retracted = motion.retracted
     job = CaptureJob(
         layer=3,
         layer_z=layer_z,
@@ -90,6 +99,8 @@ def run_sequence(
         motion=motion,
         settings=job_settings,
         held_line=held_line,
+        printed_top=printed_top,
+        max_z=max_z,
     )
     sequence = CaptureSequence(
         rig.printer,
@@ -122,7 +133,7 @@ def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: floa
     for line, state in printer.states:
         if line != job.held_line and (state.x, state.y) != (start.x, start.y):
             assert state.z >= start.z, f"below the stop Z away from the stop XY after {line}"
-    head_lost = any("head could not be returned" in f.message for f in result.failures)
+    head_lost = any(f.message == HEAD_NOT_BACK for f in result.failures)
     if result.outcome == "interrupted":
         assert not result.continued
         assert printer.calls_after_interrupt == []
@@ -133,11 +144,13 @@ def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: floa
         if job.held_line is not None and result.held_line_sent:
             resumed = printer.state_before(job.held_line)
         final = resumed or printer.state_at_continue or printer.head
-        assert final.xyz == pytest.approx(start.xyz, abs=1e-9)
-        assert final.e == pytest.approx(start.e, abs=1e-9)
-        assert final.absolute_xyz == start.absolute_xyz
-        assert final.absolute_e == start.absolute_e
-        if job.motion.feedrate is not None:
+        # back where the job stopped, or where the user's pause script parked the head
+        back = printer.park or start
+        assert final.xyz == pytest.approx(back.xyz, abs=1e-9)
+        assert final.e == pytest.approx(back.e, abs=1e-9)
+        assert final.absolute_xyz == back.absolute_xyz
+        assert final.absolute_e == back.absolute_e
+        if job.motion.feedrate is not None and printer.park is None:
             assert final.feedrate == start.feedrate
     assert result.continued == printer.continued
     assert result.continued == (result.outcome.startswith("completed"))
@@ -183,13 +196,15 @@ def test_non_finite_numbers_are_refused():
 
 def test_1x1_absolute_e_exact_gcode():
     rig, _, result = run_sequence(size=1, absolute_e=True)
+    # a G90 job: no G90 (on Marlin it would reset the E mode); the modes come back as the
+    # job's own mode commands in their order; the unretract rides on the lowering
     assert rig.printer.log == [
         WAIT_STOPPED,
-        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
+        "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
         "G0 X125 Y105 F6000", CONFIRM,
         "G0 X130.5 Y100 F6000", CONFIRM,
-        "G0 Z0.6 F600", "G1 E1 F2100", CONFIRM,
-        "M82", "G1 F1800",
+        "G1 Z0.6 E1 F600", CONFIRM,
+        "G90", "M82", "G1 F1800",
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
     assert result.outcome == "completed"
@@ -203,11 +218,11 @@ def test_3x3_relative_e_exact_gcode():
     rig, _, result = run_sequence(size=3, absolute_e=False)
     assert rig.printer.log == [
         WAIT_STOPPED,
-        "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
+        "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
         *moves_block(SNAKE_3X3),
         "G0 X130.5 Y100 F6000", CONFIRM,
-        "G0 Z0.6 F600", "G1 E1 F2100", CONFIRM,
-        "M83", "G1 F1800",
+        "G1 Z0.6 E1 F600", CONFIRM,
+        "G90", "M83", "G1 F1800",
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
     assert result.outcome == "completed"
@@ -229,7 +244,7 @@ def test_hold_mode_relative_xyz_confirms_the_stop_and_restores_g91():
         "G90", "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
         "G0 X125 Y105 F6000", CONFIRM,
         "G0 X130.5 Y100 F6000", CONFIRM,
-        "G0 Z0.6 F600", "G1 E1 F2100", CONFIRM,
+        "G1 Z0.6 E1 F600", CONFIRM,
         "G91", "M82",
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
@@ -239,19 +254,20 @@ def test_hold_mode_relative_xyz_confirms_the_stop_and_restores_g91():
 def test_no_retract_means_no_e_moves_and_no_e_mode_change():
     rig, _, result = run_sequence(retract_length=0)
     assert not [line for line in rig.printer.sent if "E" in line and line != HELD_LINE]
-    assert "M83" not in rig.printer.sent
-    assert rig.printer.sent[:2] == ["G90", "G0 Z5.6 F600"]
+    # nothing changed the job's modes, so none is sent
+    assert not [line for line in rig.printer.sent if line in ("G90", "G91", "M82", "M83")]
+    assert rig.printer.sent[0] == "G0 Z5.6 F600"
     assert result.outcome == "completed"
 
 
-@pytest.mark.parametrize(("absolute_e", "mode"), [(True, "M82"), (False, "M83")])
-def test_no_retract_still_restores_the_e_mode_after_g90(absolute_e: bool, mode: str):
-    # Marlin's G90 also makes E absolute: an M83 job must get M83 back.
-    rig, _, _ = run_sequence(retract_length=0, absolute_e=absolute_e)
+@pytest.mark.parametrize(("absolute_e", "modes"), [(True, ["G91", "M82"]), (False, ["G91", "M83"])])
+def test_a_g91_job_gets_its_mode_commands_back_in_their_order(absolute_e, modes):
+    # our G90 also sets E on Marlin: the job's own G91 then M8x restore it on every firmware
+    rig, _, _ = run_sequence(retract_length=0, absolute_xyz=False, absolute_e=absolute_e)
     sent = rig.printer.sent
-    assert sent.index(mode) > sent.index("G90")
-    assert [line for line in sent if line in ("M82", "M83")] == [mode]
-    assert sent.index(mode) < sent.index(HELD_LINE)
+    assert sent[0] == "G90"
+    assert [line for line in sent if line in ("G90", "G91", "M82", "M83")] == ["G90", *modes]
+    assert sent.index(modes[-1]) < sent.index(HELD_LINE)
 
 
 def test_unknown_e_mode_skips_the_retract():
@@ -273,14 +289,13 @@ def test_speeds_and_retract_come_from_the_settings():
     rig, _, _ = run_sequence(
         size=1, movement_speed=9000, z_speed=300, retract_length=0.8, retract_speed=1800
     )
-    assert rig.printer.sent[:5] == [
-        "G90",
+    assert rig.printer.sent[:4] == [
         "M83",
         "G1 E-0.8 F1800",
         "G0 Z5.6 F300",
         "G0 X125 Y105 F9000",
     ]
-    assert "G1 E0.8 F1800" in rig.printer.sent
+    assert "G1 Z0.6 E0.8 F300" in rig.printer.sent
 
 
 # ---- failures at a point
@@ -309,7 +324,7 @@ def test_a_wrong_report_is_asked_again():
     # confirm 1 is the lift's, confirm 2 the first grid point's
     rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=frozenset({2})))
     assert result.outcome == "completed"
-    assert rig.printer.log[6:9] == ["G0 X105 Y85 F6000", CONFIRM, CONFIRM]
+    assert rig.printer.log[5:8] == ["G0 X105 Y85 F6000", CONFIRM, CONFIRM]
 
 
 def test_a_position_that_never_matches_skips_that_shot_only():
@@ -331,10 +346,10 @@ def test_wrong_reports_stop_at_the_movement_timeout():
     )
     move = "G0 X125 Y105 F6000"
     # each send of the move gets confirms for at most 1 s (0.4 + 0.4 + 0.2 s)
-    assert rig.printer.log[7:15] == [CONFIRM] * 3 + [move] + [CONFIRM] * 3 + [move]
-    assert rig.printer.log[18] == "G0 X130.5 Y100 F6000"
+    assert rig.printer.log[6:14] == [CONFIRM] * 3 + [move] + [CONFIRM] * 3 + [move]
+    assert rig.printer.log[17] == "G0 X130.5 Y100 F6000"
     assert not result.continued, "the return never matches either: the head stays up"
-    assert "G0 Z0.6 F600" not in rig.printer.sent
+    assert not [line for line in rig.printer.sent if "Z0.6" in line]
 
 
 def test_poll_mode_asks_again_until_the_report_shows_the_target():
@@ -510,16 +525,26 @@ def test_a_lost_xy_return_is_sent_again_before_lowering():
 
 def test_an_xy_return_that_never_happens_never_lowers():
     rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 X130.5 Y100": 99}))
-    assert "G0 Z0.6 F600" not in rig.printer.sent
+    assert not [line for line in rig.printer.sent if "Z0.6" in line]
     assert rig.printer.head.z == pytest.approx(5.6), "left up, over the last grid point"
     assert not result.continued
     assert "back above the stop position" in result.failures[0].message
 
 
-def test_a_lost_lowering_is_sent_again_without_unretracting_twice():
-    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 Z0.6": 1}))
-    assert rig.printer.sent.count("G0 Z0.6 F600") == 2
-    assert rig.printer.sent.count("G1 E1 F2100") == 1
+def test_a_lost_lowering_is_sent_again_with_its_unretract():
+    # the line never ran (the head is still at travel height): all of it goes again
+    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G1 Z0.6": 1}))
+    assert rig.printer.sent.count("G1 Z0.6 E1 F600") == 2
+    assert result.outcome == "completed" and result.continued
+
+
+def test_a_lowering_reported_elsewhere_is_sent_again_without_unretracting_twice():
+    # confirm 12 is the lowering's (3x3: lift, 9 points, XY return): the line ran, the
+    # report was off in X; the second send must not unretract again
+    wrong = frozenset(range(12, 12 + MAX_REPORTS_PER_MOVE))
+    rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=wrong))
+    assert rig.printer.sent.count("G1 Z0.6 E1 F600") == 1
+    assert rig.printer.sent.count("G0 Z0.6 F600") == 1
     assert result.outcome == "completed" and result.continued
 
 
@@ -534,10 +559,8 @@ def test_a_failed_send_of_a_grid_move_still_returns_the_head():
 def test_a_failed_return_send_never_lowers_and_does_not_continue():
     # 3x3: sends 1..10 go out, send 11 is the XY return.
     rig, _, result = run_sequence(faults=PrinterFaults(send_failures=frozenset({11})))
-    assert "G0 Z0.6 F600" not in rig.printer.sent
-    assert result.failures[-1].message == (
-        "the head could not be returned; the job is left stopped"
-    )
+    assert not [line for line in rig.printer.sent if "Z0.6" in line]
+    assert result.failures[-1].message == HEAD_NOT_BACK
     assert result.outcome == "not_continued" and rig.printer.calls["continue"] == 0
 
 
@@ -790,3 +813,100 @@ def test_random_faults_keep_the_safety_invariants(scenario):
         attempts = 1 + scenario["emergency_resume_attempts"]
         assert rig.printer.calls["continue"] == min(attempts, faults.continue_failures + 1)
         assert result.continued == (faults.continue_failures < attempts)
+
+
+# ---- real-printer safety (issue 13)
+
+
+def test_travel_clears_the_highest_print_so_far():
+    # a sequential print: an earlier object stands 6 mm tall beside this 0.6 mm layer
+    plan = snake_plan(1, 5.6)
+    rig, _, result = run_sequence(size=1, plan=plan, printed_top=6.0)
+    assert result.travel_z == 7.0
+    assert [m for m in rig.printer.moves if m.changes_xy and m.command != HELD_LINE]
+    assert all(
+        m.before[2] >= 7.0 for m in rig.printer.moves if m.changes_xy and m.command != HELD_LINE
+    )
+
+
+def test_a_travel_height_above_max_z_moves_nothing():
+    rig, _, result = run_sequence(size=1, stop=(130.5, 100.0, 9.5), max_z=10.0)
+    assert rig.printer.log == [WAIT_STOPPED, HELD_LINE, CONTINUE]
+    assert "travel height Z 10.5 is above max Z 10; nothing moved" in result.failures[0].message
+    assert result.continued
+
+
+def test_the_head_goes_back_where_the_pause_script_parked_it():
+    # the user's script lifts 10 mm relatively; their resume script lowers 10 mm
+    script = ["G91", "G1 Z10 F600", "G90"]
+    rig, _, result = run_sequence(size=1, pause_script=script)
+    log = rig.printer.log
+    assert log[:5] == [WAIT_STOPPED, *script, CONFIRM]  # the park is measured
+    assert result.stop_position == Position(*STOP, 1234.5)
+    assert result.return_position is not None and result.return_position.z == pytest.approx(10.6)
+    assert "G1 Z10.6 E1 F600" in rig.printer.sent  # back up to the park, unretracting
+    assert rig.printer.state_before(HELD_LINE).z == pytest.approx(10.6)
+
+
+def test_with_a_pause_script_the_stop_comes_from_the_file_when_the_report_disagrees():
+    # a stale pause report (no logPositionOnPause): the printer can't be asked, the head is
+    # parked elsewhere; the file's last move decides
+    script = ["G91", "G1 Z10 F600", "G90"]
+    faults = PrinterFaults(pause_position_off=2.0)
+    rig, _, result = run_sequence(size=1, pause_script=script, faults=faults)
+    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.stop_position == Position(*STOP, 1234.5)
+    assert rig.printer.log.count(CONFIRM) >= 1
+
+
+def test_with_a_pause_script_and_no_known_stop_nothing_moves():
+    # OctoPrint reports no pause position and the file gives none: the printer can't be
+    # asked either (it would tell where the script parked the head)
+    script = ["G91", "G1 Z10 F600", "G90"]
+    faults = PrinterFaults(no_pause_position=True)
+    rig, _, result = run_sequence(
+        size=1, pause_script=script, faults=faults, tracker_knows_position=False
+    )
+    assert "stop position unknown (the pause script moved the head" in result.failures[0].message
+    assert not [line for line in rig.printer.sent if line not in (*script, HELD_LINE)]
+    assert result.continued
+
+
+def test_two_camera_failures_in_a_row_skip_the_rest_of_the_layer():
+    rig, _, result = run_sequence(camera_fails=frozenset({3, 4}))
+    assert len(rig.camera.requests) == 4
+    assert result.failures[-1].message == (
+        "2 camera failures in a row: the remaining 5 positions of this layer are skipped"
+    )
+    assert result.continued and result.outcome == "completed_with_failures"
+    _, _, result = run_sequence(camera_fails=frozenset({3, 5, 7}))
+    assert len(result.shots) == 9, "failures apart skip nothing"
+
+
+def test_firmware_retraction_uses_g10_and_g11():
+    motion = FakeMotion(*STOP, 1234.5, True, False, 1800.0, firmware_retraction=True)
+    rig, _, _ = run_sequence(size=1, motion=motion)
+    sent = rig.printer.sent
+    assert sent[:2] == ["G10", "G0 Z5.6 F600"]
+    assert sent[sent.index("G0 Z0.6 F600") + 1] == "G11", "recovered once the head is down"
+    assert not [line for line in sent if "E" in line and line != HELD_LINE]
+    assert not [line for line in sent if line in ("M82", "M83", "G90")]
+    retracted = FakeMotion(
+        *STOP, 1234.5, True, False, 1800.0, firmware_retraction=True, retracted=True
+    )
+    rig, _, _ = run_sequence(size=1, motion=retracted)
+    assert "G10" not in rig.printer.sent and "G11" not in rig.printer.sent
+
+
+def test_a_head_that_stays_up_owes_the_way_back():
+    _, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 X130.5 Y100": 99}))
+    assert not result.continued
+    assert result.owed_return == (
+        "M83",
+        "G0 Z5.6 F600",
+        "G0 X130.5 Y100 F6000",
+        "G1 Z0.6 E1 F600",
+        "G90",
+        "M82",
+        "G1 F1800",
+    )
