@@ -39,6 +39,7 @@ from .events import EventListener, Message
 HOST = "127.0.0.1"
 RECORDER_SOURCE = Path(__file__).resolve().parent / "recorder_plugin" / "lc_test_recorder.py"
 FIRMWARE_SOURCE = Path(__file__).resolve().parent / "firmware_plugin" / "lc_test_firmware.py"
+SLOW_START_SOURCE = Path(__file__).resolve().parent / "slow_start_plugin" / "aaa_lc_slow_start.py"
 RECORDER_FILE = "lc_sent.jsonl"
 OUTPUT_FILE = "octoprint.out"
 AFTER_STARTUP_LINE = "lc_test_recorder: on_after_startup done"  # as in the recorder plugin
@@ -163,6 +164,10 @@ class OctoPrintServer:
     ``firmware_quirks`` installs the test plugin of harness/firmware_plugin (firmware
     behaviour the Virtual Printer has no setting for, e.g. no M400) and records the lines
     the printer sends (:meth:`received_lines`).
+    ``slow_print_started`` installs a plugin whose PrintStarted handler sleeps that long
+    before layercapture's runs. ``gcode_scripts`` are OctoPrint's G-code scripts
+    (``afterPrintPaused``, ...) written to ``basedir/scripts/gcode/`` (see also
+    :meth:`set_gcode_scripts`). ``serial_log`` turns on OctoPrint's serial.log.
     The files are written on the first :meth:`start`; restarts keep what is on disk.
     """
 
@@ -179,6 +184,9 @@ class OctoPrintServer:
         env: Optional[Mapping[str, str]] = None,
         install_recorder: bool = True,
         firmware_quirks: bool = False,
+        slow_print_started: float = 0.0,
+        gcode_scripts: Optional[Mapping[str, str]] = None,
+        serial_log: bool = False,
         startup_timeout: float = STARTUP_TIMEOUT,
         name: Optional[str] = None,
     ) -> None:
@@ -193,6 +201,9 @@ class OctoPrintServer:
         self.extra_env = dict(env or {})
         self.install_recorder = install_recorder
         self.firmware_quirks = firmware_quirks
+        self.slow_print_started = slow_print_started
+        self.gcode_scripts = dict(gcode_scripts or {})
+        self.serial_log = serial_log
         self.startup_timeout = startup_timeout
         self.name = name or self.basedir.name
         self.users: Dict[str, UserInfo] = {
@@ -252,6 +263,8 @@ class OctoPrintServer:
         then a config.yaml already in basedir (e.g. written by a migration test), then
         ``virtual_printer``, ``plugin_settings`` and ``config_overrides``."""
         config = base_config(pluginmanager=self.pluginmanager)
+        if self.serial_log:
+            config = deep_merge(config, {"serial": {"log": True}})
         if self.config_path.is_file():
             existing = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
             config = deep_merge(config, existing)
@@ -292,7 +305,24 @@ class OctoPrintServer:
             plugins = self.basedir / "plugins"
             plugins.mkdir(exist_ok=True)
             shutil.copy2(FIRMWARE_SOURCE, plugins / FIRMWARE_SOURCE.name)
+        if self.slow_print_started:
+            plugins = self.basedir / "plugins"
+            plugins.mkdir(exist_ok=True)
+            shutil.copy2(SLOW_START_SOURCE, plugins / SLOW_START_SOURCE.name)
+        for name, text in self.gcode_scripts.items():
+            self.script_path(name).parent.mkdir(parents=True, exist_ok=True)
+            self.script_path(name).write_text(text, encoding="utf-8")
         self._prepared = True
+
+    def script_path(self, name: str) -> Path:
+        """Where OctoPrint keeps its G-code script ``name`` (a Jinja template)."""
+        return self.basedir / "scripts" / "gcode" / name
+
+    def set_gcode_scripts(self, scripts: Mapping[str, str]) -> None:
+        """Sets OctoPrint's G-code scripts through its settings API, as the Settings >
+        GCODE Scripts dialog does ("" removes one); OctoPrint reads them at each use."""
+        response = self.api("POST", "/api/settings", json={"scripts": {"gcode": dict(scripts)}})
+        assert response.status_code == 200, f"scripts: {response.status_code} {response.text}"
 
     @staticmethod
     def _write_yaml(path: Path, data: Any) -> None:
@@ -334,6 +364,8 @@ class OctoPrintServer:
         env["LC_TEST_RECORDER_FILE"] = str(self.recorder_path)
         if self.firmware_quirks:
             env["LC_TEST_RECORD_RECEIVED"] = "1"
+        if self.slow_print_started:
+            env["LC_TEST_SLOW_PRINT_STARTED"] = str(self.slow_print_started)
         env.update(self.extra_env)
         cmd = [
             sys.executable,

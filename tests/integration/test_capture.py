@@ -117,6 +117,14 @@ RUNS = [
         "prusa_variable_first.gcode",
         {"stop_mode": "hold", "capture_every_n_layers": 0, "capture_z_heights": [0.6, 2.2, 3.0]},
     ),
+    # a 6 mm tower printed first, then a 3.2 mm box: the box's captures must travel above
+    # the finished tower (the grid's back row passes over it)
+    RunSpec("pause-sequential", "prusa_sequential.gcode", {"capture_every_n_layers": 5}),
+    RunSpec(
+        "hold-sequential",
+        "prusa_sequential.gcode",
+        {"stop_mode": "hold", "capture_every_n_layers": 7, "retract_length": 0.0},
+    ),
 ]
 
 
