@@ -58,6 +58,7 @@ class LayerCapturePlugin(
         self._job: Optional[Dict[str, Any]] = None
         self._live_status = LiveStatus()
         self._gallery = CaptureIndex()
+        self._downloads = api.ZipDownloads()
         self._worker: Optional[CaptureWorker] = None
         # the held first line of a layer, sent with the next resume (see _stop_job_for)
         self._owed_line: Optional[str] = None
@@ -108,6 +109,7 @@ class LayerCapturePlugin(
             port.interrupt("shutdown")
         if self._worker is not None:
             self._worker.stop()
+        self._downloads.close()
 
     ##~~ EventHandlerPlugin mixin
 
@@ -515,7 +517,7 @@ class LayerCapturePlugin(
     ##~~ http routes hook (large files: images, thumbnails, metadata, zips)
 
     def route_hook(self, server_routes: Any, *args: Any, **kwargs: Any) -> List[Any]:
-        return file_routes(self._gallery_index)
+        return file_routes(self._gallery_index, self._downloads)
 
     ##~~ access permissions hook
 

@@ -25,7 +25,7 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .gallery_records import PrintEntry, layer_record
 from .storage import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
@@ -369,6 +369,35 @@ class CaptureIndex:
         except ValueError:
             return None
         return path if _regular_file(root / relative) is not None else None
+
+    def files_on_disk(self, relatives: Iterable[str]) -> Dict[str, Path]:
+        """:meth:`file_path` for many files at once (a zip of thousands): the indexed ones
+        that are regular files now, by relative path. The root is resolved once and each
+        day folder checked once (a real folder, no symlink), so each file costs one
+        ``lstat``; our names hold no ``/`` or ``..``, so the paths stay below the root."""
+        state, root = self._current()
+        with self._lock:
+            known = [rel for rel in relatives if rel in state.files]
+        if root is None:
+            return {}
+        try:
+            base = root.resolve()
+        except OSError:
+            return {}
+        days: Dict[str, bool] = {}
+        found: Dict[str, Path] = {}
+        for rel in known:
+            day, _, name = rel.partition("/")
+            if day not in days:
+                try:
+                    days[day] = is_day_folder_name(day) and stat.S_ISDIR(
+                        os.lstat(base / day).st_mode
+                    )
+                except OSError:
+                    days[day] = False
+            if days[day] and "/" not in name and _regular_file(base / day / name) is not None:
+                found[rel] = base / day / name
+        return found
 
     def print_files(self, pid: str, thumbnails: bool = False) -> Optional[List[Tuple[str, Path]]]:
         """``(relative path, absolute path)`` of a print's images and metadata files, by

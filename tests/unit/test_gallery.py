@@ -135,6 +135,29 @@ def test_a_file_swapped_for_a_symlink_after_indexing_is_refused(tmp_path):
     assert index.file_path(rel) is None
 
 
+def test_files_on_disk_answers_like_file_path_for_many_files(tmp_path):
+    built = build_print(tmp_path, "a.gcode", START, 2)
+    other = build_print(tmp_path, "b.gcode", datetime(2024, 1, 17, 10, 0, 0), 1)
+    index = index_of(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.jpg"
+    outside.write_bytes(b"x")
+    os.unlink(built.images[0])
+    os.symlink(outside, built.images[0])  # swapped for a symlink after indexing
+    os.unlink(built.images[1])  # removed by hand
+    day = other.images[0].parent
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    os.rename(day, elsewhere)
+    os.symlink(elsewhere, day)  # a day folder swapped for a symlink out of the folder
+    asked = [
+        str(p.relative_to(tmp_path))
+        for p in built.images + built.metadata + other.images + other.metadata
+    ]
+    asked += ["../" + outside.name, "2024-01-15", "2024-01-15/unknown.jpg"]
+    found = index.files_on_disk(asked)
+    assert found == {rel: index.file_path(rel) for rel in asked if index.file_path(rel)}
+    assert len(found) == len(built.images) - 2 + len(built.metadata)
+
+
 def test_delete_removes_the_files_of_one_print_and_empty_day_folders(tmp_path):
     a = build_print(tmp_path, "a.gcode", START, 2)
     b = build_print(tmp_path, "b.gcode", datetime(2024, 1, 17, 10, 0, 0), 1)
