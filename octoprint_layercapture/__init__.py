@@ -19,7 +19,7 @@ from octoprint.access.permissions import ADMIN_GROUP, Permissions
 
 from . import api
 from . import settings as lc_settings
-from .camera_probe import camera_test_settings, probe_camera
+from .camera_probe import camera_test_settings, probe_camera, unsaved_urls
 from .cameras import WebcamInfo, choose_camera, webcam_info
 from .gallery import CaptureIndex
 from .grid import GridPlan
@@ -496,8 +496,17 @@ class LayerCapturePlugin(
     @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
     def test_camera(self) -> Any:
         saved = self._settings.get_all_data(merged=True) or {}
+        body = flask.request.get_json(silent=True)
+        unsaved = unsaved_urls(body, saved)
+        if unsaved and not Permissions.SETTINGS.can():
+            message = (
+                f"{' and '.join(unsaved)} differ from the saved settings: trying a camera "
+                "address that is not saved needs the Settings permission (save it first, "
+                "or ask an administrator)"
+            )
+            return flask.make_response(flask.jsonify(ok=False, error=message), 403)
         try:
-            values = camera_test_settings(flask.request.get_json(silent=True), saved)
+            values = camera_test_settings(body, saved)
         except lc_settings.InvalidSettings as exc:
             errors = [{"key": e.key, "message": e.message} for e in exc.errors]
             return flask.make_response(flask.jsonify(errors=errors), 400)

@@ -1,0 +1,176 @@
+"""Who may do what on the web side, on a real OctoPrint, as the six kinds of user: anonymous,
+an Operator, a read-only user, *View captures* only, *View + Manage captures* without
+Settings, and an admin (tests/harness/server.py WEB_USERS).
+
+* Test camera: a Manage user without Settings tries the saved camera only; no byte of a
+  non-image answer is quoted; redirects to other hosts are not followed; a test ends
+  within 30 s.
+* Pushes: status messages reach exactly the users with *View captures*; rejected settings
+  reach Settings users only, with credentials masked (also in ``GET status`` and the log).
+* OctoPrint's own file API (the Files panel): deleting or moving capture folders updates
+  the gallery.
+
+The "internal service" is a local HTTP server on another port whose answers hold a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+import requests
+from gallery_tree import BuiltPrint, build_print
+from harness import ADMIN, OPERATOR, READ_ONLY, VIEW_MANAGE, VIEW_ONLY, OctoPrintServer
+from harness.camera_servers import SnapshotServer
+
+pytestmark = pytest.mark.integration
+
+BASE = "/plugin/layercapture"
+SECRET = "INTERNAL-ONLY api_token=7d1f0c"
+USERS: List[Optional[str]] = [None, OPERATOR, READ_ONLY, VIEW_ONLY, VIEW_MANAGE, ADMIN]
+
+
+class Site:
+    def __init__(
+        self,
+        server: OctoPrintServer,
+        camera: SnapshotServer,
+        internal: SnapshotServer,
+        prints: Dict[str, BuiltPrint],
+    ) -> None:
+        self.server, self.camera, self.internal, self.prints = server, camera, internal, prints
+        self.root = server.uploads_dir / "layercapture"
+
+    def camera_test(self, user: Optional[str], body: Any) -> requests.Response:
+        if user is None:  # with a CSRF token, so the permission is what refuses it
+            with requests.Session() as session:
+                session.get(f"{self.server.url}/login/", timeout=30)
+                token = session.cookies[f"csrf_token_P{self.server.port}"]
+                return session.post(
+                    f"{self.server.url}{BASE}/camera/test",
+                    json=body,
+                    headers={"X-CSRF-Token": token},
+                    timeout=60,
+                )
+        return self.server.api_as(user, "POST", f"{BASE}/camera/test", json=body, timeout=60)
+
+    def secret_url(self) -> str:
+        """An address of the internal service whose answer holds the secret."""
+        return self.internal.url("text")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with SnapshotServer() as camera, SnapshotServer() as internal:
+        internal.text = SECRET
+        server = OctoPrintServer(
+            tmp_path_factory.mktemp("op-web-security"),
+            plugin_settings={
+                "snapshot_url": camera.url("jpeg"),
+                "snapshot_timeout": 2.0,
+                "snapshot_retries": 0,
+            },
+            name="test_web_security-server",
+        )
+        server.prepare()
+        root = server.uploads_dir / "layercapture"
+        prints = {
+            "kept": build_print(root, "kept.gcode", datetime(2024, 5, 1, 9), 2),
+            "deleted": build_print(root, "deleted.gcode", datetime(2024, 5, 2, 9), 2),
+            "moved": build_print(root, "moved.gcode", datetime(2024, 5, 3, 9), 2),
+        }
+        try:
+            server.start()
+            server.add_web_users()
+            yield Site(server, camera, internal, prints)
+        finally:
+            server.stop()
+
+
+# ---- Test camera ---------------------------------------------------------------------------
+
+
+def test_the_saved_camera_may_be_tested_with_manage_captures(site: Site) -> None:
+    expected = {None: 403, OPERATOR: 403, READ_ONLY: 403, VIEW_ONLY: 403, VIEW_MANAGE: 200}
+    expected[ADMIN] = 200
+    seen = {}
+    for user in USERS:
+        response = site.camera_test(user, {})
+        seen[user] = response.status_code
+        if response.status_code == 200:
+            answer = response.json()
+            assert answer["ok"] is True and answer["size_bytes"] == len(site.camera.jpeg)
+    assert seen == expected
+    # naming the saved address itself is no new address
+    same = site.camera_test(VIEW_MANAGE, {"snapshot_url": site.camera.url("jpeg")})
+    assert same.status_code == 200 and same.json()["ok"] is True
+
+
+@pytest.mark.parametrize("key", ["snapshot_url", "stream_url"])
+def test_an_unsaved_camera_address_needs_the_settings_permission(site: Site, key: str) -> None:
+    hits = len(site.internal.hits)
+    refused = site.camera_test(VIEW_MANAGE, {key: site.secret_url()})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"].startswith(f"{key} differ from the saved settings")
+    assert "needs the Settings permission" in refused.json()["error"]
+    assert SECRET not in refused.text
+    assert len(site.internal.hits) == hits, "the address was never asked"
+    # an admin (Settings) may try it, and learns its type and size, not its content
+    allowed = site.camera_test(ADMIN, {key: site.secret_url()})
+    assert allowed.status_code == 200
+    answer = allowed.json()
+    assert answer["ok"] is False and len(site.internal.hits) == hits + 1
+    assert SECRET not in allowed.text and "api_token" not in allowed.text
+    expected = (
+        f"answered text/plain with {len(SECRET)} bytes, not a JPEG"
+        if key == "snapshot_url"
+        else "not an MJPEG stream (answered text/plain)"
+    )
+    assert answer["error"].endswith(expected), answer["error"]
+
+
+def test_no_byte_of_an_answer_that_is_no_image_is_quoted(site: Site) -> None:
+    for path, message in (
+        ("text", "answered text/plain with 30 bytes"),
+        ("html", "answered text/html; charset=utf-8 with"),
+        ("status/500", "HTTP 500 Internal Server Error"),
+        ("status/404", "HTTP 404 Not Found"),
+    ):
+        url = site.internal.url(path)
+        response = site.camera_test(ADMIN, {"snapshot_url": url})
+        answer = response.json()
+        assert answer["ok"] is False, path
+        assert "<html" not in answer["error"] and SECRET not in response.text, answer
+        assert message.split(";")[0] in answer["error"], (path, answer["error"])
+
+
+def test_redirects_to_another_host_are_not_followed(site: Site) -> None:
+    hits = len(site.internal.hits)
+    away = site.camera.url("redirect?to=" + requests.utils.quote(site.secret_url(), safe=""))
+    answer = site.camera_test(ADMIN, {"snapshot_url": away}).json()
+    assert answer["ok"] is False
+    assert f"redirects to another host (http://127.0.0.1:{site.internal.port})" in answer["error"]
+    assert "which is not followed" in answer["error"]
+    assert len(site.internal.hits) == hits, "the other host was never asked"
+    near = site.camera.url("redirect?to=/jpeg")  # the same host: followed
+    assert site.camera_test(ADMIN, {"snapshot_url": near}).json()["ok"] is True
+
+
+def test_a_camera_test_ends_within_30_s_whatever_the_settings(site: Site) -> None:
+    """16 s x 2 attempts would hold the request 32 s: the test stops after one attempt."""
+    url = site.camera.url("hang")
+    before = len(site.camera.hits_for("hang"))
+    started = time.monotonic()
+    try:
+        response = site.camera_test(
+            ADMIN, {"snapshot_url": url, "snapshot_timeout": 16, "snapshot_retries": 1}
+        )
+    finally:
+        site.camera.release_hangs()
+    took = time.monotonic() - started
+    answer = response.json()
+    assert answer["ok"] is False and answer["error"] == f"snapshot URL {url}: timed out after 16 s"
+    assert len(site.camera.hits_for("hang")) == before + 1, "one attempt"
+    assert took < 20, took
