@@ -361,9 +361,35 @@ class LayerCapturePlugin(
         )
 
     def _send_status(self, snapshot: Dict[str, Any]) -> None:
+        self._send_message({"type": "status", "status": snapshot})
+
+    def _send_message(self, data: Dict[str, Any]) -> None:
+        """A push to exactly the users allowed to read it (see on_socket_emit); OctoPrint
+        would send plugin messages to everyone with its Status permission."""
         self._plugin_manager.send_plugin_message(
-            self._identifier, {"type": "status", "status": snapshot}
+            self._identifier, data, permissions=[self._push_permission(data.get("type"))]
         )
+
+    @staticmethod
+    def _push_permission(kind: Any) -> Any:
+        # looked up when used: the plugin's permissions are registered after start-up
+        if kind == "settings_rejected":
+            return Permissions.SETTINGS
+        return Permissions.PLUGIN_LAYERCAPTURE_VIEW
+
+    def on_socket_emit(
+        self, socket: Any, user: Any, message: str, payload: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        """The ``octoprint.server.sockjs.emit`` hook: our plugin messages only to users with
+        the permission of their type (also messages OctoPrint held back for a socket that
+        had not logged in yet, which it would deliver unchecked at login)."""
+        if message != "plugin" or not isinstance(payload, dict):
+            return True
+        if payload.get("plugin") != self._identifier:
+            return True
+        data = payload.get("data")
+        kind = data.get("type") if isinstance(data, dict) else None
+        return bool(user and user.has_permission(self._push_permission(kind)))
 
     ##~~ SettingsPlugin mixin
 
@@ -388,7 +414,7 @@ class LayerCapturePlugin(
 
     def on_settings_save(self, data: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(data, dict):
-            self._reject([lc_settings.SettingsError("settings", "expected an object")])
+            self._reject([lc_settings.SettingsError("settings", "expected an object")], {})
             return {}
         current = self._settings.get_all_data(merged=True) or {}
         candidate = {key: current.get(key) for key in lc_settings.DEFAULTS}
@@ -396,23 +422,21 @@ class LayerCapturePlugin(
         try:
             values = lc_settings.validate(candidate, self._profile_bounds())
         except lc_settings.InvalidSettings as exc:
-            self._reject(exc.errors)
+            self._reject(exc.errors, candidate)
             return {}
         self._last_settings_errors = []
         cleaned = lc_settings.to_storable(values)
         changed = {key: cleaned[key] for key in data if key in cleaned}
         return octoprint.plugin.SettingsPlugin.on_settings_save(self, changed)
 
-    def _reject(self, errors: List[lc_settings.SettingsError]) -> None:
-        self._last_settings_errors = [{"key": e.key, "message": e.message} for e in errors]
+    def _reject(self, errors: List[lc_settings.SettingsError], data: Dict[str, Any]) -> None:
+        # values that may carry credentials are masked in all three places
+        self._last_settings_errors = api.settings_errors(errors, data)
         self._logger.warning(
             "Refused invalid Layer Capture settings, nothing saved: "
-            + "; ".join(str(e) for e in errors)
+            + "; ".join(f"{e['key']}: {e['message']}" for e in self._last_settings_errors)
         )
-        self._plugin_manager.send_plugin_message(
-            self._identifier,
-            {"type": "settings_rejected", "errors": self._last_settings_errors},
-        )
+        self._send_message({"type": "settings_rejected", "errors": self._last_settings_errors})
 
     def _current_settings(self) -> lc_settings.CaptureSettings:
         data = self._settings.get_all_data(merged=True) or {}
@@ -475,7 +499,7 @@ class LayerCapturePlugin(
         try:
             values = lc_settings.validate(candidate, profile_bounds)
         except lc_settings.InvalidSettings as exc:
-            errors = api.settings_errors(exc)
+            errors = api.settings_errors(exc.errors, candidate)
             return flask.make_response(
                 flask.jsonify(errors=errors, preview=preview, estimate=None), 400
             )
@@ -508,7 +532,7 @@ class LayerCapturePlugin(
         try:
             values = camera_test_settings(body, saved)
         except lc_settings.InvalidSettings as exc:
-            errors = [{"key": e.key, "message": e.message} for e in exc.errors]
+            errors = api.settings_errors(exc.errors, body if isinstance(body, dict) else {})
             return flask.make_response(flask.jsonify(errors=errors), 400)
         if self._worker is not None and self._worker.busy:
             message = "a capture sequence is running; test the camera when it is done"
@@ -578,6 +602,7 @@ __plugin_hooks__ = {
     "octoprint.comm.protocol.atcommand.queuing": (__plugin_implementation__.on_atcommand_queuing),
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
     "octoprint.server.http.routes": __plugin_implementation__.route_hook,
+    "octoprint.server.sockjs.emit": __plugin_implementation__.on_socket_emit,
     "octoprint.plugin.softwareupdate.check_config": (
         __plugin_implementation__.get_update_information
     ),

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from zipstream import ZipStream
 
 from . import settings as lc_settings
+from .camera_base import redact_url
 from .gallery import is_print_id
 from .grid import plan_grid
 
@@ -162,8 +163,36 @@ def _box(bounds: Optional[lc_settings.Bounds]) -> Optional[Dict[str, float]]:
     return dict(zip(("min_x", "min_y", "max_x", "max_y"), _xy(bounds)))
 
 
-def settings_errors(exc: lc_settings.InvalidSettings) -> List[Dict[str, str]]:
-    return [{"key": e.key, "message": e.message} for e in exc.errors]
+# Settings whose values may carry credentials (http://user:password@camera/...).
+CREDENTIAL_KEYS = ("snapshot_url", "stream_url")
+_USERINFO = re.compile(r"[^\s/@'\"]+@")
+
+
+def masked_value(value: Any) -> str:
+    """A settings value as it may be shown to others: URLs as the log shows them
+    (credentials replaced by ``***``), anything that is no text by its type only."""
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    return repr(_USERINFO.sub("***@", redact_url(value)))
+
+
+def settings_errors(
+    errors: Sequence[lc_settings.SettingsError], data: Mapping[str, Any]
+) -> List[Dict[str, str]]:
+    """The errors as ``{"key", "message"}``, where a message that repeats a value of
+    :data:`CREDENTIAL_KEYS` from ``data`` (what was submitted) shows it masked: these go
+    to the log, to ``GET status`` and in a push."""
+    answer = []
+    for error in errors:
+        message = error.message
+        value = data.get(error.key)
+        if error.key in CREDENTIAL_KEYS and value is not None:
+            shown = [value, value.strip()] if isinstance(value, str) else [value]
+            for candidate in shown:
+                if candidate != "":
+                    message = message.replace(repr(candidate), masked_value(candidate))
+        answer.append({"key": error.key, "message": message})
+    return answer
 
 
 # ---- zip downloads -------------------------------------------------------------------------

@@ -65,6 +65,9 @@ class EventListener:
     no message says its login went through: with ``registered=False`` the listener waits
     for the test recorder plugin's ``client_authed`` message naming the user instead
     (anonymous sockets: for OctoPrint's ``connected`` message).
+
+    ``defer_login``: the socket opens without logging in (ready at ``connected``) until
+    :meth:`log_in`, to see what OctoPrint holds back for a socket before its login.
     """
 
     def __init__(
@@ -75,12 +78,16 @@ class EventListener:
         name: str = "lc-event-listener",
         connect_timeout: float = 15.0,
         registered: bool = True,
+        defer_login: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.name = name
         self.connect_timeout = connect_timeout
-        self.wait_registered = registered and api_key is not None
+        self.wait_registered = registered and api_key is not None and not defer_login
+        self.defer_login = defer_login
+        self._session: Optional[str] = None
+        self._logged_in = False
         self._cond = threading.Condition()
         self._messages: List[Message] = []
         self._ws: Optional[websocket.WebSocket] = None
@@ -122,8 +129,9 @@ class EventListener:
         # backlog (every terminal line, kept for ever: the soak's memory grew with it).
         subscribe = {"state": {"logs": False, "messages": False}, "plugins": True, "events": True}
         ws.send(json.dumps({"subscribe": subscribe}))
-        if session is not None:
-            ws.send(json.dumps({"auth": f"{self.user}:{session}"}))
+        self._session = session
+        if session is not None and not self.defer_login:
+            self._send_auth()
 
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-recv", daemon=True)
         self._thread.start()
@@ -143,11 +151,28 @@ class EventListener:
             raise AssertionError(f"push API listener could not register: {reason}")
         return self
 
+    def _send_auth(self) -> None:
+        assert self._ws is not None and self._session is not None
+        self._ws.send(json.dumps({"auth": f"{self.user}:{self._session}"}))
+        self._logged_in = True
+
+    def log_in(self) -> None:
+        """Logs a ``defer_login`` socket in; returns once OctoPrint has processed it."""
+        mark = self.mark()
+        self._send_auth()
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: self._closed_reason is not None or self._ready(mark),
+                timeout=self.connect_timeout,
+            )
+        if not done or self._closed_reason is not None:
+            raise AssertionError(f"{self.name}: login not processed ({self._closed_reason})")
+
     def _ready(self, since: int) -> bool:
         """Called with the condition held."""
         if self.wait_registered:
             return self._registered
-        if self.user is None:
+        if self.user is None or not self._logged_in:
             return self._connected
         return any(
             m.kind == "plugin"

@@ -639,14 +639,20 @@ class OctoPrintServer:
                 self._action_mark = 0
             return self._listener
 
-    def listen_as(self, user: Optional[str], registered: bool = False) -> EventListener:
+    def listen_as(
+        self, user: Optional[str], registered: bool = False, defer_login: bool = False
+    ) -> EventListener:
         """A started push-API listener for ``user`` (None: anonymous); the caller stops it.
 
         ``registered=False`` works for every user (see :class:`EventListener`); True also
-        waits until events flow, which needs OctoPrint's Status permission."""
+        waits until events flow, which needs OctoPrint's Status permission.
+        ``defer_login``: logged in only by the listener's ``log_in()``."""
         key = None if user is None else self.users[user].api_key
         name = f"lc-events-{self.name}-{user or 'anonymous'}"
-        return EventListener(self.url, key, name=name, registered=registered).start()
+        listener = EventListener(
+            self.url, key, name=name, registered=registered, defer_login=defer_login
+        )
+        return listener.start()
 
     def barrier(self, listeners: Sequence[EventListener], timeout: float = 10.0) -> None:
         """Returns once every listener received a plugin message sent after this call: what

@@ -15,8 +15,10 @@ The "internal service" is a local HTTP server on another port whose answers hold
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -24,6 +26,8 @@ import requests
 from gallery_tree import BuiltPrint, build_print
 from harness import ADMIN, OPERATOR, READ_ONLY, VIEW_MANAGE, VIEW_ONLY, OctoPrintServer
 from harness.camera_servers import SnapshotServer
+from harness.events import EventListener
+from small_prints import write_square_print
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +75,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 "snapshot_url": camera.url("jpeg"),
                 "snapshot_timeout": 2.0,
                 "snapshot_retries": 0,
+                "capture_every_n_layers": 100,  # prints are armed (status pushes), not captured
             },
             name="test_web_security-server",
         )
@@ -174,3 +179,103 @@ def test_a_camera_test_ends_within_30_s_whatever_the_settings(site: Site) -> Non
     assert answer["ok"] is False and answer["error"] == f"snapshot URL {url}: timed out after 16 s"
     assert len(site.camera.hits_for("hang")) == before + 1, "one attempt"
     assert took < 20, took
+
+
+# ---- pushes --------------------------------------------------------------------------------
+
+
+def listen_all(server: OctoPrintServer) -> Dict[Optional[str], EventListener]:
+    listeners: Dict[Optional[str], EventListener] = {}
+    try:
+        for user in USERS:
+            listeners[user] = server.listen_as(user)
+    except BaseException:
+        stop_all(listeners)
+        raise
+    return listeners
+
+
+def stop_all(listeners: Dict[Optional[str], EventListener]) -> None:
+    for listener in listeners.values():
+        listener.stop()
+
+
+def ours(listener: EventListener, kind: Optional[str] = None) -> List[Any]:
+    return [
+        m.payload
+        for m in listener.plugin_messages("layercapture")
+        if kind is None or m.payload.get("type") == kind
+    ]
+
+
+def test_status_pushes_reach_exactly_the_users_with_view_captures(
+    site: Site, tmp_path: Path
+) -> None:
+    server = site.server
+    server.connect()
+    listeners = listen_all(server)
+    try:
+        mark = server.mark()
+        server.start_print(write_square_print(tmp_path, "pushed.gcode", layers=3))
+        server.wait_print_done(timeout=60, since=mark)
+        server.wait_for_plugin_message(
+            15, lambda data: data.get("status", {}).get("state") == "idle", since=mark
+        )
+        server.barrier(list(listeners.values()))  # every push before it has arrived
+    finally:
+        stop_all(listeners)
+    received = {user: ours(listener) for user, listener in listeners.items()}
+    assert {user for user, got in received.items() if got} == {VIEW_ONLY, VIEW_MANAGE, ADMIN}
+    for user in (VIEW_ONLY, VIEW_MANAGE, ADMIN):
+        states = [data["status"]["state"] for data in received[user]]
+        assert states[0] == "waiting" and states[-1] == "idle", (user, states)
+        assert received[user][0]["status"]["gcode_file"] == "pushed.gcode"
+
+
+def test_rejected_settings_reach_settings_users_only_with_credentials_masked(site: Site) -> None:
+    server = site.server
+    saved = server.plugin_settings_now()["snapshot_url"]
+    since = server.log_size()
+    listeners = listen_all(server)
+    try:
+        response = server.save_plugin_settings(
+            {"snapshot_url": "ftp://admin:hunter2@cam/snap", "stream_url": {"pwd": "hunter2"}}
+        )
+        assert response.status_code == 200, response.text
+        server.barrier(list(listeners.values()))
+    finally:
+        stop_all(listeners)
+    rejected = {user: ours(listener, "settings_rejected") for user, listener in listeners.items()}
+    assert {user for user, got in rejected.items() if got} == {ADMIN}
+    errors = {e["key"]: e["message"] for e in rejected[ADMIN][0]["errors"]}
+    assert errors == {
+        "snapshot_url": "must be an http:// or https:// URL, got 'ftp://***@cam/snap'",
+        "stream_url": "must be text, got a dict",
+    }
+    status = server.api_as(VIEW_ONLY, "GET", f"{BASE}/status").json()
+    assert {e["key"]: e["message"] for e in status["settings_errors"]} == errors
+    line = server.wait_for_log("Refused invalid Layer Capture settings", since=since)
+    assert "ftp://***@cam/snap" in line
+    assert "hunter2" not in server.log_text(since)
+    assert server.plugin_settings_now()["snapshot_url"] == saved, "nothing was saved"
+    assert all("hunter2" not in json.dumps(m) for got in rejected.values() for m in got)
+
+
+def test_a_push_held_back_before_a_login_is_not_delivered_at_the_login(site: Site) -> None:
+    """OctoPrint keeps messages for a socket that has not logged in yet and sends them
+    unchecked once it has: a push must be refused for it before that."""
+    server = site.server
+    early = server.listen_as(OPERATOR, defer_login=True)
+    try:
+        mark = server.mark()
+        response = server.save_plugin_settings({"snapshot_url": "ftp://admin:hunter2@cam/"})
+        assert response.status_code == 200, response.text
+        # the admin got it, so it went out to every socket, the early one too
+        server.wait_for_plugin_message(
+            10, lambda data: data.get("type") == "settings_rejected", since=mark
+        )
+        early.log_in()
+        server.barrier([early])
+    finally:
+        early.stop()
+    assert ours(early) == []

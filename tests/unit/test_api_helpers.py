@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from octoprint_layercapture import api
-from octoprint_layercapture.settings import DEFAULTS, Bounds
+from octoprint_layercapture.settings import DEFAULTS, Bounds, InvalidSettings, validate
 
 BED = Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
 
@@ -208,3 +208,28 @@ def test_a_print_being_deleted_is_not_downloaded_and_the_other_way_round():
     downloads.release(slot)
     with downloads.deleting("a" * 16) as free:
         assert free
+
+
+# ---- settings errors shown to others --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("ftp://admin:hunter2@cam/snap", "'ftp://***@cam/snap'"),
+        ("  rtsp://cam/live?user=admin&pwd=hunter2 ", "'rtsp://cam/live?user=***&pwd=***'"),
+        ("admin:hunter2@cam", "'***@cam'"),
+        ({"password": "hunter2"}, "a dict"),
+        (["hunter2"], "a list"),
+    ],
+)
+def test_rejected_camera_urls_are_shown_masked(value, shown):
+    data = {**DEFAULTS, "snapshot_url": value, "stream_url": value, "grid_size": "x"}
+    with pytest.raises(InvalidSettings) as info:
+        validate(data)
+    errors = api.settings_errors(info.value.errors, data)
+    by_key = {e["key"]: e["message"] for e in errors}
+    assert set(by_key) == {"snapshot_url", "stream_url", "grid_size"}
+    for key in ("snapshot_url", "stream_url"):
+        assert "hunter2" not in by_key[key] and by_key[key].endswith(shown), by_key[key]
+    assert by_key["grid_size"] == next(e.message for e in info.value.errors if e.key == "grid_size")
