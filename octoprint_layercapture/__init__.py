@@ -26,7 +26,7 @@ from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import OUTCOME_INTERRUPTED, CameraPort, SequenceResult
 from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort
-from .routes import GalleryRoutes, file_routes
+from .routes import FILE_EVENTS, GalleryRoutes, file_routes
 from .status import LiveStatus, next_every_n, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
 
@@ -126,6 +126,8 @@ class LayerCapturePlugin(
             if port is not None:
                 port.interrupt("disconnected")
             self._disarm(event)
+        elif event in FILE_EVENTS:
+            self._follow_file_change(payload)
         elif port is None:
             return
         elif event == "PrintPaused":

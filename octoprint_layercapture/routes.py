@@ -32,9 +32,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import flask
 import octoprint.plugin
 from octoprint.access.permissions import Permissions
+from octoprint.events import Events
 
 from . import api
-from .gallery import CaptureIndex, is_print_id, print_id
+from .gallery import CaptureIndex, capture_days, is_print_id, print_id
 from .settings import DEFAULTS
 from .status import LiveStatus
 from .storage import resolve_inside
@@ -43,6 +44,18 @@ _logger = logging.getLogger("octoprint.plugins.layercapture.routes")
 
 # A zip download whose client takes no data for this long is ended (its slot is freed).
 ZIP_STALL_SECONDS = 120
+
+# OctoPrint's file manager events (the Files panel, /api/files) that may change captures.
+FILE_EVENTS = frozenset(
+    {
+        Events.FILE_ADDED,
+        Events.FILE_REMOVED,
+        Events.FILE_MOVED,
+        Events.FOLDER_ADDED,
+        Events.FOLDER_REMOVED,
+        Events.FOLDER_MOVED,
+    }
+)
 
 
 def _error(status: int, message: str) -> Any:
@@ -77,6 +90,23 @@ class GalleryRoutes:
     def _gallery_index(self) -> CaptureIndex:
         self._gallery.use_root(self._capture_root())
         return self._gallery
+
+    def _follow_file_change(self, payload: Dict[str, Any]) -> None:
+        """A file event of OctoPrint's file manager: the day folders of ours that it touched
+        are read again in the background, so the gallery stays true."""
+        if payload.get("storage") != "local":
+            return
+        uploads = Path(self._settings.global_get_basefolder("uploads"))
+        try:
+            folder = self._capture_root().relative_to(uploads.resolve()).as_posix()
+        except (OSError, ValueError):
+            return
+        paths = [payload.get(key) for key in ("path", "source_path", "destination_path")]
+        touched = [capture_days(folder, path) for path in paths if isinstance(path, str)]
+        if any(days is None for days in touched):
+            self._gallery_index().refresh_later(None)  # the capture folder itself
+        elif any(touched):
+            self._gallery_index().refresh_later(set().union(*touched))
 
     def _current_print_id(self) -> Optional[str]:
         """The gallery id of the print being captured (armed), else None."""

@@ -279,3 +279,84 @@ def test_a_push_held_back_before_a_login_is_not_delivered_at_the_login(site: Sit
     finally:
         early.stop()
     assert ours(early) == []
+
+
+# ---- OctoPrint's file API (the Files panel) ------------------------------------------------
+
+
+def listed(site: Site) -> Dict[str, Dict[str, Any]]:
+    prints = site.server.get_json(f"{BASE}/prints?limit=100")["prints"]
+    return {p["gcode_file"]: p for p in prints}
+
+
+def wait_for_gallery(site: Site, check: Any, timeout: float = 10.0) -> Dict[str, Dict[str, Any]]:
+    """Polls the listing until ``check(listing)`` holds (the index is updated in the
+    background after OctoPrint's file event)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = listed(site)
+        if check(now):
+            return now
+        assert time.monotonic() < deadline, f"the gallery did not follow: {sorted(now)}"
+        time.sleep(0.05)
+
+
+def test_a_day_folder_deleted_through_octoprints_file_api_leaves_the_gallery(site: Site) -> None:
+    server = site.server
+    built = site.prints["deleted"]
+    day = built.images[0].parent.name
+    before = listed(site)
+    pid = before["deleted.gcode"]["id"]
+    image = f"{BASE}/files/{built.images[0].relative_to(site.root)}"
+    assert server.api("GET", image).status_code == 200
+    # OctoPrint's own permission decides: FILES_DELETE (Operators and admins by default)
+    for user in (READ_ONLY, VIEW_ONLY, VIEW_MANAGE):
+        refused = server.api_as(user, "DELETE", f"/api/files/local/layercapture/{day}")
+        assert refused.status_code == 403, (user, refused.status_code)
+    removed = server.api_as(OPERATOR, "DELETE", f"/api/files/local/layercapture/{day}")
+    assert removed.status_code == 204, removed.text
+    after = wait_for_gallery(site, lambda now: "deleted.gcode" not in now)
+    assert after["kept.gcode"] == before["kept.gcode"]
+    assert server.api("GET", f"{BASE}/prints/{pid}").status_code == 404
+    assert server.api("GET", image).status_code == 404
+    assert server.api("GET", f"{BASE}/download/{pid}.zip").status_code == 404
+
+
+def test_a_day_folder_moved_away_and_back_through_octoprint_follows_in_the_gallery(
+    site: Site,
+) -> None:
+    server = site.server
+    day = site.prints["moved"].images[0].parent.name
+    before = listed(site)["moved.gcode"]
+    away = server.api_as(
+        OPERATOR,
+        "POST",
+        f"/api/files/local/layercapture/{day}",
+        json={"command": "move", "destination": "archived-captures"},
+    )
+    assert away.status_code == 201, away.text
+    wait_for_gallery(site, lambda now: "moved.gcode" not in now)
+    back = server.api_as(
+        OPERATOR,
+        "POST",
+        "/api/files/local/archived-captures",
+        json={"command": "move", "destination": f"layercapture/{day}"},
+    )
+    assert back.status_code == 201, back.text
+    after = wait_for_gallery(site, lambda now: "moved.gcode" in now)
+    assert after["moved.gcode"] == before
+
+
+def test_capture_images_are_not_served_by_octoprints_own_download_route(site: Site) -> None:
+    """What the README says the Files panel can do: list and delete or move capture
+    folders, not read the images."""
+    built = site.prints["kept"]
+    relative = built.images[0].relative_to(site.root)
+    for user in (OPERATOR, READ_ONLY, ADMIN):
+        response = site.server.api_as(
+            user, "GET", f"/downloads/files/local/layercapture/{relative}"
+        )
+        assert response.status_code == 404, (user, response.status_code)
+    listing = site.server.get_json("/api/files/local/layercapture?recursive=true")
+    names = json.dumps(listing)
+    assert built.images[0].parent.name in names and built.images[0].name not in names
