@@ -273,7 +273,11 @@ def file_routes(
                 entries = [(f"{folder}/{relative}", relative) for relative, _ in files]
                 return api.ZipBody.of(entries, index.files_on_disk)
 
-            body: Optional[api.ZipBody] = await self._in_worker(plan)
+            try:
+                body: Optional[api.ZipBody] = await self._in_worker(plan)
+            except (OSError, RuntimeError) as exc:  # an unreadable folder, shutting down
+                _logger.warning(f"zip of print {pid}: could not plan it: {exc}")
+                return self._refuse(500, "could not read this print's files, see octoprint.log")
             if body is None:
                 return self._refuse(
                     404,
