@@ -21,14 +21,14 @@ from octoprint.events import Events
 
 from . import api, firmware
 from . import settings as lc_settings
-from .camera_probe import camera_test_settings, probe_camera
+from .camera_probe import camera_test_settings, probe_camera, unsaved_urls
 from .cameras import WebcamInfo, choose_camera, webcam_info
 from .gallery import CaptureIndex
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import CameraPort, SequenceResult
 from .printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
-from .routes import GalleryRoutes, file_routes
+from .routes import FILE_EVENTS, GalleryRoutes, file_routes
 from .session import ArmedPrint, CaptureSession
 from .status import LiveStatus, next_every_n, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
@@ -63,6 +63,7 @@ class LayerCapturePlugin(
         self._print_events = 0
         self._live_status = LiveStatus()
         self._gallery = CaptureIndex()
+        self._downloads = api.ZipDownloads()
         self._worker: Optional[CaptureWorker] = None
         self._camera_test_lock = threading.Lock()
         # what the connected firmware told about itself (FirmwareData, M211)
@@ -126,6 +127,7 @@ class LayerCapturePlugin(
             session.port.interrupt("shutdown")
         if self._worker is not None:
             self._worker.stop()
+        self._downloads.close()
 
     ##~~ EventHandlerPlugin mixin
 
@@ -136,6 +138,9 @@ class LayerCapturePlugin(
             return
         if event == Events.FIRMWARE_DATA:
             self._on_firmware_data(payload)
+            return
+        if event in FILE_EVENTS:
+            self._follow_file_change(payload)
             return
         session = self._session
         if event in (Events.DISCONNECTING, Events.DISCONNECTED, Events.ERROR):
@@ -456,9 +461,35 @@ class LayerCapturePlugin(
         )
 
     def _send_status(self, snapshot: Dict[str, Any]) -> None:
+        self._send_message({"type": "status", "status": snapshot})
+
+    def _send_message(self, data: Dict[str, Any]) -> None:
+        """A push to exactly the users allowed to read it (see on_socket_emit); OctoPrint
+        would send plugin messages to everyone with its Status permission."""
         self._plugin_manager.send_plugin_message(
-            self._identifier, {"type": "status", "status": snapshot}
+            self._identifier, data, permissions=[self._push_permission(data.get("type"))]
         )
+
+    @staticmethod
+    def _push_permission(kind: Any) -> Any:
+        # looked up when used: the plugin's permissions are registered after start-up
+        if kind == "settings_rejected":
+            return Permissions.SETTINGS
+        return Permissions.PLUGIN_LAYERCAPTURE_VIEW
+
+    def on_socket_emit(
+        self, socket: Any, user: Any, message: str, payload: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        """The ``octoprint.server.sockjs.emit`` hook: our plugin messages only to users with
+        the permission of their type (also messages OctoPrint held back for a socket that
+        had not logged in yet, which it would deliver unchecked at login)."""
+        if message != "plugin" or not isinstance(payload, dict):
+            return True
+        if payload.get("plugin") != self._identifier:
+            return True
+        data = payload.get("data")
+        kind = data.get("type") if isinstance(data, dict) else None
+        return bool(user and user.has_permission(self._push_permission(kind)))
 
     ##~~ SettingsPlugin mixin
 
@@ -483,7 +514,7 @@ class LayerCapturePlugin(
 
     def on_settings_save(self, data: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(data, dict):
-            self._reject([lc_settings.SettingsError("settings", "expected an object")])
+            self._reject([lc_settings.SettingsError("settings", "expected an object")], {})
             return {}
         current = self._settings.get_all_data(merged=True) or {}
         candidate = {key: current.get(key) for key in lc_settings.DEFAULTS}
@@ -491,23 +522,21 @@ class LayerCapturePlugin(
         try:
             values = lc_settings.validate(candidate, self._profile_bounds())
         except lc_settings.InvalidSettings as exc:
-            self._reject(exc.errors)
+            self._reject(exc.errors, candidate)
             return {}
         self._last_settings_errors = []
         cleaned = lc_settings.to_storable(values)
         changed = {key: cleaned[key] for key in data if key in cleaned}
         return octoprint.plugin.SettingsPlugin.on_settings_save(self, changed)
 
-    def _reject(self, errors: List[lc_settings.SettingsError]) -> None:
-        self._last_settings_errors = [{"key": e.key, "message": e.message} for e in errors]
+    def _reject(self, errors: List[lc_settings.SettingsError], data: Dict[str, Any]) -> None:
+        # values that may carry credentials are masked in all three places
+        self._last_settings_errors = api.settings_errors(errors, data)
         self._logger.warning(
             "Refused invalid Layer Capture settings, nothing saved: "
-            + "; ".join(str(e) for e in errors)
+            + "; ".join(f"{e['key']}: {e['message']}" for e in self._last_settings_errors)
         )
-        self._plugin_manager.send_plugin_message(
-            self._identifier,
-            {"type": "settings_rejected", "errors": self._last_settings_errors},
-        )
+        self._send_message({"type": "settings_rejected", "errors": self._last_settings_errors})
 
     def _current_settings(self) -> lc_settings.CaptureSettings:
         data = self._settings.get_all_data(merged=True) or {}
@@ -570,7 +599,7 @@ class LayerCapturePlugin(
         try:
             values = lc_settings.validate(candidate, profile_bounds)
         except lc_settings.InvalidSettings as exc:
-            errors = api.settings_errors(exc)
+            errors = api.settings_errors(exc.errors, candidate)
             return flask.make_response(
                 flask.jsonify(errors=errors, preview=preview, estimate=None), 400
             )
@@ -591,10 +620,19 @@ class LayerCapturePlugin(
     @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
     def test_camera(self) -> Any:
         saved = self._settings.get_all_data(merged=True) or {}
+        body = flask.request.get_json(silent=True)
+        unsaved = unsaved_urls(body, saved)
+        if unsaved and not Permissions.SETTINGS.can():
+            message = (
+                f"{' and '.join(unsaved)} differ from the saved settings: trying a camera "
+                "address that is not saved needs the Settings permission (save it first, "
+                "or ask an administrator)"
+            )
+            return flask.make_response(flask.jsonify(ok=False, error=message), 403)
         try:
-            values = camera_test_settings(flask.request.get_json(silent=True), saved)
+            values = camera_test_settings(body, saved)
         except lc_settings.InvalidSettings as exc:
-            errors = [{"key": e.key, "message": e.message} for e in exc.errors]
+            errors = api.settings_errors(exc.errors, body if isinstance(body, dict) else {})
             return flask.make_response(flask.jsonify(errors=errors), 400)
         if self._worker is not None and self._worker.busy:
             message = "a capture sequence is running; test the camera when it is done"
@@ -612,7 +650,7 @@ class LayerCapturePlugin(
     ##~~ http routes hook (large files: images, thumbnails, metadata, zips)
 
     def route_hook(self, server_routes: Any, *args: Any, **kwargs: Any) -> List[Any]:
-        return file_routes(self._gallery_index)
+        return file_routes(self._gallery_index, self._downloads)
 
     ##~~ access permissions hook
 
@@ -665,6 +703,7 @@ __plugin_hooks__ = {
     "octoprint.comm.protocol.atcommand.sending": (__plugin_implementation__.on_atcommand_sending),
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
     "octoprint.server.http.routes": __plugin_implementation__.route_hook,
+    "octoprint.server.sockjs.emit": __plugin_implementation__.on_socket_emit,
     "octoprint.plugin.softwareupdate.check_config": (
         __plugin_implementation__.get_update_information
     ),

@@ -14,6 +14,8 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import functools
+import http
+import http.client
 import io
 import logging
 import re
@@ -53,10 +55,17 @@ class DeadlineExceeded(Exception):
 PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
 
 
-def http_error(label: str, status: int, reason: str) -> CameraError:
-    """The error for an HTTP answer other than 200 (permanent where retrying is useless)."""
+def http_error(label: str, status: int, reason: str = "") -> CameraError:
+    """The error for an HTTP answer other than 200 (permanent where retrying is useless).
+
+    The standard phrase of the status is shown, not the one the server sent: nothing a
+    server chose to write is quoted (see :func:`check_jpeg`)."""
     kind = PermanentCameraError if status in PERMANENT_HTTP_STATUSES else CameraError
-    return kind(f"{label}: HTTP {status} {reason or ''}".rstrip())
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return kind(f"{label}: HTTP {status} {phrase}".rstrip())
 
 
 # ---- texts ---------------------------------------------------------------------------------
@@ -86,12 +95,23 @@ def redact_url(url: str) -> str:
 
 
 def describe_body(data: Union[bytes, bytearray]) -> str:
-    """A short printable description of a body that is not a JPEG."""
+    """How much came, never what: an answer that is not an image may hold anything the
+    camera's host serves (an internal page, a token), and the message reaches the UI."""
     if not data:
         return "an empty body"
-    head = bytes(data[:48]).decode("latin-1")
-    printable = "".join(ch if 32 <= ord(ch) < 127 else "." for ch in head)
-    return f"{len(data)} bytes starting with {printable!r}"
+    return f"{len(data)} bytes"
+
+
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,40}/[A-Za-z0-9!#$&^_.+-]{1,60}$")
+
+
+def media_type(content_type: Optional[str]) -> str:
+    """The media type of a Content-Type header (``text/html``) for messages; parameters
+    and anything that is no media type are left out."""
+    if not content_type:
+        return "no content type"
+    kind = content_type.split(";")[0].strip()
+    return kind.lower() if _MEDIA_TYPE.match(kind) else "an unreadable content type"
 
 
 def looks_like_jpeg(data: Union[bytes, bytearray]) -> bool:
@@ -107,7 +127,7 @@ def check_jpeg(
     ``application/octet-stream``, and error pages come as ``200 text/html``.
     """
     if not looks_like_jpeg(data):
-        kind = content_type.split(";")[0].strip() if content_type else "no content type"
+        kind = media_type(content_type)
         raise CameraError(f"{label}: answered {kind} with {describe_body(data)}, not a JPEG")
     # some cameras pad a frame with zeros or a line break after the end marker
     if not bytes(data[-16:]).rstrip(b"\x00\r\n ").endswith(JPEG_EOI):
@@ -142,8 +162,8 @@ def explain_io_error(exc: BaseException, label: str, timeout: Optional[float]) -
     limit = f"after {timeout:g} s" if timeout else "(the webcam plugin's own timeout)"
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
-    if status is not None and "HTTPError" in names:
-        return f"{label}: HTTP {status} {getattr(response, 'reason', '') or ''}".rstrip()
+    if isinstance(status, int) and "HTTPError" in names:
+        return str(http_error(label, status))
     if any(isinstance(e, OSError) and e.errno == errno.ECONNREFUSED for e in chain):
         return f"{label}: connection refused"
     if any(isinstance(e, socket.gaierror) for e in chain) or "NameResolutionError" in names:
@@ -158,6 +178,9 @@ def explain_io_error(exc: BaseException, label: str, timeout: Optional[float]) -
         return f"{label}: closed the connection without answering"
     if names & {"ChunkedEncodingError", "ProtocolError", "IncompleteRead"}:
         return f"{label}: the connection closed before the image was complete"
+    if any(isinstance(e, http.client.HTTPException) for e in chain):
+        # their text quotes what the server sent (a status line, a header)
+        return f"{label}: not a valid HTTP answer"
     if names & {"InvalidURL", "MissingSchema", "InvalidSchema", "LocationParseError"}:
         return f"{label}: invalid URL"
     if any(isinstance(e, OSError) for e in chain) or "ConnectionError" in names:

@@ -31,6 +31,7 @@ from .camera_base import (
     check_jpeg,
     explain_io_error,
     http_error,
+    media_type,
     redact_url,
 )
 from .ports import CameraError
@@ -231,7 +232,8 @@ class MjpegStreamCamera(RealCamera):
         head = bytes(raw[:end]).decode("latin-1").split("\r\n")
         status = head[0].split(" ", 2)
         if len(status) < 2 or not status[0].startswith("HTTP/") or not status[1].isdigit():
-            raise CameraError(f"{self.label}: not an HTTP answer ({head[0][:60]!r})")
+            # what came is not quoted: it may be anything the host serves on that port
+            raise CameraError(f"{self.label}: not an HTTP answer (no HTTP status line)")
         headers: Dict[str, str] = {}
         for line in head[1:]:
             name, _, value = line.partition(":")
@@ -249,8 +251,7 @@ class MjpegStreamCamera(RealCamera):
         if not content_type.lower().startswith("multipart/"):
             hint = "; use it as the snapshot URL" if "image/" in content_type.lower() else ""
             raise CameraError(
-                f"{self.label}: not an MJPEG stream (Content-Type {content_type or 'missing'})"
-                + hint
+                f"{self.label}: not an MJPEG stream (answered {media_type(content_type)})" + hint
             )
         found = _BOUNDARY.search(content_type)
         if not found:

@@ -3,14 +3,22 @@
 The settings panel sends its unsaved camera fields; they override the saved settings for
 one snapshot with the camera those settings choose. The answer shows the image (after
 flip/rotate, as it would be stored) or exactly the error a capture would record.
+
+Rules: a camera URL that is not the saved one is a camera being configured, which needs
+OctoPrint's Settings permission besides *Manage captures* (:func:`unsaved_urls`), so the
+test cannot make the OctoPrint host fetch addresses nobody configured. A test never holds
+its request longer than :data:`CAMERA_TEST_LIMIT_S`, whatever the timeout and retries
+say (:func:`camera_test_settings`).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+import math
 import time
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 from .camera_base import jpeg_size
 from .ports import CameraError, CameraPort, ShotRequest
@@ -26,7 +34,29 @@ CAMERA_TEST_KEYS = (
     "image_quality",
 )
 
+# Settings that name an address for the OctoPrint host to fetch.
+URL_KEYS = ("snapshot_url", "stream_url")
+CAMERA_TEST_LIMIT_S = 30.0
+
 _logger = logging.getLogger("octoprint.plugins.layercapture.camera_probe")
+
+
+def unsaved_urls(body: Any, saved: Mapping[str, Any]) -> List[str]:
+    """The URL keys of the body that name an address other than the saved one (empty
+    values, which fall back to the next camera source, do not)."""
+    if not isinstance(body, dict):
+        return []
+
+    def text(value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    return [
+        key
+        for key in URL_KEYS
+        if key in body
+        and text(body[key]) not in ("", None)
+        and text(body[key]) != text(saved.get(key, DEFAULTS[key]))
+    ]
 
 
 def camera_test_settings(body: Any, saved: Mapping[str, Any]) -> CaptureSettings:
@@ -41,7 +71,17 @@ def camera_test_settings(body: Any, saved: Mapping[str, Any]) -> CaptureSettings
         raise InvalidSettings([SettingsError(k, "is not a camera setting") for k in unknown])
     candidate = {key: saved.get(key, DEFAULTS[key]) for key in CAMERA_TEST_KEYS}
     candidate.update(body)
-    return validate(candidate)
+    return within_test_limit(validate(candidate))
+
+
+def within_test_limit(
+    values: CaptureSettings, limit: float = CAMERA_TEST_LIMIT_S
+) -> CaptureSettings:
+    """``values`` with the timeout and retries cut so that all attempts end within
+    ``limit`` seconds: the timeout at most ``limit``, then as many attempts as fit."""
+    timeout = min(values.snapshot_timeout, limit)
+    attempts = min(values.snapshot_retries + 1, max(1, math.floor(limit / timeout)))
+    return dataclasses.replace(values, snapshot_timeout=timeout, snapshot_retries=attempts - 1)
 
 
 def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:

@@ -13,6 +13,11 @@ indexed files, which is what the download routes serve.
 Reading files (building, adding a layer) and deleting them happen outside the lock, which
 is only held to read or swap the in-memory state: OctoPrint's web server thread asks for
 files and must never wait for the disk behind it.
+
+Files changed behind the plugin's back through OctoPrint's file manager (the Files panel,
+``/api/files``: day folders deleted or moved) are followed: the plugin maps each file event
+to the day folders it touches (:func:`capture_days`) and :meth:`CaptureIndex.refresh_later`
+reads just those again on a background thread.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from .gallery_records import PrintEntry, layer_record
 from .storage import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
@@ -168,6 +173,31 @@ class _State:
         return self._sorted
 
 
+def _read_day(root: Path, day: str) -> List[_Layer]:
+    """The layers of one day folder (none when it is missing or a symlink)."""
+    path = root / day
+    try:
+        if not is_day_folder_name(day) or not stat.S_ISDIR(os.lstat(path).st_mode):
+            return []
+        sizes = {
+            e.name: e.stat(follow_symlinks=False).st_size
+            for e in os.scandir(path)
+            if e.is_file(follow_symlinks=False)
+        }
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        _logger.warning(f"Could not read {path}: {exc}")
+        return []
+    layers = []
+    for name in sorted(sizes):
+        if parse_metadata_name(name) is not None:
+            layer = _read_layer(root, day, name, sizes)
+            if layer is not None:
+                layers.append(layer)
+    return layers
+
+
 def _scan(root: Path) -> _State:
     """Read every metadata file below ``root`` (day folders only, no symlinks)."""
     state = _State()
@@ -181,25 +211,30 @@ def _scan(root: Path) -> _State:
     for day in days:
         if not is_day_folder_name(day.name) or not day.is_dir(follow_symlinks=False):
             continue
-        try:
-            sizes = {
-                e.name: e.stat(follow_symlinks=False).st_size
-                for e in os.scandir(day.path)
-                if e.is_file(follow_symlinks=False)
-            }
-        except OSError as exc:
-            _logger.warning(f"Could not read {day.path}: {exc}")
-            continue
-        for name in sorted(sizes):
-            if parse_metadata_name(name) is not None:
-                layer = _read_layer(root, day.name, name, sizes)
-                if layer is not None:
-                    state.insert(layer)
+        for layer in _read_day(root, day.name):
+            state.insert(layer)
     _logger.info(
         f"Indexed {len(state.layer_of)} captured layers ({len(state.files)} files) "
         f"in {len(state.prints)} prints below {root}"
     )
     return state
+
+
+def capture_days(capture_folder: str, path: str) -> Optional[Set[str]]:
+    """The day folders of the capture folder that a change of ``path`` touches; both are
+    relative to the same base (OctoPrint's uploads folder). None: the capture folder
+    itself or a folder above it (read it all again); empty: nothing of ours."""
+    folder = capture_folder.strip("/")
+    changed = path.strip("/")
+    if changed == folder or not changed or folder.startswith(changed + "/"):
+        return None
+    if not changed.startswith(folder + "/"):
+        return set()
+    day = changed[len(folder) + 1 :].split("/", 1)[0]
+    return {day} if is_day_folder_name(day) else set()
+
+
+REFRESH_THREAD_NAME = "layercapture-index-refresh"
 
 
 class CaptureIndex:
@@ -213,6 +248,10 @@ class CaptureIndex:
         self._generation = 0  # bumped when the root changes
         self._building = False
         self._pending: List[Path] = []  # layers added while a scan ran
+        # refresh_later's work: day folders to read again, or everything
+        self._refresh_days: Set[str] = set()
+        self._refresh_all = False
+        self._refreshing = False
 
     # ---- root and building -----------------------------------------------------------
 
@@ -261,6 +300,69 @@ class CaptureIndex:
                 for layer in late:
                     state.insert(layer)
                 self._state = state
+
+    def refresh(self, days: Optional[Iterable[str]]) -> None:
+        """Read these day folders again (None: the whole capture folder), after files
+        changed outside the plugin. Nothing to do before the first read."""
+        if days is None:
+            if self._state is not None:
+                self.rebuild()
+            return
+        wanted = sorted({day for day in days if is_day_folder_name(day)})
+        if not wanted:
+            return
+        with self._build_lock:
+            with self._lock:
+                root, generation, state = self._root, self._generation, self._state
+                if root is None or state is None:
+                    return
+                self._building = True
+                self._pending = []
+            try:
+                fresh = {day: _read_day(root, day) for day in wanted}
+            finally:
+                with self._lock:
+                    self._building = False
+                    pending, self._pending = self._pending, []
+            late = [layer for layer in (self._read(path) for path in pending) if layer is not None]
+            with self._lock:
+                if generation != self._generation or self._state is not state:
+                    return
+                for day, layers in fresh.items():
+                    for key in [k for k in state.layer_of if k.startswith(day + "/")]:
+                        state.remove(key)
+                    for layer in layers:
+                        state.insert(layer)
+                for layer in late:
+                    state.insert(layer)
+        _logger.info(f"Read {len(wanted)} day folder(s) again: {', '.join(wanted)}")
+
+    def refresh_later(self, days: Optional[Iterable[str]]) -> None:
+        """:meth:`refresh` on a background thread (events must not wait for the disk);
+        changes that come while it runs are gathered into its next round."""
+        with self._lock:
+            if days is None:
+                self._refresh_all = True
+            else:
+                self._refresh_days.update(days)
+            if self._refreshing:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh_rounds, name=REFRESH_THREAD_NAME, daemon=True).start()
+
+    def _refresh_rounds(self) -> None:
+        """The refresh thread: ends once no change is waiting."""
+        while True:
+            with self._lock:
+                everything, days = self._refresh_all, self._refresh_days
+                self._refresh_all, self._refresh_days = False, set()
+                if not everything and not days:
+                    self._refreshing = False
+                    return
+            try:
+                self.refresh(None if everything else days)
+            except Exception:
+                _logger.exception("Could not read the capture folder again after a change")
 
     # ---- incremental updates ---------------------------------------------------------
 
@@ -369,6 +471,35 @@ class CaptureIndex:
         except ValueError:
             return None
         return path if _regular_file(root / relative) is not None else None
+
+    def files_on_disk(self, relatives: Iterable[str]) -> Dict[str, Path]:
+        """:meth:`file_path` for many files at once (a zip of thousands): the indexed ones
+        that are regular files now, by relative path. The root is resolved once and each
+        day folder checked once (a real folder, no symlink), so each file costs one
+        ``lstat``; our names hold no ``/`` or ``..``, so the paths stay below the root."""
+        state, root = self._current()
+        with self._lock:
+            known = [rel for rel in relatives if rel in state.files]
+        if root is None:
+            return {}
+        try:
+            base = root.resolve()
+        except OSError:
+            return {}
+        days: Dict[str, bool] = {}
+        found: Dict[str, Path] = {}
+        for rel in known:
+            day, _, name = rel.partition("/")
+            if day not in days:
+                try:
+                    days[day] = is_day_folder_name(day) and stat.S_ISDIR(
+                        os.lstat(base / day).st_mode
+                    )
+                except OSError:
+                    days[day] = False
+            if days[day] and "/" not in name and _regular_file(base / day / name) is not None:
+                found[rel] = base / day / name
+        return found
 
     def print_files(self, pid: str, thumbnails: bool = False) -> Optional[List[Tuple[str, Path]]]:
         """``(relative path, absolute path)`` of a print's images and metadata files, by

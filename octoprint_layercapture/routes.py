@@ -14,25 +14,48 @@ ranges and ETags instead of passing files through Flask.
     POST   /plugin/layercapture/gallery/rescan            manage
     GET    /plugin/layercapture/files/<day>/<file>        view   (tornado)
     GET    /plugin/layercapture/download/<id>.zip         view   (tornado, streamed)
+
+A zip is produced on a worker thread and only sent by the web server's one thread (see
+:class:`api.ZipDownloads`): at most ``api.ZIPS_PER_USER`` per user at a time (429 beyond),
+and a print is not deleted while it is downloaded (409).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import flask
 import octoprint.plugin
 from octoprint.access.permissions import Permissions
+from octoprint.events import Events
 
 from . import api
-from .gallery import CaptureIndex, is_print_id, print_id
+from .gallery import CaptureIndex, capture_days, is_print_id, print_id
 from .settings import DEFAULTS
 from .status import LiveStatus
 from .storage import resolve_inside
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.routes")
+
+# A zip download whose client takes no data for this long is ended (its slot is freed).
+ZIP_STALL_SECONDS = 120
+
+# OctoPrint's file manager events (the Files panel, /api/files) that may change captures.
+FILE_EVENTS = frozenset(
+    {
+        Events.FILE_ADDED,
+        Events.FILE_REMOVED,
+        Events.FILE_MOVED,
+        Events.FOLDER_ADDED,
+        Events.FOLDER_REMOVED,
+        Events.FOLDER_MOVED,
+    }
+)
 
 
 def _error(status: int, message: str) -> Any:
@@ -43,12 +66,13 @@ class GalleryRoutes:
     """Blueprint routes of the plugin class for the status and the gallery.
 
     The plugin class provides ``_settings``, ``_gallery`` (:class:`CaptureIndex`),
-    ``_live_status`` (:class:`LiveStatus`), ``_tracker``, ``_job`` and
-    ``_last_settings_errors``.
+    ``_downloads`` (:class:`api.ZipDownloads`), ``_live_status`` (:class:`LiveStatus`),
+    ``_tracker``, ``_job`` and ``_last_settings_errors``.
     """
 
     _settings: Any
     _gallery: CaptureIndex
+    _downloads: api.ZipDownloads
     _live_status: LiveStatus
     _tracker: Any
     _job: Optional[Dict[str, Any]]
@@ -66,6 +90,23 @@ class GalleryRoutes:
     def _gallery_index(self) -> CaptureIndex:
         self._gallery.use_root(self._capture_root())
         return self._gallery
+
+    def _follow_file_change(self, payload: Dict[str, Any]) -> None:
+        """A file event of OctoPrint's file manager: the day folders of ours that it touched
+        are read again in the background, so the gallery stays true."""
+        if payload.get("storage") != "local":
+            return
+        uploads = Path(self._settings.global_get_basefolder("uploads"))
+        try:
+            folder = self._capture_root().relative_to(uploads.resolve()).as_posix()
+        except (OSError, ValueError):
+            return
+        paths = [payload.get(key) for key in ("path", "source_path", "destination_path")]
+        touched = [capture_days(folder, path) for path in paths if isinstance(path, str)]
+        if any(days is None for days in touched):
+            self._gallery_index().refresh_later(None)  # the capture folder itself
+        elif any(touched):
+            self._gallery_index().refresh_later(set().union(*touched))
 
     def _current_print_id(self) -> Optional[str]:
         """The gallery id of the print being captured (armed), else None."""
@@ -127,7 +168,10 @@ class GalleryRoutes:
             return _error(404, "no such print")
         if print_id == self._current_print_id():
             return _error(409, "this print is being captured; delete it when it has ended")
-        result = self._gallery_index().delete_print(print_id)
+        with self._downloads.deleting(print_id) as nobody_downloads:
+            if not nobody_downloads:
+                return _error(409, "this print is being downloaded; delete it when that has ended")
+            result = self._gallery_index().delete_print(print_id)
         if result is None:
             return _error(404, "no such print")
         if result.failed:
@@ -144,21 +188,33 @@ class GalleryRoutes:
         return flask.jsonify(prints=prints, files=files)
 
 
-def file_routes(gallery: Callable[[], CaptureIndex]) -> List[Tuple[str, Any, Dict[str, Any]]]:
+def file_routes(
+    gallery: Callable[[], CaptureIndex], downloads: api.ZipDownloads
+) -> List[Tuple[str, Any, Dict[str, Any]]]:
     """Routes for the ``octoprint.server.http.routes`` hook (below /plugin/layercapture/)."""
+    import tornado.gen
+    import tornado.ioloop
+    import tornado.iostream
+    import tornado.util
     import tornado.web
     from octoprint.server import app
-    from octoprint.server.util.flask import permission_validator
+    from octoprint.server.util.flask import get_flask_user_from_request
     from octoprint.server.util.tornado import (
         LargeResponseHandler,
-        StaticZipBundleHandler,
+        RequestlessExceptionLoggingMixin,
         access_validation_factory,
         path_validation_factory,
     )
 
+    # who passed may_view last on this thread: the zip handler counts downloads per user
+    requester = threading.local()
+
     def may_view(request: Any) -> None:
         # looked up per request: the plugin's permissions are registered after the hooks
-        permission_validator(request, Permissions.PLUGIN_LAYERCAPTURE_VIEW)
+        user = get_flask_user_from_request(request)
+        if not user.has_permission(Permissions.PLUGIN_LAYERCAPTURE_VIEW):
+            raise tornado.web.HTTPError(403)
+        requester.name = str(user.get_id() or "anonymous")
 
     access = access_validation_factory(app, may_view)
 
@@ -177,37 +233,102 @@ def file_routes(gallery: Callable[[], CaptureIndex]) -> List[Tuple[str, Any, Dic
                 ),
             )
 
-    class CaptureZipHandler(StaticZipBundleHandler):
-        """One print's images and metadata as a zip, streamed from disk while it is sent."""
+    class CaptureZipHandler(RequestlessExceptionLoggingMixin, tornado.web.RequestHandler):
+        """One print's images and metadata as a zip, produced on a worker thread while it
+        is sent (see :class:`api.ZipDownloads`); this handler only passes blocks on."""
 
-        def initialize(self) -> None:  # type: ignore[override]
-            super().initialize(
-                files=[],
-                as_attachment=True,
-                attachment_name="layercapture.zip",
-                access_validation=access,
-            )
+        def _refuse(self, status: int, message: str) -> None:
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": message}))
 
-        def get(self, name: str) -> Any:  # type: ignore[override]
-            self._access_validator(self.request)
+        async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+            loop = tornado.ioloop.IOLoop.current()
+            return await loop.run_in_executor(downloads.executor, fn, *args)
+
+        async def get(self, name: str) -> None:
+            access(self.request)
+            user = requester.name
             pid = name[: -len(".zip")] if name.endswith(".zip") else ""
             index = gallery()
             summary = index.print_summary(pid) if is_print_id(pid) else None
-            files = index.print_files(pid) if summary is not None else None
-            if summary is None or files is None:
-                raise tornado.web.HTTPError(404)
-            self._attachment_name = api.zip_name(
-                summary["gcode_file"], summary["print_start_time"], pid
-            )
-            folder = self._attachment_name[: -len(".zip")]
-            entries = [
-                {"name": f"{folder}/{relative}", "path": str(path)}
-                for relative, path in files
-                if index.file_path(relative) is not None
-            ]
-            return self.stream_zip(entries)
+            if summary is None:
+                return self._refuse(404, "no such print")
+            try:
+                slot = downloads.acquire(user, pid)
+            except api.ApiError as exc:
+                return self._refuse(exc.status, exc.message)
+            try:
+                await self._send_zip(index, pid, summary)
+            finally:
+                downloads.release(slot)
+
+        async def _send_zip(self, index: CaptureIndex, pid: str, summary: Dict[str, Any]) -> None:
+            attachment = api.zip_name(summary["gcode_file"], summary["print_start_time"], pid)
+            folder = attachment[: -len(".zip")]
+
+            def plan() -> Optional[api.ZipBody]:
+                # thousands of files: listed and checked on the worker thread too
+                files = index.print_files(pid) or []
+                entries = [(f"{folder}/{relative}", relative) for relative, _ in files]
+                return api.ZipBody.of(entries, index.files_on_disk)
+
+            try:
+                body: Optional[api.ZipBody] = await self._in_worker(plan)
+            except (OSError, RuntimeError) as exc:  # an unreadable folder, shutting down
+                _logger.warning(f"zip of print {pid}: could not plan it: {exc}")
+                return self._refuse(500, "could not read this print's files, see octoprint.log")
+            if body is None:
+                return self._refuse(
+                    404,
+                    "none of this print's files are left (removed outside the gallery?); "
+                    "Rescan the gallery",
+                )
+            sent = 0
+            try:
+                self.set_header("Content-Type", "application/zip")
+                self.set_header("Content-Disposition", f'attachment; filename="{attachment}"')
+                self.set_header("Content-Length", str(body.size))
+                if body.last_modified is not None:
+                    self.set_header("Last-Modified", body.last_modified)
+                while True:
+                    block = await self._in_worker(body.read)
+                    if not block:
+                        break
+                    self.write(block)
+                    sent += len(block)
+                    await tornado.gen.with_timeout(
+                        timedelta(seconds=ZIP_STALL_SECONDS),
+                        self.flush(),
+                        quiet_exceptions=(tornado.iostream.StreamClosedError,),
+                    )
+            except tornado.iostream.StreamClosedError:
+                _logger.debug(f"zip of print {pid}: the client left after {sent} bytes")
+            except tornado.util.TimeoutError:
+                _logger.info(
+                    f"zip of print {pid}: the client took no data for {ZIP_STALL_SECONDS} s, "
+                    f"download ended after {sent} of {body.size} bytes"
+                )
+                self.request.connection.close()
+            except (OSError, RuntimeError) as exc:
+                # a file was removed or changed on disk (OctoPrint's file manager, a
+                # shell): the zip cannot be completed, so the connection is cut short
+                _logger.warning(
+                    f"zip of print {pid}: {_short(exc)}; download ended after {sent} of "
+                    f"{body.size} bytes"
+                )
+                self.request.connection.close()
+            finally:
+                body.close()  # closes the file being read: quick, no worker needed
 
     return [
         (r"/files/(.*)", CaptureFileHandler, {}),
         (r"/download/([^/]*)", CaptureZipHandler, {}),
     ]
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one line without paths outside the capture folder's name."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{Path(str(exc.filename)).name} was removed during the download"
+    return f"{type(exc).__name__}: {exc}"

@@ -14,12 +14,29 @@ from pathlib import Path
 from typing import Optional
 
 from .events import EventListener, Message
-from .server import ADMIN, ALL_SERVERS, VIEWER, OctoPrintServer, UserInfo, free_port
+from .server import (
+    ADMIN,
+    ALL_SERVERS,
+    OPERATOR,
+    READ_ONLY,
+    VIEW_MANAGE,
+    VIEW_ONLY,
+    VIEWER,
+    WEB_USERS,
+    OctoPrintServer,
+    UserInfo,
+    free_port,
+)
 
 __all__ = [
     "ADMIN",
     "ALL_SERVERS",
+    "OPERATOR",
+    "READ_ONLY",
     "VIEWER",
+    "VIEW_MANAGE",
+    "VIEW_ONLY",
+    "WEB_USERS",
     "EventListener",
     "Message",
     "OctoPrintServer",

@@ -2,8 +2,10 @@
 
 * :class:`SnapshotServer`: a snapshot HTTP server (keep-alive) whose paths misbehave on
   purpose: ``/jpeg``, ``/slow?delay=S``, ``/status/<code>``, ``/html``, ``/hang``,
-  ``/truncated``, ``/reset``, ``/flaky`` (every other request 503) and ``/script`` (the
-  next behaviour of :attr:`SnapshotServer.script` per request). :meth:`refused_url` is a
+  ``/truncated``, ``/reset``, ``/flaky`` (every other request 503), ``/redirect?to=URL``
+  (302), ``/loop`` (302 to itself), ``/text`` (200 text/plain: :attr:`SnapshotServer.text`
+  or ``?body=...``) and ``/script``
+  (the next behaviour of :attr:`SnapshotServer.script` per request). :meth:`refused_url` is a
   port where nothing listens.
 * :func:`make_jpeg`: a camera-like JPEG made with Pillow.
 
@@ -108,6 +110,14 @@ class _SnapshotHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif behaviour == "reset":
             self.close_connection = True
+        elif behaviour in ("redirect", "loop"):
+            target = query.get("to", ["/loop"])[0] if behaviour == "redirect" else "/loop"
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif behaviour == "text":
+            self._send(200, "text/plain", query.get("body", [owner.text])[0].encode())
         else:
             self._send(404, "text/plain", b"no such behaviour")
 
@@ -127,6 +137,7 @@ class _Server(ThreadingHTTPServer):
 class SnapshotServer:
     def __init__(self, jpeg: Optional[bytes] = None) -> None:
         self.jpeg = jpeg or make_jpeg()
+        self.text = "some text"
         self.script: List[str] = []
         self.hits: List[Hit] = []
         self.gate_reached = threading.Event()

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # Message kinds the listener keeps; everything else (history, current, timelapse, ...)
 # is only used for the handshake.
 KEPT_KINDS = ("event", "plugin")
+# The test recorder plugin (harness/recorder_plugin): its client_authed and barrier messages.
+RECORDER_PLUGIN = "lc_test_recorder"
 
 
 @dataclass(frozen=True)
@@ -55,48 +57,67 @@ Predicate = Callable[[Message], bool]
 class EventListener:
     """Receives OctoPrint push messages on a daemon thread.
 
-    ``base_url`` is the server's HTTP root (``http://127.0.0.1:PORT``), ``api_key`` a key
-    of a user with the STATUS permission (the admin's in tests).
+    ``base_url`` is the server's HTTP root (``http://127.0.0.1:PORT``), ``api_key`` a
+    user's key, or None for an anonymous socket (never logged in).
+
+    ``registered`` (the default) waits until OctoPrint registered the socket for events,
+    which needs the Status permission. A user without it gets plugin messages only, and
+    no message says its login went through: with ``registered=False`` the listener waits
+    for the test recorder plugin's ``client_authed`` message naming the user instead
+    (anonymous sockets: for OctoPrint's ``connected`` message).
+
+    ``defer_login``: the socket opens without logging in (ready at ``connected``) until
+    :meth:`log_in`, to see what OctoPrint holds back for a socket before its login.
     """
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: Optional[str],
         *,
         name: str = "lc-event-listener",
         connect_timeout: float = 15.0,
+        registered: bool = True,
+        defer_login: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.name = name
         self.connect_timeout = connect_timeout
+        self.wait_registered = registered and api_key is not None and not defer_login
+        self.defer_login = defer_login
+        self._session: Optional[str] = None
+        self._logged_in = False
         self._cond = threading.Condition()
         self._messages: List[Message] = []
         self._ws: Optional[websocket.WebSocket] = None
         self._thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
         self._registered = False
+        self._connected = False
         self._closed_reason: Optional[str] = None
         self.user: Optional[str] = None
 
     # ---- life cycle --------------------------------------------------------------------
 
     def start(self) -> EventListener:
-        """Logs in, opens the socket and returns once OctoPrint delivers events to it."""
-        login = requests.post(
-            f"{self.base_url}/api/login",
-            json={"passive": True},
-            headers={"X-Api-Key": self.api_key},
-            timeout=self.connect_timeout,
-        )
-        if login.status_code != 200:
-            raise AssertionError(
-                f"passive login failed: HTTP {login.status_code} {login.text[:300]}"
+        """Logs in (unless anonymous), opens the socket and returns once it is ready (see
+        the class docstring)."""
+        session = None
+        if self.api_key is not None:
+            login = requests.post(
+                f"{self.base_url}/api/login",
+                json={"passive": True},
+                headers={"X-Api-Key": self.api_key},
+                timeout=self.connect_timeout,
             )
-        info = login.json()
-        self.user = str(info["name"])
-        session = str(info["session"])
+            if login.status_code != 200:
+                raise AssertionError(
+                    f"passive login failed: HTTP {login.status_code} {login.text[:300]}"
+                )
+            info = login.json()
+            self.user = str(info["name"])
+            session = str(info["session"])
 
         ws_url = "ws" + self.base_url[len("http") :] + "/sockjs/websocket"
         ws = websocket.create_connection(ws_url, timeout=self.connect_timeout)
@@ -108,22 +129,59 @@ class EventListener:
         # backlog (every terminal line, kept for ever: the soak's memory grew with it).
         subscribe = {"state": {"logs": False, "messages": False}, "plugins": True, "events": True}
         ws.send(json.dumps({"subscribe": subscribe}))
-        ws.send(json.dumps({"auth": f"{self.user}:{session}"}))
+        self._session = session
+        if session is not None and not self.defer_login:
+            self._send_auth()
 
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-recv", daemon=True)
         self._thread.start()
-        # OctoPrint's _register() subscribes the socket to all events and *then* pushes the
-        # timelapse configuration on the same thread: that push means events now arrive.
+        mark = 0
         with self._cond:
+            # OctoPrint's _register() subscribes the socket to all events and *then* pushes
+            # the timelapse configuration on the same thread: that push means events now
+            # arrive. Without registration, see the class docstring.
             ready = self._cond.wait_for(
-                lambda: self._registered or self._closed_reason is not None,
+                lambda: self._closed_reason is not None or self._ready(mark),
                 timeout=self.connect_timeout,
             )
-        if not ready or not self._registered:
-            reason = self._closed_reason or "no registration within the timeout"
+            ok = ready and self._closed_reason is None
+        if not ok:
+            reason = self._closed_reason or "not ready within the timeout"
             self.stop()
             raise AssertionError(f"push API listener could not register: {reason}")
         return self
+
+    def _send_auth(self) -> None:
+        assert self._ws is not None and self._session is not None
+        self._ws.send(json.dumps({"auth": f"{self.user}:{self._session}"}))
+        self._logged_in = True
+
+    def log_in(self) -> None:
+        """Logs a ``defer_login`` socket in; returns once OctoPrint has processed it."""
+        mark = self.mark()
+        self._send_auth()
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: self._closed_reason is not None or self._ready(mark),
+                timeout=self.connect_timeout,
+            )
+        if not done or self._closed_reason is not None:
+            raise AssertionError(f"{self.name}: login not processed ({self._closed_reason})")
+
+    def _ready(self, since: int) -> bool:
+        """Called with the condition held."""
+        if self.wait_registered:
+            return self._registered
+        if self.user is None or not self._logged_in:
+            return self._connected
+        return any(
+            m.kind == "plugin"
+            and m.name == RECORDER_PLUGIN
+            and isinstance(m.payload, dict)
+            and m.payload.get("type") == "client_authed"
+            and m.payload.get("username") == self.user
+            for m in self._messages[since:]
+        )
 
     def stop(self) -> None:
         """Closes the socket and joins the receive thread (idempotent)."""
@@ -197,6 +255,10 @@ class EventListener:
             if kind == "timelapse":
                 with self._cond:
                     self._registered = True
+                    self._cond.notify_all()
+            elif kind == "connected":
+                with self._cond:
+                    self._connected = True
                     self._cond.notify_all()
             elif kind == "reauthRequired":
                 logger.warning("%s: OctoPrint asks to re-authenticate: %r", self.name, body)

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import requests
 import yaml
@@ -46,8 +46,23 @@ AFTER_STARTUP_LINE = "lc_test_recorder: on_after_startup done"  # as in the reco
 STARTUP_TIMEOUT = 60.0
 
 ADMIN = "admin"
-VIEWER = "viewer"
+VIEWER = "viewer"  # an Operator: OctoPrint's "users" group, no Layer Capture permission
 PASSWORDS = {ADMIN: "lc-admin-pass", VIEWER: "lc-viewer-pass"}
+
+# The kinds of user the web tests run as, besides ADMIN and anonymous (None): name ->
+# (OctoPrint groups, extra permissions). Create them with OctoPrintServer.add_web_users().
+OPERATOR = "operator"
+READ_ONLY = "readonly"
+VIEW_ONLY = "viewonly"
+VIEW_MANAGE = "viewmanage"
+VIEW_PERMISSION = "PLUGIN_LAYERCAPTURE_VIEW"
+MANAGE_PERMISSION = "PLUGIN_LAYERCAPTURE_MANAGE"
+WEB_USERS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    OPERATOR: (("users",), ()),
+    READ_ONLY: (("readonly",), ()),
+    VIEW_ONLY: ((), (VIEW_PERMISSION,)),
+    VIEW_MANAGE: ((), (VIEW_PERMISSION, MANAGE_PERMISSION)),
+}
 
 DISABLED_PLUGINS = [
     "softwareupdate",
@@ -73,6 +88,8 @@ class UserInfo:
     password: str
     api_key: str
     admin: bool
+    groups: Tuple[str, ...] = ()
+    permissions: Tuple[str, ...] = ()  # besides those of the groups
 
 
 StatePredicate = Union[str, Callable[[str], bool]]
@@ -593,6 +610,52 @@ class OctoPrintServer:
     ) -> requests.Response:
         return self.api("POST", "/api/settings", json={"plugins": {plugin: dict(values)}})
 
+    # ---- users -------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        groups: Sequence[str] = (),
+        permissions: Sequence[str] = (),
+        password: Optional[str] = None,
+    ) -> UserInfo:
+        """Creates a user through OctoPrint's access API (as the admin) with exactly these
+        groups and extra permissions (keys such as ``"PLUGIN_LAYERCAPTURE_VIEW"``), gives
+        it an API key and returns it; :meth:`api_as` then works with ``name``."""
+        password = password or f"lc-{name}-pass"
+        response = self.api(
+            "POST",
+            "/api/access/users",
+            json={
+                "name": name,
+                "password": password,
+                "active": True,
+                "groups": list(groups),
+                "permissions": list(permissions),
+            },
+        )
+        assert response.status_code == 200, f"add user {name}: {response.text}"
+        response = self.api("POST", f"/api/access/users/{name}/apikey")
+        assert response.status_code == 200, f"API key for {name}: {response.text}"
+        user = UserInfo(
+            name,
+            password,
+            str(response.json()["apikey"]),
+            "admins" in groups,
+            tuple(groups),
+            tuple(permissions),
+        )
+        self.users[name] = user
+        return user
+
+    def add_web_users(self) -> Dict[str, UserInfo]:
+        """Creates the users of :data:`WEB_USERS` (Operator, read-only, View captures
+        only, View + Manage captures without Settings) unless they exist."""
+        for name, (groups, permissions) in WEB_USERS.items():
+            if name not in self.users:
+                self.add_user(name, groups, permissions)
+        return {name: self.users[name] for name in WEB_USERS}
+
     # ---- push API ----------------------------------------------------------------------
 
     @property
@@ -607,6 +670,34 @@ class OctoPrintServer:
                 ).start()
                 self._action_mark = 0
             return self._listener
+
+    def listen_as(
+        self, user: Optional[str], registered: bool = False, defer_login: bool = False
+    ) -> EventListener:
+        """A started push-API listener for ``user`` (None: anonymous); the caller stops it.
+
+        ``registered=False`` works for every user (see :class:`EventListener`); True also
+        waits until events flow, which needs OctoPrint's Status permission.
+        ``defer_login``: logged in only by the listener's ``log_in()``."""
+        key = None if user is None else self.users[user].api_key
+        name = f"lc-events-{self.name}-{user or 'anonymous'}"
+        listener = EventListener(
+            self.url, key, name=name, registered=registered, defer_login=defer_login
+        )
+        return listener.start()
+
+    def barrier(self, listeners: Sequence[EventListener], timeout: float = 10.0) -> None:
+        """Returns once every listener received a plugin message sent after this call: what
+        was pushed before it reached each socket by then (OctoPrint sends in order)."""
+        token = secrets.token_hex(8)
+        response = self.api(
+            "POST", "/api/plugin/lc_test_recorder", json={"command": "barrier", "token": token}
+        )
+        assert response.status_code == 204, f"barrier: {response.status_code} {response.text}"
+        for listener in listeners:
+            listener.wait_for_plugin_message(
+                "lc_test_recorder", timeout, lambda data: data.get("token") == token
+            )
 
     def _stop_listener(self) -> None:
         with self._listener_lock:

@@ -134,8 +134,7 @@ def test_camera_test_shows_the_exact_error(
     assert answer == {
         "ok": False,
         "camera": f"snapshot URL {url}",
-        "error": f"snapshot URL {url}: answered text/html with 72 bytes starting with "
-        "'<html><head><title>Login</title></head><body>Ple', not a JPEG",
+        "error": f"snapshot URL {url}: answered text/html with 72 bytes, not a JPEG",
         "duration_s": answer["duration_s"],
     }
     answer = camera_test(octoprint_server, {"webcam": "garage"}).json()
@@ -328,8 +327,7 @@ def test_a_print_with_the_classic_webcam(
     label = "webcam 'classic'"
     expected = {
         2: f"{label}: HTTP 500 Internal Server Error",
-        4: f"{label}: answered no content type with 72 bytes starting with "
-        "'<html><head><title>Login</title></head><body>Ple', not a JPEG",
+        4: f"{label}: answered no content type with 72 bytes, not a JPEG",
         6: f"{label}: the connection closed before the image was complete",
         8: f"{label}: closed the connection without answering",
         9: f"{label}: timed out after 3 s",

@@ -4,6 +4,7 @@ the Test camera body/answer. HTTP and MJPEG cameras: test_cameras_http/_mjpeg.py
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import threading
 import time
@@ -15,16 +16,25 @@ from fakes import tiny_jpeg
 from PIL import Image
 
 from octoprint_layercapture.camera_base import (
+    PermanentCameraError,
     RealCamera,
     Transform,
     check_jpeg,
     describe_body,
     explain_io_error,
+    http_error,
+    media_type,
     redact_url,
 )
 from octoprint_layercapture.camera_http import SnapshotUrlCamera
 from octoprint_layercapture.camera_mjpeg import MjpegStreamCamera
-from octoprint_layercapture.camera_probe import camera_test_settings, probe_camera
+from octoprint_layercapture.camera_probe import (
+    CAMERA_TEST_LIMIT_S,
+    camera_test_settings,
+    probe_camera,
+    unsaved_urls,
+    within_test_limit,
+)
 from octoprint_layercapture.cameras import (
     FakeCamera,
     NoCamera,
@@ -161,7 +171,7 @@ def test_webcam_failures_are_explained_and_retried_only_when_it_can_help():
     assert len(missing_calls) == 1, "a missing page does not come back on a retry"
 
     html = OctoPrintWebcam(webcam(chunks=[b"<html>nope</html>"]), timeout=2, retries=0)
-    with pytest.raises(CameraError, match=r"answered no content type with 17 bytes .*not a JPEG"):
+    with pytest.raises(CameraError, match=r"answered no content type with 17 bytes, not a JPEG$"):
         html.take(REQUEST)
 
 
@@ -293,7 +303,21 @@ def test_jpeg_checks():
         check_jpeg(JPEG[:-20], "cam")
     with pytest.raises(CameraError, match=r"^cam: answered text/html with an empty body, not"):
         check_jpeg(b"", "cam", "text/html; charset=utf-8")
-    assert describe_body(b"\x00abc") == "4 bytes starting with '.abc'"
+    assert describe_body(b"\x00abc") == "4 bytes", "what came is never quoted"
+    with pytest.raises(CameraError) as error:
+        check_jpeg(b"INTERNAL-ONLY api_token=s3cret", "cam", "text/plain; token=s3cret")
+    assert str(error.value) == "cam: answered text/plain with 30 bytes, not a JPEG"
+    assert media_type("Text/HTML; charset=utf-8") == "text/html"
+    assert media_type("api_token=s3cret") == "an unreadable content type"
+    assert media_type(None) == "no content type"
+
+
+def test_http_errors_show_the_standard_phrase_not_the_servers():
+    assert str(http_error("cam", 503, "api_token=s3cret")) == "cam: HTTP 503 Service Unavailable"
+    assert isinstance(http_error("cam", 404, ""), PermanentCameraError)
+    assert str(http_error("cam", 599, "whatever")) == "cam: HTTP 599"
+    bad_status = requests.ConnectionError(http.client.BadStatusLine("INTERNAL-ONLY s3cret"))
+    assert explain_io_error(bad_status, "cam", 5) == "cam: not a valid HTTP answer"
 
 
 @pytest.mark.parametrize(
@@ -374,3 +398,45 @@ def test_probe_with_the_fake_camera():
     answer = probe_camera(choose_camera(values, lambda name: None), values)
     assert answer["ok"] and answer["camera"] == "fake camera"
     assert (answer["width"], answer["height"]) == (640, 480)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "retries", "limited"),
+    [
+        (5.0, 1, (5.0, 1)),  # 10 s: as set
+        (300.0, 20, (30.0, 0)),  # 6300 s: one attempt of 30 s
+        (10.0, 5, (10.0, 2)),  # 60 s: three attempts of 10 s
+        (16.0, 1, (16.0, 0)),  # 32 s: one attempt
+        (0.5, 20, (0.5, 20)),  # 10.5 s: as set
+    ],
+)
+def test_a_camera_test_ends_within_30_s_whatever_the_settings(timeout, retries, limited):
+    values = camera_test_settings({"snapshot_timeout": timeout, "snapshot_retries": retries}, {})
+    assert (values.snapshot_timeout, values.snapshot_retries) == limited
+    assert values.snapshot_timeout * (values.snapshot_retries + 1) <= CAMERA_TEST_LIMIT_S
+    assert within_test_limit(values) == values
+
+
+def test_urls_other_than_the_saved_ones_are_named():
+    saved = {"snapshot_url": "http://cam/snap", "stream_url": ""}
+    assert unsaved_urls({"snapshot_url": " http://cam/snap "}, saved) == []
+    assert unsaved_urls({"snapshot_url": "", "stream_url": "", "webcam": "x"}, saved) == []
+    assert unsaved_urls({"snapshot_url": "http://10.0.0.1/"}, saved) == ["snapshot_url"]
+    assert unsaved_urls({"stream_url": "http://cam/stream", "snapshot_url": 5}, saved) == [
+        "snapshot_url",
+        "stream_url",
+    ]
+    assert unsaved_urls({"stream_url": "http://cam/stream"}, {}) == ["stream_url"]
+    assert unsaved_urls(["not", "an", "object"], saved) == []
+
+
+def test_redirect_targets_keep_to_the_same_scheme_host_and_port():
+    from octoprint_layercapture.camera_http import same_origin_target
+
+    base = "http://admin:pw@cam:8080/snap"
+    assert same_origin_target(base, "/other?x=1") == "http://admin:pw@cam:8080/other?x=1"
+    assert same_origin_target(base, "http://CAM:8080/b") == "http://admin:pw@cam:8080/b"
+    assert same_origin_target("http://cam/a", "http://cam:80/b") == "http://cam:80/b"
+    for elsewhere in ("http://cam:8081/b", "https://cam:8080/b", "http://10.0.0.1:8080/b"):
+        assert same_origin_target(base, elsewhere) is None, elsewhere
+    assert same_origin_target(base, "http://[::1/") is None

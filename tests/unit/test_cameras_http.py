@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 from harness.camera_servers import SnapshotServer
 
+from octoprint_layercapture.camera_base import redact_url
 from octoprint_layercapture.camera_http import SnapshotUrlCamera
 from octoprint_layercapture.ports import CameraError, ShotRequest
 
@@ -74,10 +75,7 @@ def test_a_missing_page_is_not_retried(server):
 
 def test_an_html_page_is_not_an_image(server):
     url = server.url("html")
-    assert error_of(url) == (
-        f"snapshot URL {url}: answered text/html with 72 bytes starting with "
-        "'<html><head><title>Login</title></head><body>Ple', not a JPEG"
-    )
+    assert error_of(url) == f"snapshot URL {url}: answered text/html with 72 bytes, not a JPEG"
 
 
 def test_a_refused_connection(server):
@@ -130,3 +128,34 @@ def test_the_camera_thread_ends_with_close(server):
     while camera_threads() - before:
         assert time.monotonic() < deadline, "the camera thread still runs after close()"
         time.sleep(0.01)
+
+
+def test_a_redirect_to_the_same_host_is_followed(server):
+    assert take(server.url("redirect?to=/jpeg")) == server.jpeg
+    assert take(server.url(f"redirect?to={server.url('jpeg')}")) == server.jpeg
+
+
+def test_a_redirect_to_another_host_is_not_followed(server):
+    with SnapshotServer() as other:
+        url = server.url(f"redirect?to={other.url('jpeg')}")
+        before = len(server.hits_for("redirect"))
+        assert error_of(url, retries=2) == (
+            f"snapshot URL {redact_url(url)}: redirects to another host "
+            f"(http://127.0.0.1:{other.port}), which is not followed; use the address it "
+            "leads to as the URL"
+        )
+        assert other.hits == [], "the other host was never asked"
+        assert len(server.hits_for("redirect")) == before + 1, "not retried"
+
+
+def test_endless_redirects_end(server):
+    url = server.url("loop")
+    assert error_of(url) == f"snapshot URL {url}: more than 5 redirects"
+
+
+def test_a_text_answer_is_described_not_quoted(server):
+    url = server.url("text?body=INTERNAL-ONLY%20api_token%3Ds3cret")
+    message = error_of(url)
+    assert message == (
+        f"snapshot URL {redact_url(url)}: answered text/plain with 30 bytes, not a JPEG"
+    )

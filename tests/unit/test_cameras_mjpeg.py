@@ -142,13 +142,19 @@ def test_basic_auth_from_the_url_and_no_credentials_in_the_name():
         (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "HTTP 404 Not Found"),
         (
             b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n\r\n",
-            "not an MJPEG stream (Content-Type image/jpeg); use it as the snapshot URL",
+            "not an MJPEG stream (answered image/jpeg); use it as the snapshot URL",
         ),
         (
             b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace\r\n\r\n",
             "the stream names no multipart boundary",
         ),
-        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP answer ('SSH-2.0-OpenSSH')"),
+        # what a service that is no web server says is never quoted
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP answer (no HTTP status line)"),
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; token=s3cret\r\n\r\n",
+            "not an MJPEG stream (answered text/plain)",
+        ),
+        (b"HTTP/1.1 500 api_token=s3cret\r\n\r\n", "HTTP 500 Internal Server Error"),
     ],
 )
 def test_answers_that_are_no_stream(head, message):
@@ -165,9 +171,7 @@ def test_a_stream_that_ends_too_early():
 def test_a_part_that_is_not_a_jpeg():
     parts = [part(FRAMES[0]), part(b"<html>oops</html>")]
     with RawServer(stream_of(parts)) as server:
-        assert "with 17 bytes starting with '<html>oops</html>', not a JPEG" in error_of(
-            server.url()
-        )
+        assert "answered image/jpeg with 17 bytes, not a JPEG" in error_of(server.url())
 
 
 def test_a_stalled_stream_times_out_and_is_closed():

@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from gallery_tree import build_print, build_tree
 
-from octoprint_layercapture.gallery import CaptureIndex, is_print_id, print_id
+from octoprint_layercapture.gallery import (
+    REFRESH_THREAD_NAME,
+    CaptureIndex,
+    capture_days,
+    is_print_id,
+    print_id,
+)
 
 START = datetime(2024, 1, 15, 10, 0, 0)
 
@@ -133,6 +141,29 @@ def test_a_file_swapped_for_a_symlink_after_indexing_is_refused(tmp_path):
     os.unlink(built.images[0])
     os.symlink(outside, built.images[0])
     assert index.file_path(rel) is None
+
+
+def test_files_on_disk_answers_like_file_path_for_many_files(tmp_path):
+    built = build_print(tmp_path, "a.gcode", START, 2)
+    other = build_print(tmp_path, "b.gcode", datetime(2024, 1, 17, 10, 0, 0), 1)
+    index = index_of(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.jpg"
+    outside.write_bytes(b"x")
+    os.unlink(built.images[0])
+    os.symlink(outside, built.images[0])  # swapped for a symlink after indexing
+    os.unlink(built.images[1])  # removed by hand
+    day = other.images[0].parent
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    os.rename(day, elsewhere)
+    os.symlink(elsewhere, day)  # a day folder swapped for a symlink out of the folder
+    asked = [
+        str(p.relative_to(tmp_path))
+        for p in built.images + built.metadata + other.images + other.metadata
+    ]
+    asked += ["../" + outside.name, "2024-01-15", "2024-01-15/unknown.jpg"]
+    found = index.files_on_disk(asked)
+    assert found == {rel: index.file_path(rel) for rel in asked if index.file_path(rel)}
+    assert len(found) == len(built.images) - 2 + len(built.metadata)
 
 
 def test_delete_removes_the_files_of_one_print_and_empty_day_folders(tmp_path):
@@ -285,3 +316,89 @@ def test_a_layer_written_while_the_folder_is_scanned_is_not_lost(tmp_path, monke
     monkeypatch.setattr(gallery, "_scan", scan_then_a_layer_arrives)
     index.ensure_built()
     assert [d["layer"] for d in index.layers(index.prints().items[0]["id"]).items] == [3, 6]
+
+
+@pytest.mark.parametrize(
+    ("path", "days"),
+    [
+        ("layercapture/2024-01-15", {"2024-01-15"}),
+        ("layercapture/2024-01-15/layer_0003_pos_00_z_0_60_20240115_100130.jpg", {"2024-01-15"}),
+        ("/layercapture/2024-01-15/", {"2024-01-15"}),
+        ("layercapture", None),
+        ("", None),
+        ("layercapture/not-a-day", set()),
+        ("layercapture-old/2024-01-15", set()),
+        ("other/2024-01-15", set()),
+    ],
+)
+def test_file_events_are_mapped_to_the_day_folders_they_touch(path, days):
+    assert capture_days("layercapture", path) == days
+
+
+def test_a_folder_above_a_nested_capture_folder_touches_everything():
+    assert capture_days("prints/captures", "prints") is None
+    assert capture_days("prints/captures", "prints/captures/2024-01-15/x") == {"2024-01-15"}
+    assert capture_days("prints/captures", "prints/other") == set()
+
+
+def test_refresh_reads_changed_day_folders_again(tmp_path):
+    a = build_print(tmp_path, "a.gcode", START, 2)
+    b = build_print(tmp_path, "b.gcode", datetime(2024, 1, 17, 10, 0, 0), 1)
+    index = index_of(tmp_path)
+    day_a, day_b = a.images[0].parent, b.images[0].parent
+    moved = tmp_path.parent / f"{tmp_path.name}-archive"
+    os.rename(day_b, moved)
+    index.refresh({day_b.name})
+    assert [p["gcode_file"] for p in index.prints().items] == ["a.gcode"]
+    assert index.file_path(str(b.images[0].relative_to(tmp_path))) is None
+    os.rename(moved, day_b)
+    for path in a.images[:3]:
+        path.unlink()
+    index.refresh({day_a.name, day_b.name, "not-a-day"})
+    page = index.prints()
+    assert {p["gcode_file"]: p["image_count"] for p in page.items} == {
+        "a.gcode": 2 * 9 - 3,
+        "b.gcode": 9,
+    }
+    shutil.rmtree(day_a)
+    shutil.rmtree(day_b)
+    index.refresh(None)
+    assert index.prints().total == 0
+
+
+def test_refresh_later_runs_on_a_named_thread_and_gathers_changes(tmp_path):
+    a = build_print(tmp_path, "a.gcode", START, 1)
+    index = index_of(tmp_path)
+    names = []
+    started, release = threading.Event(), threading.Event()
+    original = index.refresh
+
+    def slow_refresh(days):
+        names.append(threading.current_thread().name)
+        started.set()
+        release.wait(5)
+        original(days)
+
+    index.refresh = slow_refresh  # type: ignore[method-assign]
+    shutil.rmtree(a.images[0].parent)
+    index.refresh_later({a.images[0].parent.name})
+    assert started.wait(5)
+    index.refresh_later({"2024-01-20"})  # while the first round runs: gathered
+    index.refresh_later({"2024-01-21"})
+    release.set()
+    deadline = time.monotonic() + 5
+    while index.prints().total and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert index.prints().total == 0
+    for thread in threading.enumerate():
+        if thread.name == REFRESH_THREAD_NAME:
+            thread.join(5)
+    assert names == [REFRESH_THREAD_NAME, REFRESH_THREAD_NAME], "two rounds, one thread"
+
+
+def test_refresh_before_the_first_read_does_nothing(tmp_path):
+    build_print(tmp_path, "a.gcode", START, 1)
+    index = CaptureIndex(tmp_path)
+    index.refresh({"2024-01-15"})
+    index.refresh(None)
+    assert index.prints().total == 1  # read on first use, as always

@@ -13,6 +13,14 @@ object per line to ``BASEDIR/lc_sent.jsonl`` (or the path in ``LC_TEST_RECORDER_
   sorts after ``layercapture`` (no sorting key, identifiers compared), so the record
   means the plugin under test finished its ``on_after_startup`` too.
 
+It also sends plugin messages to *every* push-API client (no permission needed), so a test
+can tell when a socket is ready and when earlier pushes have gone out to every socket:
+
+* ``{"type": "client_authed", "username": ...}`` on each ``ClientAuthed`` event (a socket
+  logged in; users without OctoPrint's Status permission get no other sign of that);
+* ``{"type": "barrier", "token": ...}`` on ``POST /api/plugin/lc_test_recorder``
+  ``{"command": "barrier", "token": ...}`` (admins only).
+
 ``t`` is ``time.monotonic()``; on Linux that clock is system-wide, so it compares with
 the test process's own monotonic timestamps.
 """
@@ -25,7 +33,10 @@ import threading
 import time
 from typing import Any, Dict, Optional, TextIO
 
+import flask
 import octoprint.plugin
+from octoprint.access.permissions import Permissions
+from octoprint.events import Events
 
 __plugin_name__ = "Layer Capture test recorder"
 __plugin_version__ = "1.0.0"
@@ -42,6 +53,7 @@ class LayerCaptureTestRecorder(
     octoprint.plugin.StartupPlugin,
     octoprint.plugin.EventHandlerPlugin,
     octoprint.plugin.ShutdownPlugin,
+    octoprint.plugin.SimpleApiPlugin,
 ):
     def __init__(self) -> None:
         super().__init__()
@@ -101,8 +113,26 @@ class LayerCaptureTestRecorder(
         return line
 
     def on_event(self, event: str, payload: Optional[Dict[str, Any]]) -> None:
-        if event == "PositionUpdate":
+        if event == Events.POSITION_UPDATE:
             self._write({"type": "position", "t": time.monotonic(), "payload": payload or {}})
+        elif event == Events.CLIENT_AUTHED:
+            self._broadcast({"type": "client_authed", "username": (payload or {}).get("username")})
+
+    def _broadcast(self, data: Dict[str, Any]) -> None:
+        # permissions=[]: every socket, anonymous ones too (the default needs Status)
+        self._plugin_manager.send_plugin_message(self._identifier, data, permissions=[])
+
+    def is_api_protected(self) -> bool:
+        return True
+
+    def get_api_commands(self) -> Dict[str, Any]:
+        return {"barrier": ["token"]}
+
+    def on_api_command(self, command: str, data: Dict[str, Any]) -> Any:
+        if not Permissions.ADMIN.can():
+            flask.abort(403)
+        self._broadcast({"type": "barrier", "token": str(data["token"])})
+        return flask.make_response("", 204)
 
 
 __plugin_implementation__ = LayerCaptureTestRecorder()
