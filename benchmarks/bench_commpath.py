@@ -61,7 +61,7 @@ def armed_plugin() -> Any:
     """The real plugin object with a tracker armed as during a print (no printer: a
     trigger finds no job to stop, which costs what the check costs)."""
     from octoprint_layercapture import LayerCapturePlugin
-    from octoprint_layercapture.layers import LayerTargets, LayerTracker
+    from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker
 
     plugin = LayerCapturePlugin()
     plugin._tracker = LayerTracker(LayerTargets(every_n=3))

@@ -29,7 +29,7 @@ from common import Row, machine_summary, measure, record  # noqa: E402
 from gallery_tree import build_tree  # noqa: E402
 from harness import OctoPrintServer  # noqa: E402
 
-from octoprint_layercapture.gallery import CaptureIndex  # noqa: E402
+from octoprint_layercapture.store.index import CaptureIndex  # noqa: E402
 
 IMAGES = 10_000
 PRINTS = 10

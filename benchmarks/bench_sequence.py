@@ -215,8 +215,8 @@ def p95(values: List[float]) -> float:
 def naive_layer(server: OctoPrintServer, wait: float, size: int = 3) -> float:
     """One layer captured the naive way, with the plugin switched off: pause, then every
     move followed by a fixed sleep, a snapshot of the fake camera, back, resume."""
-    from octoprint_layercapture.cameras import FakeCamera
-    from octoprint_layercapture.ports import ShotRequest
+    from octoprint_layercapture.cameras.sources import FakeCamera
+    from octoprint_layercapture.capture.ports import ShotRequest
 
     server.save_plugin_settings({"enabled": False})
     mark = server.mark()

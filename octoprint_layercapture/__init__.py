@@ -19,19 +19,20 @@ from flask_babel import gettext
 from octoprint.access.permissions import ADMIN_GROUP, Permissions
 from octoprint.events import Events
 
-from . import api, firmware
 from . import settings as lc_settings
-from .camera_probe import camera_test_settings, probe_camera, unsaved_urls
-from .cameras import WebcamInfo, choose_camera, webcam_info
-from .gallery import CaptureIndex
-from .grid import GridPlan
-from .layers import LayerTargets, LayerTracker, LayerTrigger
-from .ports import CameraPort, SequenceResult
-from .printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
-from .routes import FILE_EVENTS, GalleryRoutes, file_routes
+from .cameras.probe import camera_test_settings, probe_camera, unsaved_urls
+from .cameras.sources import WebcamInfo, choose_camera, webcam_info
+from .capture import firmware
+from .capture.grid import GridPlan
+from .capture.layers import LayerTargets, LayerTracker, LayerTrigger
+from .capture.ports import CameraPort, SequenceResult
+from .capture.printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
+from .capture.status import LiveStatus, next_every_n, planned_layer_seconds
+from .capture.worker import CaptureRequest, CaptureWorker, PrintInfo
 from .session import ArmedPrint, CaptureSession
-from .status import LiveStatus, next_every_n, planned_layer_seconds
-from .worker import CaptureRequest, CaptureWorker, PrintInfo
+from .store.index import CaptureIndex
+from .web import api
+from .web.routes import FILE_EVENTS, GalleryRoutes, file_routes
 
 __plugin_name__ = "Layer Capture"
 __plugin_pythoncompat__ = ">=3.9,<4"
@@ -545,7 +546,7 @@ class LayerCapturePlugin(
         )
 
     def _profile_bounds(self) -> Optional[lc_settings.Bounds]:
-        from .profile import bounds_from_profile
+        from .capture.profile import bounds_from_profile
 
         try:
             profile = self._printer_profile_manager.get_current_or_default()

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Protocol, Tuple
 
-from .layers import LayerTracker, LayerTrigger
-from .ports import OUTCOME_INTERRUPTED, SequenceResult
-from .printer_port import OctoPrintPrinterPort
+from .capture.layers import LayerTracker, LayerTrigger
+from .capture.ports import OUTCOME_INTERRUPTED, SequenceResult
+from .capture.printer_port import OctoPrintPrinterPort
+from .capture.worker import CaptureRequest, PrintInfo
 from .settings import Bounds, CaptureSettings
-from .worker import CaptureRequest, PrintInfo
 
 ScriptLines = Tuple[Optional[List[str]], Optional[List[str]]]
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .firmware import AUTO, FIRMWARE_CHOICES
+from .capture.firmware import AUTO, FIRMWARE_CHOICES
 
 SETTINGS_VERSION = 2
 

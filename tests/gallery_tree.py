@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from PIL import Image
 
-from octoprint_layercapture.storage import (
+from octoprint_layercapture.store.files import (
     ImageRecord,
     LayerMetadata,
     SkippedRecord,

@@ -26,7 +26,7 @@ from integration.capture_checks import (
 PLUGIN_TAG = "plugin:layercapture"
 PAUSE_SCRIPT_TAG = "script:afterPrintPaused"
 RESUME_SCRIPT_TAG = "script:beforePrintResumed"
-CLEARANCE = 1.0  # the plugin's travel clearance (gcode.TRAVEL_CLEARANCE)
+CLEARANCE = 1.0  # the plugin's travel clearance (moves.TRAVEL_CLEARANCE)
 
 # OctoPrint's documented example scripts (docs/features/gcode_scripts.rst), with an M400
 # before each mode switch (the Virtual Printer applies G90/G91/M82 before the queued moves

@@ -232,8 +232,8 @@ def test_camera_test_needs_the_manage_permission(octoprint_server: OctoPrintServ
 def test_ffmpegs_own_http_server_chunked_stream() -> None:
     """ffmpeg serving HTTP itself (chunked, one client): a frame, then ffmpeg sees the
     stream closed and exits."""
-    from octoprint_layercapture.camera_mjpeg import MjpegStreamCamera
-    from octoprint_layercapture.ports import ShotRequest
+    from octoprint_layercapture.cameras.mjpeg import MjpegStreamCamera
+    from octoprint_layercapture.capture.ports import ShotRequest
 
     port = free_port()
     process = ffmpeg_listen(port)

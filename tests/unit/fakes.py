@@ -12,8 +12,8 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 from PIL import Image
 
 from octoprint_layercapture import settings as lc_settings
-from octoprint_layercapture.firmware import ModeHistory
-from octoprint_layercapture.ports import (
+from octoprint_layercapture.capture.firmware import ModeHistory
+from octoprint_layercapture.capture.ports import (
     CameraError,
     JobInterrupted,
     JobResumedByUser,

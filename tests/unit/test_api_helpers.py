@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from octoprint_layercapture import api
 from octoprint_layercapture.settings import DEFAULTS, Bounds, InvalidSettings, validate
+from octoprint_layercapture.web import api
 
 BED = Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
 

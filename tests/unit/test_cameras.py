@@ -15,7 +15,7 @@ import requests
 from fakes import tiny_jpeg
 from PIL import Image
 
-from octoprint_layercapture.camera_base import (
+from octoprint_layercapture.cameras.base import (
     PermanentCameraError,
     RealCamera,
     Transform,
@@ -26,16 +26,16 @@ from octoprint_layercapture.camera_base import (
     media_type,
     redact_url,
 )
-from octoprint_layercapture.camera_http import SnapshotUrlCamera
-from octoprint_layercapture.camera_mjpeg import MjpegStreamCamera
-from octoprint_layercapture.camera_probe import (
+from octoprint_layercapture.cameras.http import SnapshotUrlCamera
+from octoprint_layercapture.cameras.mjpeg import MjpegStreamCamera
+from octoprint_layercapture.cameras.probe import (
     CAMERA_TEST_LIMIT_S,
     camera_test_settings,
     probe_camera,
     unsaved_urls,
     within_test_limit,
 )
-from octoprint_layercapture.cameras import (
+from octoprint_layercapture.cameras.sources import (
     FakeCamera,
     NoCamera,
     OctoPrintWebcam,
@@ -43,7 +43,7 @@ from octoprint_layercapture.cameras import (
     choose_camera,
     webcam_info,
 )
-from octoprint_layercapture.ports import CameraError, ShotRequest
+from octoprint_layercapture.capture.ports import CameraError, ShotRequest
 from octoprint_layercapture.settings import InvalidSettings, validate
 
 REQUEST = ShotRequest(layer=3, layer_z=0.6, index=4, count=9, x=125.0, y=105.0, z=5.6)
@@ -431,7 +431,7 @@ def test_urls_other_than_the_saved_ones_are_named():
 
 
 def test_redirect_targets_keep_to_the_same_scheme_host_and_port():
-    from octoprint_layercapture.camera_http import same_origin_target
+    from octoprint_layercapture.cameras.http import same_origin_target
 
     base = "http://admin:pw@cam:8080/snap"
     assert same_origin_target(base, "/other?x=1") == "http://admin:pw@cam:8080/other?x=1"

@@ -9,9 +9,9 @@ from typing import Iterator
 import pytest
 from harness.camera_servers import SnapshotServer
 
-from octoprint_layercapture.camera_base import redact_url
-from octoprint_layercapture.camera_http import SnapshotUrlCamera
-from octoprint_layercapture.ports import CameraError, ShotRequest
+from octoprint_layercapture.cameras.base import redact_url
+from octoprint_layercapture.cameras.http import SnapshotUrlCamera
+from octoprint_layercapture.capture.ports import CameraError, ShotRequest
 
 REQUEST = ShotRequest(layer=3, layer_z=0.6, index=0, count=1, x=100.0, y=100.0, z=5.6)
 

@@ -15,8 +15,8 @@ import pytest
 from fakes import tiny_jpeg
 from harness.mjpeg_servers import RawServer, wait_closed
 
-from octoprint_layercapture.camera_mjpeg import MjpegStreamCamera
-from octoprint_layercapture.ports import CameraError, ShotRequest
+from octoprint_layercapture.cameras.mjpeg import MjpegStreamCamera
+from octoprint_layercapture.capture.ports import CameraError, ShotRequest
 
 REQUEST = ShotRequest(layer=3, layer_z=0.6, index=0, count=1, x=100.0, y=100.0, z=5.6)
 FRAMES = [tiny_jpeg((20 * i, 100, 200 - 20 * i), size=(16, 12)) for i in range(8)]

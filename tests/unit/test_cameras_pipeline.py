@@ -16,13 +16,13 @@ import pytest
 from fakes import FakeClock, HeadState, RecorderPrinter, tiny_jpeg
 from PIL import Image
 
-from octoprint_layercapture import image_writer
-from octoprint_layercapture.camera_base import Transform
-from octoprint_layercapture.image_writer import ImageWriter
-from octoprint_layercapture.layers import LayerTrigger, MotionState
-from octoprint_layercapture.ports import ShotRequest, Snapshot
+from octoprint_layercapture.cameras.base import Transform
+from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
+from octoprint_layercapture.capture.ports import ShotRequest, Snapshot
+from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker, PrintInfo
 from octoprint_layercapture.settings import Bounds, validate
-from octoprint_layercapture.worker import CaptureRequest, CaptureWorker, PrintInfo
+from octoprint_layercapture.store import writer as image_writer
+from octoprint_layercapture.store.writer import ImageWriter
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "metadata_schema.json").read_text())
 BED = Bounds(0, 0, 200, 200, 200)

@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 from PIL import Image, ImageChops
 
-from octoprint_layercapture.fake_camera import FakeFrameRequest, render_fake_frame
-from octoprint_layercapture.grid import plan_grid
+from octoprint_layercapture.cameras.fake import FakeFrameRequest, render_fake_frame
+from octoprint_layercapture.capture.grid import plan_grid
 from octoprint_layercapture.settings import Bounds
 
 BED = Bounds(0.0, 0.0, 235.0, 235.0, 250.0)

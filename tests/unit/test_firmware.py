@@ -1,4 +1,4 @@
-"""Firmware families, motion-mode histories and soft limits (octoprint_layercapture.firmware)."""
+"""Firmware families, motion-mode histories and soft limits (capture.firmware)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import pytest
 
-from octoprint_layercapture import firmware, gcode
-from octoprint_layercapture.firmware import ModeHistory, SoftLimits, SoftLimitsWatch
+from octoprint_layercapture.capture import firmware, moves
+from octoprint_layercapture.capture.firmware import ModeHistory, SoftLimits, SoftLimitsWatch
 
 MODE_COMMANDS = ["G90", "G91", "M82", "M83"]
 
@@ -73,9 +73,9 @@ def test_what_the_sequence_changes_it_gives_back_on_every_family(
         history = ModeHistory()
         for command in commands:
             history = history.after(command)
-        kind = gcode.retract_kind(1.0 if retract else 0.0, history, False, False)
-        ours = gcode.setup_commands(history, kind)
-        back = gcode.restore_mode_commands(history, kind, None)
+        kind = moves.retract_kind(1.0 if retract else 0.0, history, False, False)
+        ours = moves.setup_commands(history, kind)
+        back = moves.restore_mode_commands(history, kind, None)
         replayed = [*commands, *ours, *back]
         assert ours or not back
         for family in ("marlin", "klipper", "reprapfirmware"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gallery_tree import build_print, build_tree
 
-from octoprint_layercapture.gallery import (
+from octoprint_layercapture.store.index import (
     REFRESH_THREAD_NAME,
     CaptureIndex,
     capture_days,
@@ -255,7 +255,7 @@ def test_print_ids_are_sixteen_hex_digits(value):
 
 
 def test_records_of_sparse_or_odd_metadata():
-    from octoprint_layercapture.gallery_records import layer_record
+    from octoprint_layercapture.store.entries import layer_record
 
     name = "layer_0007_pos_05_z_1_40_20240115_103000.jpg"
     meta = {
@@ -296,7 +296,7 @@ def test_layers_json_is_the_page_as_json(tmp_path):
 
 
 def test_a_layer_written_while_the_folder_is_scanned_is_not_lost(tmp_path, monkeypatch):
-    from octoprint_layercapture import gallery
+    from octoprint_layercapture.store import index as gallery
 
     build_print(tmp_path, "a.gcode", START, 1)
     late = build_print(tmp_path / "incoming", "a.gcode", START, 2)

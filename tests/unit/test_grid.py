@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from octoprint_layercapture.grid import (
+from octoprint_layercapture.capture.grid import (
     GridPlan,
     GridPoint,
     path_length,

@@ -1,4 +1,4 @@
-"""Layer detection (octoprint_layercapture.layers): pure, no OctoPrint needed."""
+"""Layer detection (octoprint_layercapture.capture.layers): pure, no OctoPrint needed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from octoprint_layercapture.firmware import ModeHistory
-from octoprint_layercapture.layers import (
+from octoprint_layercapture.capture.firmware import ModeHistory
+from octoprint_layercapture.capture.layers import (
     VASE_MIN_MOVES,
     LayerTargets,
     LayerTracker,

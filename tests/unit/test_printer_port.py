@@ -13,14 +13,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import pytest
 
-from octoprint_layercapture.ports import (
+from octoprint_layercapture.capture.ports import (
     JobInterrupted,
     Position,
     PrinterTimeout,
     StopReport,
     UnrecognisedReply,
 )
-from octoprint_layercapture.printer_port import PARKED_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort
+from octoprint_layercapture.capture.printer_port import (
+    PARKED_COMMAND,
+    PLUGIN_TAG,
+    OctoPrintPrinterPort,
+)
 
 
 class FakeOctoPrintPrinter:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from octoprint_layercapture.ports import Position
-from octoprint_layercapture.replies import (
+from octoprint_layercapture.capture.ports import Position
+from octoprint_layercapture.capture.replies import (
     ACK,
     CHATTER,
     COMMUNICATION,

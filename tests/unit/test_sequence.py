@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from octoprint_layercapture import gcode
-from octoprint_layercapture.ports import (
+from octoprint_layercapture.capture import moves
+from octoprint_layercapture.capture.ports import (
     PHASES,
     STOP_FROM_PAUSE_EVENT,
     STOP_FROM_POSITION_REPORT,
@@ -16,7 +16,7 @@ from octoprint_layercapture.ports import (
     STOP_UNKNOWN,
     Position,
 )
-from octoprint_layercapture.sequence import (
+from octoprint_layercapture.capture.sequence import (
     HEAD_NOT_BACK,
     MAX_REPORTS_PER_MOVE,
     MOVE_RESENDS,
@@ -121,7 +121,7 @@ def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: floa
     printer = rig.printer
     start = printer.start
     # From the true stop position, not from what the sequence believed it was.
-    travel_z = gcode.travel_height(job.plan.capture_z, start.z, job.layer_z)
+    travel_z = moves.travel_height(job.plan.capture_z, start.z, job.layer_z)
     allowed_xy = {(p.x, p.y) for p in job.plan.points} | {(start.x, start.y)}
     for move in printer.moves:
         if move.command == job.held_line:
@@ -163,7 +163,7 @@ def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: floa
 def moves_block(points: List[Tuple[float, float]]) -> List[str]:
     block: List[str] = []
     for x, y in points:
-        block += [f"G0 X{gcode.format_number(x)} Y{gcode.format_number(y)} F6000", CONFIRM]
+        block += [f"G0 X{moves.format_number(x)} Y{moves.format_number(y)} F6000", CONFIRM]
     return block
 
 
@@ -183,12 +183,12 @@ SNAKE_3X3 = [
      (5.6000000001, "5.6"), (12.34567, "12.346"), (-3.5, "-3.5"), (6000, "6000")],
 )  # fmt: skip
 def test_numbers_are_written_compactly(value, text):
-    assert gcode.format_number(value) == text
+    assert moves.format_number(value) == text
 
 
 def test_non_finite_numbers_are_refused():
     with pytest.raises(ValueError):
-        gcode.format_number(float("nan"))
+        moves.format_number(float("nan"))
 
 
 # ---- the exact G-code

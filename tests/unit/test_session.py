@@ -7,10 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, List, Optional
 
-from octoprint_layercapture.layers import LayerTargets, LayerTracker, LayerTrigger
-from octoprint_layercapture.ports import SequenceResult
+from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
+from octoprint_layercapture.capture.ports import SequenceResult
+from octoprint_layercapture.capture.worker import CaptureRequest, PrintInfo
 from octoprint_layercapture.session import ArmedPrint, CaptureSession
-from octoprint_layercapture.worker import CaptureRequest, PrintInfo
 from tests.unit.fakes import make_settings
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")

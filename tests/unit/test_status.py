@@ -4,14 +4,14 @@ import threading
 
 import pytest
 
-from octoprint_layercapture.settings import DEFAULTS, Bounds, validate
-from octoprint_layercapture.status import (
+from octoprint_layercapture.capture.status import (
     SNAPSHOT_GUESS_S,
     STOP_AND_CONTINUE_GUESS_S,
     LiveStatus,
     next_every_n,
     planned_layer_seconds,
 )
+from octoprint_layercapture.settings import DEFAULTS, Bounds, validate
 
 BED = Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
 

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from octoprint_layercapture import storage
-from octoprint_layercapture.storage import (
+from octoprint_layercapture.store import files as storage
+from octoprint_layercapture.store.files import (
     CaptureStore,
     FailureRecord,
     ImageName,

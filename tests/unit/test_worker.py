@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 from fakes import FakeCamera, FakeClock, HeadState, RecorderPrinter
 
-from octoprint_layercapture.layers import LayerTrigger, MotionState
+from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
+from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker, PrintInfo
 from octoprint_layercapture.settings import Bounds, validate
-from octoprint_layercapture.worker import CaptureRequest, CaptureWorker, PrintInfo
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "metadata_schema.json").read_text())
 BED = Bounds(0, 0, 200, 200, 200)

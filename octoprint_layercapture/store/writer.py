@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Unio
 
 from PIL import UnidentifiedImageError
 
-from .ports import (
+from ..capture.ports import (
     OUTCOME_COMPLETED,
     OUTCOME_COMPLETED_WITH_FAILURES,
     SavedShot,
@@ -32,10 +32,10 @@ from .ports import (
     ShotRequest,
     Snapshot,
 )
-from .storage import CaptureStore, make_thumbnail, thumbnail_name, write_atomic
+from .files import CaptureStore, make_thumbnail, thumbnail_name, write_atomic
 
 if TYPE_CHECKING:  # settings.py is pure too; for the annotations only
-    from .settings import CaptureSettings
+    from ..settings import CaptureSettings
 
 THREAD_NAME = "layercapture-writer"
 THUMBNAIL_QUALITY = 85

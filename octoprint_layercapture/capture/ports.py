@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 if TYPE_CHECKING:  # pure modules too; imported for the annotations only
+    from ..settings import CaptureSettings
     from .firmware import ModeHistory
-    from .settings import CaptureSettings
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
-from .camera_base import (
+from ..capture.ports import CameraError, CameraPort, ShotRequest, Snapshot
+from ..settings import Bounds, CaptureSettings
+from .base import (
     MAX_IMAGE_BYTES,
     PermanentCameraError,
     RealCamera,
@@ -27,11 +29,9 @@ from .camera_base import (
     explain_io_error,
     http_error,
 )
-from .camera_http import SnapshotUrlCamera
-from .camera_mjpeg import MjpegStreamCamera
-from .fake_camera import render_fake_frame
-from .ports import CameraError, CameraPort, ShotRequest, Snapshot
-from .settings import Bounds, CaptureSettings
+from .fake import render_fake_frame
+from .http import SnapshotUrlCamera
+from .mjpeg import MjpegStreamCamera
 
 WEBCAM_SETTINGS_HINT = "(Settings > Webcam & Timelapse)"
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from .gallery_records import PrintEntry, layer_record
-from .storage import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
+from .entries import PrintEntry, layer_record
+from .files import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.gallery")
 

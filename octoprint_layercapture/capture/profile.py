@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from .settings import Bounds
+from ..settings import Bounds
 
 
 def bounds_from_profile(profile: Optional[Mapping[str, Any]]) -> Optional[Bounds]:

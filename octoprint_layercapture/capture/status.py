@@ -13,8 +13,8 @@ import math
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..settings import Bounds, CaptureSettings
 from .grid import plan_grid, travel_distance
-from .settings import Bounds, CaptureSettings
 
 # What the plan cannot know, from the fake camera and the virtual printer on a slow machine:
 # one snapshot, and stopping plus continuing the job. Replaced by measurements after the

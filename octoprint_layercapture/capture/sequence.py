@@ -41,7 +41,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import firmware, gcode, ports
+from ..settings import WAIT_POLL
+from . import firmware, moves, ports
 
 # The job and result types live in ports.py beside the other exchanged values; importing
 # them here lets callers take the whole sequence API from this module.
@@ -63,7 +64,6 @@ from .ports import (
     ShotResult,
     StopReport,
 )
-from .settings import WAIT_POLL
 
 # A printer whose reports keep disagreeing after M400 will not change its mind; cap the
 # position reports per move so a misreporting firmware isn't flooded until the timeout.
@@ -162,7 +162,7 @@ class _Run:
         )
         self.moved = False  # our first commands went out: the return path is owed
         self.head_back = True  # the head is where the job stopped, in the job's modes
-        self.retract = gcode.RETRACT_NONE
+        self.retract = moves.RETRACT_NONE
         self.lifted = False  # the lift to travel height is confirmed: XY moves may go out
         self.interrupted = False
         self.user_paused = False
@@ -200,11 +200,11 @@ class _Run:
             return
         stop = self.result.stop_position
         assert stop is not None and stop.z is not None
-        travel_z = gcode.travel_height(
+        travel_z = moves.travel_height(
             self.job.plan.capture_z, stop.z, self.job.layer_z, self.job.printed_top
         )
         max_z = self.job.max_z
-        if max_z is not None and travel_z > max_z + gcode.POSITION_TOLERANCE:
+        if max_z is not None and travel_z > max_z + moves.POSITION_TOLERANCE:
             self._fail(
                 "moves",
                 f"travel height Z {travel_z:g} is above max Z {max_z:g}; nothing moved",
@@ -212,7 +212,7 @@ class _Run:
             return
         self.result.travel_z = self.travel_z = travel_z
         self.back = back
-        self.retract = gcode.retract_kind(
+        self.retract = moves.retract_kind(
             self.settings.retract_length, back.modes, back.firmware_retraction, back.retracted
         )
         try:
@@ -281,7 +281,7 @@ class _Run:
         # longer tell where the job stopped, only OctoPrint's pause report and the file can
         may_ask = report.script_lines == 0
         if reported is not None and reported.has_xyz:
-            if not tracked.has_xyz or gcode.reached(reported, gcode.position_as_sent(tracked)):
+            if not tracked.has_xyz or moves.reached(reported, moves.position_as_sent(tracked)):
                 return self._use_stop(reported, ports.STOP_FROM_PAUSE_EVENT)
             # OctoPrint's pause asks M400 + M114: a printer without M400 answers while the
             # job's last moves still run, and without serial.logPositionOnPause the report
@@ -331,7 +331,7 @@ class _Run:
                 return self.printer.confirm(self.settings.pause_timeout)
             # M114 alone may answer while the job's last moves still run: ask until the
             # head is where they end
-            reported, mismatch = self._confirm_at(gcode.position_as_sent(tracked))
+            reported, mismatch = self._confirm_at(moves.position_as_sent(tracked))
         except JobInterrupted:
             raise
         except Exception as exc:
@@ -354,9 +354,9 @@ class _Run:
         self.printer.check()
         s = self.settings
         assert self.back is not None
-        commands = gcode.setup_commands(self.back.modes, self.retract)
-        commands += gcode.retract_commands(self.retract, s.retract_length, s.retract_speed)
-        lift = gcode.lift_commands(travel_z, s.z_speed)
+        commands = moves.setup_commands(self.back.modes, self.retract)
+        commands += moves.retract_commands(self.retract, s.retract_length, s.retract_speed)
+        lift = moves.lift_commands(travel_z, s.z_speed)
         self.printer.send(commands + lift)
         self.moved = True
         self.head_back = False
@@ -379,14 +379,14 @@ class _Run:
         self.timer.enter("moves")
         self._progress("moving", number)
         started = self.clock.monotonic()
-        x, y = gcode.as_sent(point.x), gcode.as_sent(point.y)
+        x, y = moves.as_sent(point.x), moves.as_sent(point.y)
         commanded = Position(x, y, travel_z)
         request = ShotRequest(
             self.job.layer, self.job.layer_z, point.index, self.job.plan.count, x, y, travel_z
         )
         shot = ShotResult(point.index, request, commanded, None, None, "", 0.0, self.clock.now())
         self.result.shots.append(shot)
-        move = gcode.move_commands(point.x, point.y, s.movement_speed)
+        move = moves.move_commands(point.x, point.y, s.movement_speed)
         self.printer.send(move)
         try:
             shot.measured, mismatch = self._confirm_move(move, commanded)
@@ -468,7 +468,7 @@ class _Run:
                 break
             reports += 1
             reported = self.printer.confirm(remaining)
-            if gcode.reached(reported, expected):
+            if moves.reached(reported, expected):
                 return reported, None
         seen = reported.describe() if reported is not None else "nothing"
         return reported, (
@@ -520,14 +520,14 @@ class _Run:
         s = self.settings
         point = back.position
         assert point.x is not None and point.y is not None and point.z is not None
-        x, y, z = gcode.as_sent(point.x), gcode.as_sent(point.y), gcode.as_sent(point.z)
+        x, y, z = moves.as_sent(point.x), moves.as_sent(point.y), moves.as_sent(point.z)
         if self.lifted:
-            back_xy = gcode.move_commands(point.x, point.y, s.movement_speed)
+            back_xy = moves.move_commands(point.x, point.y, s.movement_speed)
             if not self._return_step(back_xy):
                 return
             if not self._settle_return(back_xy, Position(x, y, travel_z), f"back above {self._to}"):
                 return
-        lower = gcode.lower_commands(point.z, s.z_speed, self.retract, s.retract_length)
+        lower = moves.lower_commands(point.z, s.z_speed, self.retract, s.retract_length)
         if not self._return_step(lower):
             return
         self.retract_owed = False
@@ -535,15 +535,15 @@ class _Run:
         def lower_again(reported: Optional[Position]) -> List[str]:
             # still at travel height: the line never ran, unretract included; otherwise
             # it did, and only Z is sent again (the E of an unretract is relative)
-            up = reported is not None and gcode.reached(reported, Position(None, None, travel_z))
-            return lower if up else gcode.lower_again_commands(z, s.z_speed)
+            up = reported is not None and moves.reached(reported, Position(None, None, travel_z))
+            return lower if up else moves.lower_again_commands(z, s.z_speed)
 
         # The virtual printer applies G90/G91 before queued moves finish: the modes are
         # restored only once the head is confirmed back down.
         down = Position(x, y, z) if self.lifted else Position(None, None, z)
         if not self._settle_return(lower, down, f"back at {self._to}", lower_again):
             return
-        restore = gcode.restore_mode_commands(back.modes, self.retract, back.feedrate)
+        restore = moves.restore_mode_commands(back.modes, self.retract, back.feedrate)
         if self._return_step(restore):
             self.head_back = True
 
@@ -560,13 +560,13 @@ class _Run:
         assert back is not None
         point = back.position
         assert point.x is not None and point.y is not None and point.z is not None
-        kind = self.retract if self.retract_owed else gcode.RETRACT_NONE
-        commands = gcode.setup_commands(back.modes, self.retract)
+        kind = self.retract if self.retract_owed else moves.RETRACT_NONE
+        commands = moves.setup_commands(back.modes, self.retract)
         if self.travel_z is not None:
-            commands += gcode.lift_commands(self.travel_z, s.z_speed)
-        commands += gcode.move_commands(point.x, point.y, s.movement_speed)
-        commands += gcode.lower_commands(point.z, s.z_speed, kind, s.retract_length)
-        commands += gcode.restore_mode_commands(back.modes, self.retract, back.feedrate)
+            commands += moves.lift_commands(self.travel_z, s.z_speed)
+        commands += moves.move_commands(point.x, point.y, s.movement_speed)
+        commands += moves.lower_commands(point.z, s.z_speed, kind, s.retract_length)
+        commands += moves.restore_mode_commands(back.modes, self.retract, back.feedrate)
         return commands
 
     def _return_step(self, commands: List[str]) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .settings import Bounds
+from ..settings import Bounds
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.fake_camera")
 

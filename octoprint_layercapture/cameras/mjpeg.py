@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
-from .camera_base import (
+from ..capture.ports import CameraError
+from .base import (
     MAX_IMAGE_BYTES,
     USER_AGENT,
     DeadlineExceeded,
@@ -34,7 +35,6 @@ from .camera_base import (
     media_type,
     redact_url,
 )
-from .ports import CameraError
 
 _RECV = 64 * 1024
 _MAX_HEADER_BYTES = 16 * 1024

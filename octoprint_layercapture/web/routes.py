@@ -34,11 +34,11 @@ import octoprint.plugin
 from octoprint.access.permissions import Permissions
 from octoprint.events import Events
 
+from ..capture.status import LiveStatus
+from ..settings import DEFAULTS
+from ..store.files import resolve_inside
+from ..store.index import CaptureIndex, capture_days, is_print_id, print_id
 from . import api
-from .gallery import CaptureIndex, capture_days, is_print_id, print_id
-from .settings import DEFAULTS
-from .status import LiveStatus
-from .storage import resolve_inside
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.routes")
 

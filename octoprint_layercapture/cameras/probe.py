@@ -20,9 +20,9 @@ import math
 import time
 from typing import Any, Dict, List, Mapping
 
-from .camera_base import jpeg_size
-from .ports import CameraError, CameraPort, ShotRequest
-from .settings import DEFAULTS, CaptureSettings, InvalidSettings, SettingsError, validate
+from ..capture.ports import CameraError, CameraPort, ShotRequest
+from ..settings import DEFAULTS, CaptureSettings, InvalidSettings, SettingsError, validate
+from .base import jpeg_size
 
 CAMERA_TEST_KEYS = (
     "use_fake_camera",

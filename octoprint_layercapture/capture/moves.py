@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 from typing import List, Optional
 
+from ..settings import WAIT_POLL
 from .firmware import XYZ_ABSOLUTE, ModeHistory
 from .ports import Position
-from .settings import WAIT_POLL
 
 # Extra height above the stop Z and above the printed top while the head is away from the
 # part, so a travel never drags the nozzle over the print even with a 0 mm Z offset.

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Set
 
-from . import gcode
+from . import moves
 from .ports import (
     JobInterrupted,
     Position,
@@ -94,7 +94,7 @@ class OctoPrintPrinterPort:
         # otherwise what it reports is left over from an earlier pause
         self._pause_reports_position = pause_reports_position
         self._stop_mode = stop_mode
-        self._confirm_commands = gcode.confirm_commands(wait_for_moves)
+        self._confirm_commands = moves.confirm_commands(wait_for_moves)
         self._reply_grace = reply_grace
         self._logger = logger or logging.getLogger("octoprint.plugins.layercapture.printer")
         self._monotonic = monotonic
@@ -414,7 +414,7 @@ class OctoPrintPrinterPort:
                     what = "the end of the pause script" if self._paused_event else "PrintPaused"
                     raise PrinterTimeout(f"no {what} within {timeout:g} s") from None
             if not self._paused_event and self._printer.is_pausing():
-                self._printer.commands(list(gcode.WAKE_COMMANDS), tags=plugin_tags(), force=True)
+                self._printer.commands(list(moves.WAKE_COMMANDS), tags=plugin_tags(), force=True)
             wait = min(PAUSE_KICK_EVERY, remaining)
 
     def _release_hold(self) -> None:

@@ -26,9 +26,9 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .gcode import POSITION_QUERY
+from ..settings import WAIT_FOR_MOVES
+from .moves import POSITION_QUERY
 from .ports import Position
-from .settings import WAIT_FOR_MOVES
 
 # How long after M114's "ok" a position report may still come (firmware that answers "ok"
 # first sends the report right behind it); generous, since lines arrive in one burst.

@@ -18,14 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from .cameras import NoCamera
+from ..cameras.sources import NoCamera
+from ..settings import Bounds, CaptureSettings
+from ..store.files import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
+from ..store.writer import ImageWriter, StoreSink
 from .grid import GridPlan, plan_grid
-from .image_writer import ImageWriter, StoreSink
 from .layers import LayerTrigger, MotionState
 from .ports import CameraPort, CaptureJob, Position, PrinterPort, SequenceResult
 from .sequence import CaptureSequence
-from .settings import Bounds, CaptureSettings
-from .storage import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
 
 _THREAD_NAME = "layercapture-worker"
 

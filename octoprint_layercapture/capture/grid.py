@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .settings import Bounds, grid_offsets
+from ..settings import Bounds, grid_offsets
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.grid")
 

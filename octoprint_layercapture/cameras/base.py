@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from PIL import Image, ImageOps
 
-from .ports import CameraError, ShotRequest, Snapshot
+from ..capture.ports import CameraError, ShotRequest, Snapshot
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"

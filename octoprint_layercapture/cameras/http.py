@@ -19,7 +19,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from .camera_base import (
+from ..capture.ports import CameraError
+from .base import (
     MAX_IMAGE_BYTES,
     USER_AGENT,
     PermanentCameraError,
@@ -29,7 +30,6 @@ from .camera_base import (
     http_error,
     redact_url,
 )
-from .ports import CameraError
 
 _CHUNK = 64 * 1024
 MAX_REDIRECTS = 5

@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from zipstream import ZipStream
 
-from . import settings as lc_settings
-from .camera_base import redact_url
-from .gallery import is_print_id
-from .grid import plan_grid
+from .. import settings as lc_settings
+from ..cameras.base import redact_url
+from ..capture.grid import plan_grid
+from ..store.index import is_print_id
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 2000
