@@ -43,7 +43,7 @@ sys.path.insert(0, str(TESTS))
 from common import Row, record  # noqa: E402
 from harness import OctoPrintServer  # noqa: E402
 from harness.camera_servers import SnapshotServer  # noqa: E402
-from integration.capture_checks import (  # noqa: E402
+from capture_checks import (  # noqa: E402
     replay,
     split_blocks,
     wait_for_captured_layers,

@@ -1,4 +1,4 @@
-"""Real cameras on a real OctoPrint: local camera servers on 127.0.0.1 (tests/harness/
+"""Real cameras on a real OctoPrint: local camera servers on 127.0.0.1 (tests/support/harness/
 camera_servers.py), OctoPrint's classic webcam, a snapshot URL and a real MJPEG stream
 from ffmpeg; the webcam list and the Test camera endpoint.
 
@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
 import pytest
+from capture_checks import apply_settings, capture_files
 from expected_layers import analyse, expected_capture_layers
 from harness import OctoPrintServer, free_port
 from harness.camera_servers import SnapshotServer
 from harness.mjpeg_servers import MjpegRelay, ffmpeg_listen
 from PIL import Image, ImageStat
-
-from integration.capture_checks import apply_settings, capture_files
 
 pytestmark = pytest.mark.integration
 

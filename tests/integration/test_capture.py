@@ -2,7 +2,7 @@
 
 One server for the module; each print below runs once (a module-scoped parametrized
 fixture) with its settings saved through the REST settings API, and every test checks one
-aspect of every print: which layers were captured (against tests/expected_layers.py), the
+aspect of every print: which layers were captured (against tests/support/expected_layers.py), the
 files and their names, the metadata (schema, timings), the measured positions and E, and the
 G-code the printer actually received (Z safety, the held-back line, the return).
 
@@ -23,15 +23,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 import jsonschema
 import pytest
-from expected_layers import (
-    Analysis,
-    analyse,
-    expected_capture_layers,
-    layer_markers,
-)
-from harness import OctoPrintServer
-
-from integration.capture_checks import (
+from capture_checks import (
     DAY_RE,
     E_TOLERANCE,
     METADATA_RE,
@@ -52,7 +44,15 @@ from integration.capture_checks import (
     split_blocks,
     wait_for_captured_layers,
 )
-from integration.safety_support import (
+from expected_layers import (
+    Analysis,
+    analyse,
+    expected_capture_layers,
+    layer_markers,
+)
+from harness import OctoPrintServer
+from paths import metadata_schema
+from safety_support import (
     DOCUMENTED_SCRIPTS,
     NO_SCRIPTS,
     RELATIVE_SCRIPTS,
@@ -64,7 +64,7 @@ pytestmark = pytest.mark.integration
 
 TESTS = Path(__file__).resolve().parents[1]
 FIXTURES = TESTS / "fixtures"
-SCHEMA = json.loads((TESTS / "metadata_schema.json").read_text(encoding="utf-8"))
+SCHEMA = metadata_schema()
 BED = (0.0, 0.0, 200.0, 200.0)  # OctoPrint's default printer profile
 PRINT_TIMEOUT = 120.0
 

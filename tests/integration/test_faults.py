@@ -13,11 +13,8 @@ import time
 from typing import Any, Callable, Dict, Iterator
 
 import pytest
-from harness import OctoPrintServer
-from harness.camera_servers import SnapshotServer
-
-from integration.capture_checks import code_of, replay, split_blocks
-from integration.fault_support import (
+from capture_checks import code_of, replay, split_blocks
+from fault_support import (
     FAULT_SETTINGS,
     TINY,
     FaultRun,
@@ -30,7 +27,9 @@ from integration.fault_support import (
     run_with_fault,
     tiny_filesystem,
 )
-from integration.safety_support import (
+from harness import OctoPrintServer
+from harness.camera_servers import SnapshotServer
+from safety_support import (
     DOCUMENTED_SCRIPTS,
     NO_SCRIPTS,
     RELATIVE_SCRIPTS,

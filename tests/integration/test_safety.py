@@ -21,10 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
-from expected_layers import analyse
-from harness import OctoPrintServer
-
-from integration.capture_checks import (
+from capture_checks import (
     apply_settings,
     capture_files,
     code_of,
@@ -32,7 +29,9 @@ from integration.capture_checks import (
     split_blocks,
     wait_for_captured_layers,
 )
-from integration.safety_support import (
+from expected_layers import analyse
+from harness import OctoPrintServer
+from safety_support import (
     DOCUMENTED_SCRIPTS,
     FAMILIES,
     NO_SCRIPTS,

@@ -1,6 +1,6 @@
 """Who may do what on the web side, on a real OctoPrint, as the six kinds of user: anonymous,
 an Operator, a read-only user, *View captures* only, *View + Manage captures* without
-Settings, and an admin (tests/harness/server.py WEB_USERS).
+Settings, and an admin (tests/support/harness/server.py WEB_USERS).
 
 * Test camera: a Manage user without Settings tries the saved camera only; no byte of a
   non-image answer is quoted; redirects to other hosts are not followed; a test ends

@@ -1,4 +1,4 @@
-"""The committed G-code fixtures and the reference layer reader in tests/expected_layers.py."""
+"""The committed G-code fixtures and the reference layer reader in tests/support/expected_layers.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from expected_layers import (
     highest_printed_z_before,
     layer_markers,
 )
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 DEMO = ROOT / "octoprint_layercapture" / "samples" / "demo_sample.gcode"
 

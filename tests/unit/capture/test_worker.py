@@ -9,12 +9,13 @@ from typing import Any, Dict, List
 import jsonschema
 import pytest
 from fakes import FakeCamera, FakeClock, HeadState, RecorderPrinter
+from paths import metadata_schema
 
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker, PrintInfo
 from octoprint_layercapture.settings import Bounds, validate
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "metadata_schema.json").read_text())
+SCHEMA = metadata_schema()
 BED = Bounds(0, 0, 200, 200, 200)
 
 

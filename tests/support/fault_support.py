@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
+import paths
 import pytest
-from expected_layers import Analysis, analyse
-from harness import Message, OctoPrintServer
-
-from integration.capture_checks import (
+from capture_checks import (
     SENT_TOLERANCE,
     Block,
     Step,
@@ -43,8 +41,10 @@ from integration.capture_checks import (
     split_blocks,
     wait_for_captured_layers,
 )
+from expected_layers import Analysis, analyse
+from harness import Message, OctoPrintServer
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = paths.FIXTURES
 TINY = FIXTURES / "prusa_tiny.gcode"  # 7 layers of 0.2 mm: every 3rd captures 3 and 6
 END_EVENTS = ("PrintDone", "PrintFailed", "PrintCancelled")
 CLEARANCE = 1.0  # the plugin's travel clearance above the printed top (gcode.py)

@@ -4,7 +4,7 @@ capture sequences, and check motion, files and metadata.
 The replay is a tiny G-code interpreter that keeps two extruder counters side by side:
 
 * ``e``: what a Marlin-like firmware counts (M82/M83 choose the E mode, G90/G91 set it too,
-  G92 sets it), the same model as ``tests/expected_layers.py``;
+  G92 sets it), the same model as ``tests/support/expected_layers.py``;
 * ``e_vp``: what OctoPrint 1.11's virtual printer counts. It ignores M82/M83: E is absolute
   under G90 and relative under G91, so in an M83 file it reports the last E word.
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from integration.capture_checks import (
+from capture_checks import (
     SENT_TOLERANCE,
     Block,
     State,

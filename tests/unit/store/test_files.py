@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from paths import metadata_schema
 from PIL import Image
 
 from octoprint_layercapture.store import files as storage
@@ -33,7 +34,7 @@ from octoprint_layercapture.store.files import (
 )
 
 WHEN = datetime(2024, 1, 15, 10, 30, 0)
-SCHEMA = json.loads((Path(__file__).parents[1] / "metadata_schema.json").read_text("utf-8"))
+SCHEMA = metadata_schema()
 SPEC_KEYS = [
     "layer",
     "z_height",

@@ -4,6 +4,22 @@ import logging
 from typing import Any, FrozenSet, List, Optional, Tuple
 
 import pytest
+from fakes import (
+    CONFIRM,
+    CONTINUE,
+    WAIT_STOPPED,
+    FakeCamera,
+    FakeClock,
+    FakeMotion,
+    FakePlan,
+    HeadState,
+    PrinterFaults,
+    RecorderPrinter,
+    RecordingSink,
+    Rig,
+    make_settings,
+    snake_plan,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,22 +40,6 @@ from octoprint_layercapture.capture.sequence import (
     CaptureJob,
     CaptureSequence,
     SequenceResult,
-)
-from tests.unit.fakes import (
-    CONFIRM,
-    CONTINUE,
-    WAIT_STOPPED,
-    FakeCamera,
-    FakeClock,
-    FakeMotion,
-    FakePlan,
-    HeadState,
-    PrinterFaults,
-    RecorderPrinter,
-    RecordingSink,
-    Rig,
-    make_settings,
-    snake_plan,
 )
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")

@@ -1,4 +1,4 @@
-"""The snapshot URL camera against a local HTTP server on 127.0.0.1 (tests/harness)."""
+"""The snapshot URL camera against a local HTTP server on 127.0.0.1 (tests/support/harness)."""
 
 from __future__ import annotations
 

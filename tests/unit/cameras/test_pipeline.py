@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 import jsonschema
 import pytest
 from fakes import FakeClock, HeadState, RecorderPrinter, tiny_jpeg
+from paths import metadata_schema
 from PIL import Image
 
 from octoprint_layercapture.cameras.base import Transform
@@ -24,7 +25,7 @@ from octoprint_layercapture.settings import Bounds, validate
 from octoprint_layercapture.store import writer as image_writer
 from octoprint_layercapture.store.writer import ImageWriter
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "metadata_schema.json").read_text())
+SCHEMA = metadata_schema()
 BED = Bounds(0, 0, 200, 200, 200)
 PHOTO = tiny_jpeg((10, 200, 90), size=(64, 32))
 
