@@ -36,18 +36,18 @@ from typing import Any, Dict, List, Tuple
 import requests
 
 HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent / "tests"
+TESTS = HERE.parent / "tests" / "support"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(TESTS))
 
-from common import Row, record  # noqa: E402
-from harness import OctoPrintServer  # noqa: E402
-from harness.camera_servers import SnapshotServer  # noqa: E402
 from capture_checks import (  # noqa: E402
     replay,
     split_blocks,
     wait_for_captured_layers,
 )
+from common import Row, record  # noqa: E402
+from harness import OctoPrintServer  # noqa: E402
+from harness.camera_servers import SnapshotServer  # noqa: E402
 from small_prints import write_square_print  # noqa: E402
 
 from octoprint_layercapture.settings import DEFAULTS  # noqa: E402

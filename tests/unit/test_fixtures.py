@@ -1,4 +1,4 @@
-"""The committed G-code fixtures and the reference layer reader in tests/support/expected_layers.py."""
+"""The committed G-code fixtures and the reference layer reader (support/expected_layers.py)."""
 
 from __future__ import annotations
 
