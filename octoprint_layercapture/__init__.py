@@ -31,6 +31,7 @@ from .capture.status import LiveStatus, next_every_n, planned_layer_seconds
 from .capture.worker import CaptureRequest, CaptureWorker, PrintInfo
 from .session import ArmedPrint, CaptureSession
 from .store.index import CaptureIndex
+from .vocabulary import State
 from .web import api
 from .web.routes import FILE_EVENTS, GalleryRoutes, file_routes
 
@@ -200,14 +201,14 @@ class LayerCapturePlugin(
         self._disarm("PrintStarted")
         if payload.get("origin") in PRINTER_STORAGES:
             self._publish_status(
-                {"state": "unsupported", "message": "SD card prints are not captured"}
+                {"state": State.UNSUPPORTED, "message": "SD card prints are not captured"}
             )
             return
         try:
             values = self._current_settings()
         except lc_settings.InvalidSettings as exc:
             self._logger.warning(f"Settings are invalid, this print is not captured: {exc}")
-            self._publish_status({"state": "error", "message": f"invalid settings: {exc}"})
+            self._publish_status({"state": State.ERROR, "message": f"invalid settings: {exc}"})
             return
         if not values.enabled:
             return
@@ -253,7 +254,7 @@ class LayerCapturePlugin(
             family=family,
         )
         self._session = CaptureSession(armed, tracker, port, number, self._logger)
-        self._publish_status({"state": "waiting", "layer": 0})
+        self._publish_status({"state": State.WAITING, "layer": 0})
 
     def _disarm(self, reason: str) -> None:
         session = self._session
@@ -262,7 +263,7 @@ class LayerCapturePlugin(
             return
         if session.tracker.vase_mode:
             self._logger.warning("Spiral vase mode detected: layers were not captured")
-        self._publish_status({"state": "idle", "reason": reason})
+        self._publish_status({"state": State.IDLE, "reason": reason})
 
     ##~~ G-code hooks (OctoPrint's comm thread: keep them cheap)
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import List, Optional, Protocol, Tuple
 
 from .capture.layers import LayerTracker, LayerTrigger
-from .capture.ports import OUTCOME_INTERRUPTED, SequenceResult
+from .capture.ports import SequenceResult
 from .capture.printer_port import OctoPrintPrinterPort
 from .capture.worker import CaptureRequest, PrintInfo
 from .settings import Bounds, CaptureSettings
+from .vocabulary import Outcome
 
 ScriptLines = Tuple[Optional[List[str]], Optional[List[str]]]
 
@@ -113,7 +114,7 @@ class CaptureSession:
     def sequence_finished(self, request: CaptureRequest, result: SequenceResult) -> None:
         """Record what the job is owed, then hand the job back (release its hold). In this
         order: a resume clicked the moment the hold is released must find the owed line."""
-        interrupted = result.outcome == OUTCOME_INTERRUPTED
+        interrupted = result.outcome == Outcome.INTERRUPTED
         if not interrupted:
             with self._lock:
                 if request.held_line and not result.held_line_sent:

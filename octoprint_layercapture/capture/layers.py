@@ -77,9 +77,33 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 from .firmware import E_ABSOLUTE, E_RELATIVE, XYZ_ABSOLUTE, XYZ_RELATIVE, ModeHistory
+from .gcode_lexer import (
+    CENTRE,
+    COMMANDS,
+    EPS,
+    EZF,
+    HEAD,
+    K_ABS,
+    K_ARC,
+    K_EABS,
+    K_EREL,
+    K_HOME,
+    K_PROBE,
+    K_RECOVER,
+    K_REL,
+    K_RETRACT,
+    K_SETPOS,
+    LIMIT,
+    MIN_STEP,
+    SLOW_FIRST,
+    axis_value,
+    clean,
+    compact_parts,
+    finite,
+)
 
 __all__ = [
     "VASE_MIN_MOVES",
@@ -92,111 +116,10 @@ __all__ = [
 #: Consecutive slightly-rising extruding moves that mean spiral vase mode.
 VASE_MIN_MOVES = 8
 
-_EPS = 1e-6
-_LIMIT = 1e9  # values beyond this (and NaN/inf) are ignored
-_MIN_STEP = 0.001  # a min_layer_height below this (or invalid) is taken as this
-
-_K_MOVE = 1
-_K_ARC = 2
-_K_SETPOS = 3
-_K_ABS = 4
-_K_REL = 5
-_K_HOME = 6
-_K_PROBE = 7
-_K_EABS = 8
-_K_EREL = 9
-_K_RETRACT = 10
-_K_RECOVER = 11
-
-
-def _command_table() -> Dict[str, int]:
-    base = {
-        ("G", 0): _K_MOVE,
-        ("G", 1): _K_MOVE,
-        ("G", 2): _K_ARC,
-        ("G", 3): _K_ARC,
-        ("G", 28): _K_HOME,
-        ("G", 29): _K_PROBE,
-        ("G", 90): _K_ABS,
-        ("G", 91): _K_REL,
-        ("G", 92): _K_SETPOS,
-        ("M", 82): _K_EABS,
-        ("M", 83): _K_EREL,
-        ("G", 10): _K_RETRACT,
-        ("G", 11): _K_RECOVER,
-    }
-    table: Dict[str, int] = {}
-    for (letter, number), kind in base.items():
-        for head in (letter, letter.lower()):
-            table[f"{head}{number}"] = kind
-            table[f"{head}{number:02d}"] = kind
-            table[f"{head}{number:03d}"] = kind
-    return table
-
-
-_COMMANDS = _command_table()
-_SLOW_FIRST = frozenset("Nn \t\r\n\f\v")  # line numbers or leading blanks
-_EZF = "EZFezf"
-_CENTRE = "IJRijr"
-_N_PREFIX = re.compile(r"\s*[Nn]\s*[-+]?\d*\s*")
-_HEAD = re.compile(r"\s*[GgMm]\s*\d+")
-_TOKEN = re.compile(r"([A-Za-z])\s*([-+]?(?:\d+\.?\d*|\.\d+))")
-
-
-def _clean(line: str) -> str:
-    """The line without comment, checksum, line number and surrounding blanks."""
-    cut = line.find(";")
-    if cut >= 0:
-        line = line[:cut]
-    cut = line.find("*")
-    if cut >= 0:
-        line = line[:cut]
-    line = line.strip()
-    if line[:1] in ("N", "n"):
-        match = _N_PREFIX.match(line)
-        if match:
-            line = line[match.end() :]
-    return line
-
-
-def _compact_parts(line: str) -> Optional[List[str]]:
-    """Tokens of a line written without blanks (``G1X10E.5``), or None if no command."""
-    tokens = _TOKEN.findall(_clean(line))
-    if not tokens:
-        return None
-    letter, number = tokens[0]
-    if letter not in "GgMm" or not number.isdigit():
-        return None
-    return [letter + number for letter, number in tokens]
-
-
-def _finite(text: str) -> Optional[float]:
-    """A plain number (no exponent: in G-code ``E`` is a word) within +-1e9, else None."""
-    if "e" in text or "E" in text:
-        return None
-    try:
-        value = float(text)
-    except (ValueError, OverflowError):
-        return None
-    if -_LIMIT < value < _LIMIT:
-        return value
-    return None
-
-
-def _axis_value(word: str) -> Optional[float]:
-    """The value of an X/Y word such as ``X12.5``; glued forms (``X1*45``, ``X1Y2``) give
-    their first number; None when unreadable."""
-    value = _finite(word[1:])
-    if value is None:
-        tokens = _TOKEN.findall(_clean(word))
-        if tokens and tokens[0][0] == word[0]:
-            value = _finite(tokens[0][1])
-    return value
-
 
 def _layer_index(text: str) -> Optional[int]:
     """A non-negative integer from a marker parameter ("12" or "12.0"), else None."""
-    value = _finite(text)
+    value = finite(text)
     if value is not None and value >= 0 and value == int(value):
         return int(value)
     return None
@@ -268,12 +191,12 @@ class LayerTracker:
         try:
             step = float(targets.min_layer_height)
         except (TypeError, ValueError, OverflowError):
-            step = _MIN_STEP
-        if not _MIN_STEP <= step < _LIMIT:  # also NaN
-            step = _MIN_STEP
-        self._rise = step - _EPS  # a new layer: at least this much higher
-        self._drop = step + _EPS  # a re-base: more than this much lower
-        self._vase_rise = max(step, 0.05) + _EPS
+            step = MIN_STEP
+        if not MIN_STEP <= step < LIMIT:  # also NaN
+            step = MIN_STEP
+        self._rise = step - EPS  # a new layer: at least this much higher
+        self._drop = step + EPS  # a re-base: more than this much lower
+        self._vase_rise = max(step, 0.05) + EPS
 
         # motion state
         self._x: Optional[float] = None
@@ -353,41 +276,41 @@ class LayerTracker:
             elif c == "M" or c == "m":
                 if not line.startswith("8", 1):
                     return None
-            elif c in _SLOW_FIRST:
-                line = _clean(line)
+            elif c in SLOW_FIRST:
+                line = clean(line)
                 if not line:
                     return None
             else:
                 return None
             parts = line.split()
-            kind = _COMMANDS.get(parts[0]) if parts else None
+            kind = COMMANDS.get(parts[0]) if parts else None
             if kind is None:
                 if parts and parts[0][1:].isdigit():
                     return None  # some other command
-                compact = _compact_parts(line)
+                compact = compact_parts(line)
                 if compact is None:
                     return None
                 parts = compact
-                kind = _COMMANDS.get(parts[0])
+                kind = COMMANDS.get(parts[0])
                 if kind is None:
                     return None
-            if kind <= _K_ARC:
-                return self._move(parts, kind == _K_ARC, line, True)
-            if kind == _K_ABS:
+            if kind <= K_ARC:
+                return self._move(parts, kind == K_ARC, line, True)
+            if kind == K_ABS:
                 self._set_mode(XYZ_ABSOLUTE)
-            elif kind == _K_REL:
+            elif kind == K_REL:
                 self._set_mode(XYZ_RELATIVE)
-            elif kind == _K_EABS:
+            elif kind == K_EABS:
                 self._set_mode(E_ABSOLUTE)
-            elif kind == _K_EREL:
+            elif kind == K_EREL:
                 self._set_mode(E_RELATIVE)
-            elif kind == _K_RETRACT or kind == _K_RECOVER:
-                self._firmware_retraction(parts, kind == _K_RETRACT)
-            elif kind == _K_SETPOS:
+            elif kind == K_RETRACT or kind == K_RECOVER:
+                self._firmware_retraction(parts, kind == K_RETRACT)
+            elif kind == K_SETPOS:
                 self._set_position(line)
-            elif kind == _K_HOME:
+            elif kind == K_HOME:
                 self._home(line)
-            elif kind == _K_PROBE:
+            elif kind == K_PROBE:
                 self._x = self._y = self._z = None
                 self._px = self._py = None
             return None
@@ -443,7 +366,7 @@ class LayerTracker:
                 xs = p
             elif k == "Y" or k == "y":
                 ys = p
-            elif k in _EZF:
+            elif k in EZF:
                 text = p[1:]
                 try:
                     if "e" in text or "E" in text:  # "Z1E2" is Z1 E2 (Marlin), no exponent
@@ -451,11 +374,11 @@ class LayerTracker:
                     v = float(text)
                 except ValueError:
                     if retry:  # "E1*45", "E1;...", "Z1E2" and other glued forms
-                        compact = _compact_parts(line)
+                        compact = compact_parts(line)
                         if compact is not None and compact[0] == parts[0]:
                             return self._move(compact, arc, line, False)
                     continue
-                if not -_LIMIT < v < _LIMIT:
+                if not -LIMIT < v < LIMIT:
                     continue
                 if k == "E" or k == "e":
                     e = v
@@ -463,7 +386,7 @@ class LayerTracker:
                     z = v
                 else:
                     f = v
-            elif k in _CENTRE:
+            elif k in CENTRE:
                 centre = True
             elif k == ";":
                 break
@@ -492,7 +415,7 @@ class LayerTracker:
                 spiral = False  # rising slightly while extruding: a spiral, never a trigger
                 if z is not None and sz is not None:
                     rise = nz - sz
-                    if _EPS < rise <= self._vase_rise:
+                    if EPS < rise <= self._vase_rise:
                         spiral = True
                         self._vase_run += 1
                         if self._vase_run >= VASE_MIN_MOVES:
@@ -513,10 +436,10 @@ class LayerTracker:
         elif xs is not None or ys is not None:
             self._resolve()
             if xs is not None:
-                sx, x = self._x, _axis_value(xs)
+                sx, x = self._x, axis_value(xs)
                 self._x = None if sx is None or x is None else sx + x
             if ys is not None:
-                sy, y = self._y, _axis_value(ys)
+                sy, y = self._y, axis_value(ys)
                 self._y = None if sy is None or y is None else sy + y
         self._z, self._e = nz, ne
         if f is not None and f > 0:
@@ -526,10 +449,10 @@ class LayerTracker:
     def _resolve(self) -> None:
         """Read the X/Y values kept as text."""
         if self._px is not None:
-            self._x = _axis_value(self._px)
+            self._x = axis_value(self._px)
             self._px = None
         if self._py is not None:
-            self._y = _axis_value(self._py)
+            self._y = axis_value(self._py)
             self._py = None
 
     def _new_height(self, nz: float, lz: Optional[float], spiral: bool) -> Optional[LayerTrigger]:
@@ -560,7 +483,7 @@ class LayerTracker:
         if n > 0 and completed % n == 0:
             reasons.append("every layer" if n == 1 else f"every {n} layers")
         for i, target in enumerate(self._z_targets):
-            if target > z + _EPS:
+            if target > z + EPS:
                 break  # sorted: the rest are higher
             if not self._z_used[i]:
                 self._z_used[i] = True
@@ -580,12 +503,12 @@ class LayerTracker:
 
     def _set_position(self, line: str) -> None:
         """G92 (rare: read with the tolerant tokenizer)."""
-        words = _compact_parts(line) or []
+        words = compact_parts(line) or []
         for word in words[1:]:
             k = word[0].upper()
             if k not in "XYZE":
                 continue
-            v = _finite(word[1:])
+            v = finite(word[1:])
             if v is None:
                 continue
             if k == "X":
@@ -599,7 +522,7 @@ class LayerTracker:
 
     def _home(self, line: str) -> None:
         """G28: the named axes, or all when none is named, become unknown."""
-        rest = _HEAD.sub("", _clean(line), count=1).upper()
+        rest = HEAD.sub("", clean(line), count=1).upper()
         named = {axis for axis in "XYZ" if axis in rest} or {"X", "Y", "Z"}
         if "X" in named:
             self._x = self._px = None
@@ -614,7 +537,7 @@ class LayerTracker:
         if tokens and tokens[0].upper().lstrip("@") == "LAYERCAPTURE":
             tokens = tokens[1:]
         index = _layer_index(tokens[0]) if tokens else None
-        marker_z = _finite(tokens[1]) if index is not None and len(tokens) > 1 else None
+        marker_z = finite(tokens[1]) if index is not None and len(tokens) > 1 else None
         if index is None:
             index = self._marker_count
         self._marker_count = index + 1
@@ -650,6 +573,6 @@ def _valid_heights(values: Optional[Iterable[float]]) -> List[float]:
             value = float(item)
         except (TypeError, ValueError, OverflowError):
             continue
-        if -_LIMIT < value < _LIMIT:
+        if -LIMIT < value < LIMIT:
             heights.append(value)
     return heights

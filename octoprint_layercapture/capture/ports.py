@@ -247,21 +247,6 @@ class MotionLike(Protocol):
 
 # ---- What the plugin hands the sequence, and what it gets back (for the metadata)
 
-# Timing phases, consecutive: they add up to the "total" timing.
-PHASES = ("stop", "moves", "settle", "capture", "return", "resume")
-
-# Where the stop position came from.
-STOP_FROM_PAUSE_EVENT = "pause_event"
-STOP_FROM_POSITION_REPORT = "position_report"
-STOP_FROM_TRACKER = "tracker"
-STOP_UNKNOWN = "unknown"
-
-OUTCOME_COMPLETED = "completed"
-OUTCOME_COMPLETED_WITH_FAILURES = "completed_with_failures"
-OUTCOME_INTERRUPTED = "interrupted"
-OUTCOME_LEFT_PAUSED_BY_USER = "left_paused_by_user"
-OUTCOME_NOT_CONTINUED = "not_continued"
-
 
 @dataclass(frozen=True)
 class CaptureJob:

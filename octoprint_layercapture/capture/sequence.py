@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..settings import WAIT_POLL
-from . import firmware, moves, ports
+from ..vocabulary import PHASES, Outcome, Phase, Step, StopSource
+from . import firmware, moves
 
 # The job and result types live in ports.py beside the other exchanged values; importing
 # them here lets callers take the whole sequence API from this module.
@@ -86,6 +87,7 @@ HEAD_NOT_BACK = (
 )
 
 ProgressCallback = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 class CaptureSequence:
@@ -155,9 +157,9 @@ class _Run:
             failures=[],
             timings={},
             stop_position=None,
-            stop_position_source=ports.STOP_UNKNOWN,
+            stop_position_source=StopSource.UNKNOWN,
             continued=False,
-            outcome=ports.OUTCOME_COMPLETED,
+            outcome=Outcome.COMPLETED,
             started_at=sequence.clock.now(),
         )
         self.moved = False  # our first commands went out: the return path is owed
@@ -196,7 +198,7 @@ class _Run:
             return
         if not self.points:
             skipped = len(self.job.plan.skipped)
-            self._fail("moves", f"no grid position to visit ({skipped} outside the bounds)")
+            self._fail(Phase.MOVES, f"no grid position to visit ({skipped} outside the bounds)")
             return
         stop = self.result.stop_position
         assert stop is not None and stop.z is not None
@@ -206,7 +208,7 @@ class _Run:
         max_z = self.job.max_z
         if max_z is not None and travel_z > max_z + moves.POSITION_TOLERANCE:
             self._fail(
-                "moves",
+                Phase.MOVES,
                 f"travel height Z {travel_z:g} is above max Z {max_z:g}; nothing moved",
             )
             return
@@ -235,21 +237,21 @@ class _Run:
     def _find_return_point(self) -> Optional[_ReturnPoint]:
         """Waits for the stop; sets the stop position; returns where the head goes back to
         (None: no capture, the head was not moved)."""
-        self.timer.enter("stop")
-        self._progress("stopping", 0)
+        self.timer.enter(Phase.STOP)
+        self._progress(Step.STOPPING, 0)
         timeout = self.settings.pause_timeout
         try:
             report = self.printer.wait_stopped(timeout)
         except JobInterrupted:
             raise
         except PrinterTimeout as exc:
-            self._fail("stop", f"the job did not stop within {timeout:g} s ({exc}); no capture")
+            self._fail(Phase.STOP, f"the job did not stop within {timeout:g} s ({exc}); no capture")
             return None
         except JobResumedByUser as exc:
-            self._fail("stop", f"{exc}; no capture, the head was not moved")
+            self._fail(Phase.STOP, f"{exc}; no capture, the head was not moved")
             return None
         except Exception as exc:
-            self._fail("stop", f"waiting for the job to stop failed: {exc!r}; no capture")
+            self._fail(Phase.STOP, f"waiting for the job to stop failed: {exc!r}; no capture")
             return None
         stop = self._find_stop_position(report)
         if stop is None:
@@ -282,7 +284,7 @@ class _Run:
         may_ask = report.script_lines == 0
         if reported is not None and reported.has_xyz:
             if not tracked.has_xyz or moves.reached(reported, moves.position_as_sent(tracked)):
-                return self._use_stop(reported, ports.STOP_FROM_PAUSE_EVENT)
+                return self._use_stop(reported, StopSource.PAUSE_EVENT)
             # OctoPrint's pause asks M400 + M114: a printer without M400 answers while the
             # job's last moves still run, and without serial.logPositionOnPause the report
             # is a stale one. Where the file's last move ends decides.
@@ -298,25 +300,25 @@ class _Run:
             self.printer.check()
             asked = self._ask_stop_position(tracked)
             if asked is not None and asked.has_xyz:
-                return self._use_stop(asked, ports.STOP_FROM_POSITION_REPORT)
+                return self._use_stop(asked, StopSource.POSITION_REPORT)
         if tracked.has_xyz:
-            return self._use_stop(tracked, ports.STOP_FROM_TRACKER)
+            return self._use_stop(tracked, StopSource.TRACKER)
         why = "" if may_ask else " (the pause script moved the head, so it can't be asked)"
-        self._fail("stop", f"stop position unknown{why}; the head was not moved")
+        self._fail(Phase.STOP, f"stop position unknown{why}; the head was not moved")
         return None
 
     def _measure_park(self) -> Optional[Position]:
         started = self.clock.monotonic()
-        try:
-            park = self.printer.confirm(self.settings.movement_timeout)
-        except JobInterrupted:
-            raise
-        except Exception as exc:
-            self._fail("stop", f"where the pause script left the head: {exc}; no capture")
+        done, park = self._step(
+            Phase.STOP,
+            lambda: self.printer.confirm(self.settings.movement_timeout),
+            lambda exc: f"where the pause script left the head: {exc}; no capture",
+        )
+        if not done or park is None:
             return None
         if not park.has_xyz:
             self._fail(
-                "stop",
+                Phase.STOP,
                 f"where the pause script left the head is unknown ({park.describe()}); no capture",
                 None,
                 started,
@@ -326,19 +328,22 @@ class _Run:
 
     def _ask_stop_position(self, tracked: Position) -> Optional[Position]:
         started = self.clock.monotonic()
-        try:
+
+        def ask() -> Tuple[Optional[Position], Optional[str]]:
             if self.settings.wait_for_moves != WAIT_POLL or not tracked.has_xyz:
-                return self.printer.confirm(self.settings.pause_timeout)
+                return self.printer.confirm(self.settings.pause_timeout), None
             # M114 alone may answer while the job's last moves still run: ask until the
             # head is where they end
-            reported, mismatch = self._confirm_at(moves.position_as_sent(tracked))
-        except JobInterrupted:
-            raise
-        except Exception as exc:
-            self._fail("stop", f"no position report ({exc})", None, started)
+            return self._confirm_at(moves.position_as_sent(tracked))
+
+        done, answer = self._step(
+            Phase.STOP, ask, lambda exc: f"no position report ({exc})", started=started
+        )
+        if not done or answer is None:
             return None
+        reported, mismatch = answer
         if mismatch:
-            self._fail("stop", f"stop position not confirmed: {mismatch}", None, started)
+            self._fail(Phase.STOP, f"stop position not confirmed: {mismatch}", None, started)
             return None
         return reported
 
@@ -350,7 +355,7 @@ class _Run:
     # ---- out and over the grid
 
     def _leave(self, travel_z: float) -> None:
-        self.timer.enter("moves")
+        self.timer.enter(Phase.MOVES)
         self.printer.check()
         s = self.settings
         assert self.back is not None
@@ -368,7 +373,9 @@ class _Run:
         except PrinterTimeout as exc:
             mismatch = f"not confirmed ({exc})"
         if mismatch:
-            self._fail("moves", f"lift to Z {travel_z:g}: {mismatch}; no XY move", None, started)
+            self._fail(
+                Phase.MOVES, f"lift to Z {travel_z:g}: {mismatch}; no XY move", None, started
+            )
             raise _Abort()
         self.lifted = True
 
@@ -376,8 +383,8 @@ class _Run:
         s = self.settings
         where = f"position {number}/{len(self.points)}"
         self._checkpoint()
-        self.timer.enter("moves")
-        self._progress("moving", number)
+        self.timer.enter(Phase.MOVES)
+        self._progress(Step.MOVING, number)
         started = self.clock.monotonic()
         x, y = moves.as_sent(point.x), moves.as_sent(point.y)
         commanded = Position(x, y, travel_z)
@@ -391,26 +398,26 @@ class _Run:
         try:
             shot.measured, mismatch = self._confirm_move(move, commanded)
         except PrinterTimeout as exc:
-            self._fail("moves", f"{where}: move not confirmed ({exc})", point.index, started)
+            self._fail(Phase.MOVES, f"{where}: move not confirmed ({exc})", point.index, started)
             raise _Abort() from exc
         if mismatch:
-            self._fail("moves", f"{where}: {mismatch}; no snapshot", point.index, started)
+            self._fail(Phase.MOVES, f"{where}: {mismatch}; no snapshot", point.index, started)
             self._finish_shot(shot, started)
             return
-        self.timer.enter("settle")
+        self.timer.enter(Phase.SETTLE)
         for delay in (s.capture_delay, s.pre_capture_delay):
             if delay > 0:
                 self.clock.sleep(delay)
         self._checkpoint()
-        self.timer.enter("capture")
-        self._progress("capturing", number)
+        self.timer.enter(Phase.CAPTURE)
+        self._progress(Step.CAPTURING, number)
         camera_ok = self._capture(where, shot)
         self._finish_shot(shot, started)
         self.camera_failures = 0 if camera_ok else self.camera_failures + 1
         left = len(self.points) - number
         if self.camera_failures >= CAMERA_FAILURES_TO_SKIP and left:
             self._fail(
-                "capture",
+                Phase.CAPTURE,
                 f"{self.camera_failures} camera failures in a row: the remaining {left} "
                 "positions of this layer are skipped",
             )
@@ -422,21 +429,21 @@ class _Run:
         try:
             snapshot = self.camera.take(shot.request)
         except CameraError as exc:
-            self._fail("capture", f"{where}: {exc}", shot.index, started)
+            self._fail(Phase.CAPTURE, f"{where}: {exc}", shot.index, started)
             return False
         except Exception as exc:
             self.logger.exception("layer %d %s: camera error", self.job.layer, where)
-            self._fail("capture", f"{where}: camera error {exc!r}", shot.index, started)
+            self._fail(Phase.CAPTURE, f"{where}: camera error {exc!r}", shot.index, started)
             return False
         shot.snapshot_camera = snapshot.camera
         shot.captured_at = self.clock.now()
         try:
             shot.saved = self.sink.save(shot.request, snapshot, shot.captured_at)
         except OSError as exc:
-            self._fail("capture", f"{where}: image not saved ({exc})", shot.index, started)
+            self._fail(Phase.CAPTURE, f"{where}: image not saved ({exc})", shot.index, started)
         except Exception as exc:
             self.logger.exception("layer %d %s: saving failed", self.job.layer, where)
-            self._fail("capture", f"{where}: image not saved ({exc!r})", shot.index, started)
+            self._fail(Phase.CAPTURE, f"{where}: image not saved ({exc!r})", shot.index, started)
         return True
 
     def _finish_shot(self, shot: ShotResult, started: float) -> None:
@@ -515,8 +522,8 @@ class _Run:
         """
         if not self.moved:
             return
-        self.timer.enter("return")
-        self._progress("returning", len(self.points))
+        self.timer.enter(Phase.RETURN)
+        self._progress(Step.RETURNING, len(self.points))
         s = self.settings
         point = back.position
         assert point.x is not None and point.y is not None and point.z is not None
@@ -573,15 +580,12 @@ class _Run:
         if not commands:
             return True
         self.printer.check()
-        started = self.clock.monotonic()
-        try:
-            self.printer.send(commands)
-        except JobInterrupted:
-            raise
-        except Exception as exc:
-            self._fail("return", f"sending {' / '.join(commands)} failed: {exc!r}", None, started)
-            return False
-        return True
+        done, _ = self._step(
+            Phase.RETURN,
+            lambda: self.printer.send(commands),
+            lambda exc: f"sending {' / '.join(commands)} failed: {exc!r}",
+        )
+        return done
 
     def _settle_return(
         self,
@@ -592,79 +596,93 @@ class _Run:
     ) -> bool:
         """False when the printer reports the head elsewhere even after re-sending."""
         started = self.clock.monotonic()
-        try:
-            _, mismatch = self._confirm_move(commands, expected, again)
-        except JobInterrupted:
-            raise
-        except Exception as exc:
-            self._fail("return", f"{what}: not confirmed ({exc})", None, started)
-            return True
+        done, answer = self._step(
+            Phase.RETURN,
+            lambda: self._confirm_move(commands, expected, again),
+            lambda exc: f"{what}: not confirmed ({exc})",
+            started=started,
+        )
+        if not done or answer is None:
+            return True  # nobody answers: the printer runs the commands in order
+        _, mismatch = answer
         if mismatch:
-            self._fail("return", f"{what}: {mismatch}; the head stays up", None, started)
+            self._fail(Phase.RETURN, f"{what}: {mismatch}; the head stays up", None, started)
             return False
         return True
 
     # ---- continue the job
 
     def _continue_job(self) -> None:
-        self.timer.enter("resume")
+        self.timer.enter(Phase.RESUME)
         self.printer.check()
         if self.user_paused or self.printer.user_paused():
             self.user_paused = True
-            self._fail("resume", "the user paused the job by hand; it is left paused")
+            self._fail(Phase.RESUME, "the user paused the job by hand; it is left paused")
             return
         if not self.head_back:
-            self._fail("resume", HEAD_NOT_BACK)
+            self._fail(Phase.RESUME, HEAD_NOT_BACK)
             return
-        self._progress("resuming", len(self.points))
+        self._progress(Step.RESUMING, len(self.points))
         held_line = self.job.held_line
         if held_line:
-            started = self.clock.monotonic()
-            try:
-                self.printer.send([held_line])
-                self.result.held_line_sent = True
-            except JobInterrupted:
-                raise
-            except Exception as exc:
-                self._fail("resume", f"held-back line not sent: {exc!r}", None, started)
+            self.result.held_line_sent, _ = self._step(
+                Phase.RESUME,
+                lambda: self.printer.send([held_line]),
+                lambda exc: f"held-back line not sent: {exc!r}",
+            )
         attempts = 1 + self.settings.emergency_resume_attempts
         for attempt in range(1, attempts + 1):
-            started = self.clock.monotonic()
-            try:
-                self.printer.continue_job(self.settings.resume_timeout)
-            except JobInterrupted:
-                raise
-            except Exception as exc:
-                self._fail("resume", f"continue attempt {attempt}/{attempts}: {exc}", None, started)
-                continue
-            self.result.continued = True
-            return
-        self._fail("resume", f"job could not be continued after {attempts} attempts")
+            trying = f"continue attempt {attempt}/{attempts}"
+            done, _ = self._step(
+                Phase.RESUME,
+                lambda: self.printer.continue_job(self.settings.resume_timeout),
+                lambda exc: f"{trying}: {exc}",  # noqa: B023 (called within the iteration)
+            )
+            if done:
+                self.result.continued = True
+                return
+        self._fail(Phase.RESUME, f"job could not be continued after {attempts} attempts")
 
     def _last_resort_continue(self) -> None:
         if not self.head_back:
-            self._fail("resume", HEAD_NOT_BACK)
+            self._fail(Phase.RESUME, HEAD_NOT_BACK)
             return
         try:
             self.printer.continue_job(self.settings.resume_timeout)
             self.result.continued = True
         except Exception as exc:
-            self._fail("resume", f"job could not be continued: {exc!r}")
+            self._fail(Phase.RESUME, f"job could not be continued: {exc!r}")
 
     # ---- bookkeeping
 
+    def _step(
+        self,
+        phase: Phase,
+        action: Callable[[], T],
+        why: Callable[[Exception], str],
+        started: Optional[float] = None,
+    ) -> Tuple[bool, Optional[T]]:
+        """Runs one step that may fail without ending the sequence: a failure is recorded
+        (``why(exc)``, its duration from ``started`` or the step's start) and the step
+        reports not done. An interruption (cancel, disconnect, shutdown) ends the sequence."""
+        if started is None:
+            started = self.clock.monotonic()
+        try:
+            return True, action()
+        except JobInterrupted:
+            raise
+        except Exception as exc:
+            self._fail(phase, why(exc), None, started)
+            return False, None
+
     def _outcome(self) -> str:
         if self.interrupted:
-            return ports.OUTCOME_INTERRUPTED
+            return Outcome.INTERRUPTED
         if self.user_paused:
-            return ports.OUTCOME_LEFT_PAUSED_BY_USER
+            return Outcome.LEFT_PAUSED_BY_USER
         if not self.result.continued:
-            return ports.OUTCOME_NOT_CONTINUED
-        return (
-            ports.OUTCOME_COMPLETED_WITH_FAILURES
-            if self.result.failures
-            else ports.OUTCOME_COMPLETED
-        )
+            return Outcome.NOT_CONTINUED
+        return Outcome.COMPLETED_WITH_FAILURES if self.result.failures else Outcome.COMPLETED
 
     def _fail(
         self, phase: str, message: str, index: Optional[int] = None, started: Optional[float] = None
@@ -689,12 +707,12 @@ class _PhaseTimer:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._started = self._mark = clock.monotonic()
-        self.phase = ports.PHASES[0]
-        self._totals = dict.fromkeys(ports.PHASES, 0.0)
+        self.phase = PHASES[0]
+        self._totals: Dict[str, float] = dict.fromkeys((str(p) for p in PHASES), 0.0)
 
-    def enter(self, phase: str) -> None:
+    def enter(self, phase: Phase) -> None:
         now = self._clock.monotonic()
-        self._totals[self.phase] += now - self._mark
+        self._totals[str(self.phase)] += now - self._mark
         self._mark = now
         self.phase = phase
 

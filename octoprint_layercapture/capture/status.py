@@ -14,6 +14,7 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..settings import Bounds, CaptureSettings
+from ..vocabulary import State
 from .grid import plan_grid, travel_distance
 
 # What the plan cannot know, from the fake camera and the virtual printer on a slow machine:
@@ -82,7 +83,7 @@ class LiveStatus:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._report: Dict[str, Any] = {"state": "idle"}
+        self._report: Dict[str, Any] = {"state": State.IDLE}
         self._print: Dict[str, Any] = {}
         self._measured: List[float] = []
         self._planned: Optional[float] = None
@@ -122,11 +123,11 @@ class LiveStatus:
                 # capture must not linger into "captured"
                 self._report = {}
             self._report.update(report)
-            if state == "idle":
+            if state == State.IDLE:
                 self._print.pop("current_layer", None)
                 self._print.pop("next_layer", None)
                 self._print.pop("next_z", None)
-            elif state == "captured":
+            elif state == State.CAPTURED:
                 self._record_capture(report)
             elif state in ("error", "unsupported"):
                 message = report.get("message") or "capture failed"

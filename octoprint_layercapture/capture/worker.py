@@ -22,6 +22,7 @@ from ..cameras.sources import NoCamera
 from ..settings import Bounds, CaptureSettings
 from ..store.files import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
 from ..store.writer import ImageWriter, StoreSink
+from ..vocabulary import State
 from .grid import GridPlan, plan_grid
 from .layers import LayerTrigger, MotionState
 from .ports import CameraPort, CaptureJob, Position, PrinterPort, SequenceResult
@@ -217,7 +218,7 @@ class CaptureWorker:
                 self._logger.exception(
                     f"layer {request.trigger.layer}: capture failed unexpectedly"
                 )
-                self._on_status({"state": "error", "layer": request.trigger.layer})
+                self._on_status({"state": State.ERROR, "layer": request.trigger.layer})
             finally:
                 self._busy.clear()
 
@@ -280,7 +281,7 @@ class CaptureWorker:
             clock=self._clock or InterruptibleClock(self._stopping),
             logger=self._logger,
             on_progress=lambda phase, i, n: self._on_status(
-                {"state": "capturing", "layer": layer, "phase": phase, "index": i, "count": n}
+                {"state": State.CAPTURING, "layer": layer, "phase": phase, "index": i, "count": n}
             ),
         )
         job = CaptureJob(
@@ -342,7 +343,7 @@ class CaptureWorker:
         )
         self._on_status(
             {
-                "state": "captured",
+                "state": State.CAPTURED,
                 "layer": layer,
                 "outcome": result.outcome,
                 "images": len(metadata.images),

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Unio
 from PIL import UnidentifiedImageError
 
 from ..capture.ports import (
-    OUTCOME_COMPLETED,
-    OUTCOME_COMPLETED_WITH_FAILURES,
     SavedShot,
     SequenceFailure,
     SequenceResult,
     ShotRequest,
     Snapshot,
 )
+from ..vocabulary import Outcome
 from .files import CaptureStore, make_thumbnail, thumbnail_name, write_atomic
 
 if TYPE_CHECKING:  # settings.py is pure too; for the annotations only
@@ -261,5 +260,5 @@ class StoreSink:
                     thumbnail=written.thumbnail.name if written.thumbnail else None,
                     size_bytes=written.size_bytes,
                 )
-        if result.failures and result.outcome == OUTCOME_COMPLETED:
-            result.outcome = OUTCOME_COMPLETED_WITH_FAILURES
+        if result.failures and result.outcome == Outcome.COMPLETED:
+            result.outcome = Outcome.COMPLETED_WITH_FAILURES

@@ -25,11 +25,6 @@ from hypothesis import strategies as st
 
 from octoprint_layercapture.capture import moves
 from octoprint_layercapture.capture.ports import (
-    PHASES,
-    STOP_FROM_PAUSE_EVENT,
-    STOP_FROM_POSITION_REPORT,
-    STOP_FROM_TRACKER,
-    STOP_UNKNOWN,
     Position,
 )
 from octoprint_layercapture.capture.sequence import (
@@ -41,6 +36,7 @@ from octoprint_layercapture.capture.sequence import (
     CaptureSequence,
     SequenceResult,
 )
+from octoprint_layercapture.vocabulary import PHASES, StopSource
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
 HELD_LINE = "G1 X140.2 Y100 E0.5 F1500"
@@ -208,7 +204,7 @@ def test_1x1_absolute_e_exact_gcode():
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
     assert result.outcome == "completed"
-    assert result.stop_position_source == STOP_FROM_PAUSE_EVENT
+    assert result.stop_position_source == StopSource.PAUSE_EVENT
     assert result.travel_z == 5.6
     assert result.held_line_sent
     assert [s.saved.path for s in result.shots] == ["layer_0003_pos_00.jpg"]
@@ -248,7 +244,7 @@ def test_hold_mode_relative_xyz_confirms_the_stop_and_restores_g91():
         "G91", "M82",
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
-    assert result.stop_position_source == STOP_FROM_POSITION_REPORT
+    assert result.stop_position_source == StopSource.POSITION_REPORT
 
 
 def test_no_retract_means_no_e_moves_and_no_e_mode_change():
@@ -423,7 +419,7 @@ def test_an_unrecognised_answer_while_stopping_falls_back_to_the_tracker():
     _, _, result = run_sequence(
         hold=True, faults=PrinterFaults(unrecognised_replies=frozenset({1}))
     )
-    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.stop_position_source == StopSource.TRACKER
     assert result.failures[0].phase == "stop"
     assert result.failures[0].message == (
         "no position report (the printer answered M114 with 'Position 5/6/7')"
@@ -435,7 +431,7 @@ def test_a_pause_position_away_from_the_jobs_last_move_is_asked_again(caplog):
     with caplog.at_level("INFO", logger=LOGGER.name):
         rig, _, result = run_sequence(faults=PrinterFaults(pause_position_off=2.0))
     assert rig.printer.log[:2] == [WAIT_STOPPED, CONFIRM]
-    assert result.stop_position_source == STOP_FROM_POSITION_REPORT
+    assert result.stop_position_source == StopSource.POSITION_REPORT
     assert result.stop_position == Position(*STOP, 1234.5)
     assert result.outcome == "completed"
     assert "pause position X132.5 Y100 Z0.6 is not where the job's last move ends" in caplog.text
@@ -445,7 +441,7 @@ def test_poll_mode_asks_for_the_stop_until_it_is_where_the_jobs_last_move_ends()
     faults = PrinterFaults(pause_position_off=2.0, wrong_reports=frozenset({1, 2, 3}))
     rig, _, result = run_sequence(wait_for_moves="poll", faults=faults)
     assert rig.printer.log[:5] == [WAIT_STOPPED, CONFIRM, CONFIRM, CONFIRM, CONFIRM]
-    assert result.stop_position_source == STOP_FROM_POSITION_REPORT
+    assert result.stop_position_source == StopSource.POSITION_REPORT
     assert result.stop_position == Position(*STOP, 1234.5)
     assert result.outcome == "completed"
 
@@ -453,7 +449,7 @@ def test_poll_mode_asks_for_the_stop_until_it_is_where_the_jobs_last_move_ends()
 def test_poll_mode_stop_that_never_matches_falls_back_to_the_tracker():
     faults = PrinterFaults(pause_position_off=2.0, wrong_reports=frozenset(range(1, 1000)))
     _, _, result = run_sequence(wait_for_moves="poll", movement_timeout=1.0, faults=faults)
-    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.stop_position_source == StopSource.TRACKER
     assert result.failures[0].phase == "stop"
     assert result.failures[0].message.startswith("stop position not confirmed: head reported")
 
@@ -463,7 +459,7 @@ def test_without_m400_a_stale_pause_position_is_not_trusted():
     # goes back to where the job's last move ends, not to the stale pause report
     faults = PrinterFaults(pause_position_off=2.0, unrecognised_replies=frozenset(range(1, 10)))
     rig, _, result = run_sequence(faults=faults)
-    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.stop_position_source == StopSource.TRACKER
     # no XY move without a confirmed lift: the head only goes up and down again
     assert [f.phase for f in result.failures] == ["stop", "moves", "return"]
     assert not any(m.changes_xy for m in rig.printer.moves if m.command != HELD_LINE)
@@ -577,7 +573,7 @@ def test_wait_stopped_timeout_moves_nothing_and_continues():
 
 def test_hold_mode_without_a_report_falls_back_to_the_tracker():
     _, _, result = run_sequence(hold=True, faults=PrinterFaults(confirm_timeouts=frozenset({1})))
-    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.stop_position_source == StopSource.TRACKER
     assert result.stop_position == Position(*STOP, 1234.5)
     assert len(result.shots) == 9 and result.continued
 
@@ -587,7 +583,7 @@ def test_unknown_stop_position_moves_nothing_and_continues():
         hold=True, tracker_knows_position=False, faults=PrinterFaults(confirm_timeouts={1})
     )
     assert rig.printer.log == [WAIT_STOPPED, CONFIRM, HELD_LINE, CONTINUE]
-    assert result.stop_position_source == STOP_UNKNOWN and result.stop_position is None
+    assert result.stop_position_source == StopSource.UNKNOWN and result.stop_position is None
     assert result.failures[-1].message == "stop position unknown; the head was not moved"
     assert result.outcome == "completed_with_failures"
 
@@ -854,7 +850,7 @@ def test_with_a_pause_script_the_stop_comes_from_the_file_when_the_report_disagr
     script = ["G91", "G1 Z10 F600", "G90"]
     faults = PrinterFaults(pause_position_off=2.0)
     rig, _, result = run_sequence(size=1, pause_script=script, faults=faults)
-    assert result.stop_position_source == STOP_FROM_TRACKER
+    assert result.stop_position_source == StopSource.TRACKER
     assert result.stop_position == Position(*STOP, 1234.5)
     assert rig.printer.log.count(CONFIRM) >= 1
 
