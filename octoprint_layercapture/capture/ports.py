@@ -249,7 +249,7 @@ class MotionLike(Protocol):
 
 
 @dataclass(frozen=True)
-class CaptureJob:
+class CaptureTask:
     """One capture: the job is already stopped (or stopping) at ``layer``; ``held_line`` is
     the held-back first line of the next layer, sent just before the job continues."""
 

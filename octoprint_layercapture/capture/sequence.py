@@ -45,12 +45,12 @@ from ..settings import WAIT_POLL
 from ..vocabulary import PHASES, Outcome, Phase, Step, StopSource
 from . import firmware, moves
 
-# The job and result types live in ports.py beside the other exchanged values; importing
+# The task and result types live in ports.py beside the other exchanged values; importing
 # them here lets callers take the whole sequence API from this module.
 from .ports import (
     CameraError,
     CameraPort,
-    CaptureJob,
+    CaptureTask,
     Clock,
     ImageSink,
     JobInterrupted,
@@ -108,15 +108,15 @@ class CaptureSequence:
         self.on_progress = on_progress
         self._told_return_forced = False
 
-    def run(self, job: CaptureJob) -> SequenceResult:
+    def run(self, task: CaptureTask) -> SequenceResult:
         """Run the whole sequence for one layer; never raises."""
-        if not job.settings.return_to_origin and not self._told_return_forced:
+        if not task.settings.return_to_origin and not self._told_return_forced:
             self._told_return_forced = True
             self.logger.info(
                 "return_to_origin is off, but the head always returns to where the job "
                 "stopped: the job's next move assumes it is there"
             )
-        return _Run(self, job).execute()
+        return _Run(self, task).execute()
 
 
 class _Abort(Exception):
@@ -141,18 +141,18 @@ class _ReturnPoint:
 
 
 class _Run:
-    """The state of one run; a fresh one per job keeps :class:`CaptureSequence` reusable."""
+    """The state of one run; a fresh one per task keeps :class:`CaptureSequence` reusable."""
 
-    def __init__(self, sequence: CaptureSequence, job: CaptureJob) -> None:
+    def __init__(self, sequence: CaptureSequence, task: CaptureTask) -> None:
         self.printer, self.camera, self.sink = sequence.printer, sequence.camera, sequence.sink
         self.clock, self.logger = sequence.clock, sequence.logger
         self.on_progress = sequence.on_progress
-        self.job = job
-        self.settings = job.settings
-        self.points: List[PointLike] = list(job.plan.points)
+        self.task = task
+        self.settings = task.settings
+        self.points: List[PointLike] = list(task.plan.points)
         self.timer = _PhaseTimer(sequence.clock)
         self.result = SequenceResult(
-            layer=job.layer,
+            layer=task.layer,
             shots=[],
             failures=[],
             timings={},
@@ -183,7 +183,7 @@ class _Run:
             self.interrupted = True
             self._fail(self.timer.phase, f"{exc}: nothing more sent, the job was not continued")
         except Exception as exc:  # a bug of ours must still not leave the job stopped
-            self.logger.exception("layer %d: capture sequence failed", self.job.layer)
+            self.logger.exception("layer %d: capture sequence failed", self.task.layer)
             self._fail(self.timer.phase, f"unexpected error: {exc!r}")
             self._last_resort_continue()
         if not self.head_back and not self.interrupted and self.back is not None:
@@ -197,15 +197,15 @@ class _Run:
         if back is None:
             return
         if not self.points:
-            skipped = len(self.job.plan.skipped)
+            skipped = len(self.task.plan.skipped)
             self._fail(Phase.MOVES, f"no grid position to visit ({skipped} outside the bounds)")
             return
         stop = self.result.stop_position
         assert stop is not None and stop.z is not None
         travel_z = moves.travel_height(
-            self.job.plan.capture_z, stop.z, self.job.layer_z, self.job.printed_top
+            self.task.plan.capture_z, stop.z, self.task.layer_z, self.task.printed_top
         )
-        max_z = self.job.max_z
+        max_z = self.task.max_z
         if max_z is not None and travel_z > max_z + moves.POSITION_TOLERANCE:
             self._fail(
                 Phase.MOVES,
@@ -228,7 +228,7 @@ class _Run:
         except _Abort:
             pass
         except Exception as exc:
-            self.logger.exception("layer %d: error during the grid moves", self.job.layer)
+            self.logger.exception("layer %d: error during the grid moves", self.task.layer)
             self._fail(self.timer.phase, f"unexpected error: {exc!r}")
         self._return_head(back, travel_z)
 
@@ -256,7 +256,7 @@ class _Run:
         stop = self._find_stop_position(report)
         if stop is None:
             return None
-        motion = self.job.motion
+        motion = self.task.motion
         modes = motion.modes
         for command in report.script_modes:
             modes = modes.after(command)
@@ -276,7 +276,7 @@ class _Run:
         )
 
     def _find_stop_position(self, report: StopReport) -> Optional[Position]:
-        motion = self.job.motion
+        motion = self.task.motion
         tracked = Position(motion.x, motion.y, motion.z, motion.e)
         reported = report.position
         # the head may be parked elsewhere once a pause script ran: the printer can no
@@ -291,7 +291,7 @@ class _Run:
             self.logger.info(
                 "layer %d: OctoPrint's pause position %s is not where the job's last move "
                 "ends (%s)%s",
-                self.job.layer,
+                self.task.layer,
                 reported.describe(),
                 tracked.describe(),
                 "; asking the printer again" if may_ask else "; using the file's position",
@@ -389,7 +389,7 @@ class _Run:
         x, y = moves.as_sent(point.x), moves.as_sent(point.y)
         commanded = Position(x, y, travel_z)
         request = ShotRequest(
-            self.job.layer, self.job.layer_z, point.index, self.job.plan.count, x, y, travel_z
+            self.task.layer, self.task.layer_z, point.index, self.task.plan.count, x, y, travel_z
         )
         shot = ShotResult(point.index, request, commanded, None, None, "", 0.0, self.clock.now())
         self.result.shots.append(shot)
@@ -432,7 +432,7 @@ class _Run:
             self._fail(Phase.CAPTURE, f"{where}: {exc}", shot.index, started)
             return False
         except Exception as exc:
-            self.logger.exception("layer %d %s: camera error", self.job.layer, where)
+            self.logger.exception("layer %d %s: camera error", self.task.layer, where)
             self._fail(Phase.CAPTURE, f"{where}: camera error {exc!r}", shot.index, started)
             return False
         shot.snapshot_camera = snapshot.camera
@@ -442,7 +442,7 @@ class _Run:
         except OSError as exc:
             self._fail(Phase.CAPTURE, f"{where}: image not saved ({exc})", shot.index, started)
         except Exception as exc:
-            self.logger.exception("layer %d %s: saving failed", self.job.layer, where)
+            self.logger.exception("layer %d %s: saving failed", self.task.layer, where)
             self._fail(Phase.CAPTURE, f"{where}: image not saved ({exc!r})", shot.index, started)
         return True
 
@@ -499,7 +499,7 @@ class _Run:
                 commands = again(reported)
             self.logger.warning(
                 "layer %d: %s; sending %s again (%d/%d)",
-                self.job.layer,
+                self.task.layer,
                 mismatch,
                 " / ".join(commands),
                 attempt,
@@ -623,7 +623,7 @@ class _Run:
             self._fail(Phase.RESUME, HEAD_NOT_BACK)
             return
         self._progress(Step.RESUMING, len(self.points))
-        held_line = self.job.held_line
+        held_line = self.task.held_line
         if held_line:
             self.result.held_line_sent, _ = self._step(
                 Phase.RESUME,
@@ -689,7 +689,7 @@ class _Run:
     ) -> None:
         duration = 0.0 if started is None else self.clock.monotonic() - started
         self.result.failures.append(SequenceFailure(phase, message, index, duration))
-        self.logger.warning("layer %d: %s", self.job.layer, message)
+        self.logger.warning("layer %d: %s", self.task.layer, message)
 
     def _progress(self, phase: str, number: int) -> None:
         if self.on_progress is None:
@@ -697,7 +697,7 @@ class _Run:
         try:
             self.on_progress(phase, number, len(self.points))
         except Exception:
-            self.logger.exception("layer %d: progress report failed", self.job.layer)
+            self.logger.exception("layer %d: progress report failed", self.task.layer)
 
 
 class _PhaseTimer:

@@ -25,7 +25,7 @@ from ..store.writer import ImageWriter, StoreSink
 from ..vocabulary import State
 from .grid import GridPlan, plan_grid
 from .layers import LayerTrigger, MotionState
-from .ports import CameraPort, CaptureJob, Position, PrinterPort, SequenceResult
+from .ports import CameraPort, CaptureTask, Position, PrinterPort, SequenceResult
 from .sequence import CaptureSequence
 
 _THREAD_NAME = "layercapture-worker"
@@ -284,7 +284,7 @@ class CaptureWorker:
                 {"state": State.CAPTURING, "layer": layer, "phase": phase, "index": i, "count": n}
             ),
         )
-        job = CaptureJob(
+        task = CaptureTask(
             layer=layer,
             layer_z=request.trigger.z,
             plan=plan,
@@ -296,7 +296,7 @@ class CaptureWorker:
         )
         try:
             with self._writer.held():
-                result = sequence.run(job)
+                result = sequence.run(task)
         finally:
             # the job runs again from here on; the next layer may queue its capture
             self._busy.clear()

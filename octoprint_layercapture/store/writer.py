@@ -5,7 +5,7 @@ queues them here, and moves the head on at once. Once the sequence is over (see
 :meth:`ImageWriter.held`), the writer's named thread writes the
 image (the camera's bytes unchanged, unless the webcam is set to be flipped or rotated),
 makes the thumbnail (JPEG draft mode) and writes it. Jobs run in the order they were
-queued, so a layer's metadata job, queued after its images, runs when they are on disk and
+queued, so a layer's metadata task, queued after its images, runs when they are on disk and
 can record what failed.
 """
 
@@ -69,20 +69,20 @@ class PendingImage:
 
 
 @dataclass(frozen=True)
-class _ImageJob:
+class _ImageTask:
     pending: PendingImage
     data: bytes
     transform: Optional[Callable[[bytes], bytes]]
     file_mode: int
 
 
-_Job = Union[_ImageJob, Callable[[], None]]
+_Task = Union[_ImageTask, Callable[[], None]]
 
 
 class ImageWriter:
     def __init__(self, logger: Optional[logging.Logger] = None) -> None:
         self._logger = logger or _logger
-        self._queue: queue.Queue[Optional[_Job]] = queue.Queue()
+        self._queue: queue.Queue[Optional[_Task]] = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         # closed while a sequence moves the head (see :meth:`held`)
@@ -133,54 +133,54 @@ class ImageWriter:
     ) -> PendingImage:
         """Queue ``data`` for ``path`` (and a thumbnail at ``thumbnail``)."""
         pending = PendingImage(path, thumbnail)
-        self._put(_ImageJob(pending, data, transform, file_mode))
+        self._put(_ImageTask(pending, data, transform, file_mode))
         return pending
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Queue any job; it runs after everything queued before it."""
-        self._put(job)
+    def submit(self, task: Callable[[], None]) -> None:
+        """Queue any task; it runs after everything queued before it."""
+        self._put(task)
 
-    def _put(self, job: _Job) -> None:
+    def _put(self, task: _Task) -> None:
         if self.running:
-            self._queue.put(job)
+            self._queue.put(task)
         else:  # not started (tests) or already stopped (shutdown): do it here and now
-            self._execute(job)
+            self._execute(task)
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            task = self._queue.get()
+            if task is None:
                 return
             self._gate.wait()
-            self._execute(job)
+            self._execute(task)
 
-    def _execute(self, job: _Job) -> None:
-        if isinstance(job, _ImageJob):
-            write_image(job)
+    def _execute(self, task: _Task) -> None:
+        if isinstance(task, _ImageTask):
+            write_image(task)
             return
         try:
-            job()
+            task()
         except Exception:
-            self._logger.exception("An image writer job failed")
+            self._logger.exception("An image writer task failed")
 
 
-def write_image(job: _ImageJob) -> None:
+def write_image(task: _ImageTask) -> None:
     """Transform (if asked), write the image, make and write the thumbnail; never raises."""
     started = time.perf_counter()
-    result = job.pending._result
+    result = task.pending._result
     try:
-        data = job.data
-        if job.transform is not None:
+        data = task.data
+        if task.transform is not None:
             try:
-                data = job.transform(data)
+                data = task.transform(data)
             except Exception as exc:
                 # the camera's own bytes are better than no image
                 result.errors.append(
                     f"{result.path.name}: flip/rotate failed ({exc}), stored as received"
                 )
-                data = job.data
+                data = task.data
         try:
-            write_atomic(result.path, data, job.file_mode)
+            write_atomic(result.path, data, task.file_mode)
         except OSError as exc:
             result.errors.append(f"{result.path.name} not saved ({exc})")
             result.thumbnail = None
@@ -189,7 +189,7 @@ def write_image(job: _ImageJob) -> None:
         if result.thumbnail is not None:
             try:
                 thumb = make_thumbnail(data, quality=THUMBNAIL_QUALITY)
-                write_atomic(result.thumbnail, thumb, job.file_mode)
+                write_atomic(result.thumbnail, thumb, task.file_mode)
             except UnidentifiedImageError:
                 result.errors.append(f"{result.thumbnail.name} not made (the image is unreadable)")
                 result.thumbnail = None
@@ -201,7 +201,7 @@ def write_image(job: _ImageJob) -> None:
         result.errors.append(f"{result.path.name}: unexpected error {exc!r}")
     finally:
         result.seconds = time.perf_counter() - started
-        job.pending._finish()
+        task.pending._finish()
 
 
 class StoreSink:

@@ -32,8 +32,8 @@ from octoprint_layercapture.capture.sequence import (
     MAX_REPORTS_PER_MOVE,
     MOVE_RESENDS,
     POLL_INTERVAL,
-    CaptureJob,
     CaptureSequence,
+    CaptureTask,
     SequenceResult,
 )
 from octoprint_layercapture.vocabulary import PHASES, StopSource
@@ -64,7 +64,7 @@ def run_sequence(
     pause_script: Tuple[str, ...] = (),
     motion: Optional[FakeMotion] = None,
     **setting_overrides: Any,
-) -> Tuple[Rig, CaptureJob, SequenceResult]:
+) -> Tuple[Rig, CaptureTask, SequenceResult]:
     job_settings = make_settings(**setting_overrides)
     clock = FakeClock()
     head = HeadState(
@@ -88,7 +88,7 @@ def run_sequence(
     motion = motion or FakeMotion(x, y, z, 1234.5, absolute_xyz, absolute_e, feedrate)
     if motion.firmware_retraction:
         head.retracted = motion.retracted
-    job = CaptureJob(
+    job = CaptureTask(
         layer=3,
         layer_z=layer_z,
         plan=plan or snake_plan(size, layer_z + job_settings.z_offset),
@@ -112,22 +112,22 @@ def run_sequence(
     return rig, job, result
 
 
-def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: float) -> None:
+def assert_safe(rig: Rig, task: CaptureTask, result: SequenceResult, elapsed: float) -> None:
     """The invariants every run must keep, whatever failed."""
     printer = rig.printer
     start = printer.start
     # From the true stop position, not from what the sequence believed it was.
-    travel_z = moves.travel_height(job.plan.capture_z, start.z, job.layer_z)
-    allowed_xy = {(p.x, p.y) for p in job.plan.points} | {(start.x, start.y)}
+    travel_z = moves.travel_height(task.plan.capture_z, start.z, task.layer_z)
+    allowed_xy = {(p.x, p.y) for p in task.plan.points} | {(start.x, start.y)}
     for move in printer.moves:
-        if move.command == job.held_line:
+        if move.command == task.held_line:
             continue
         if move.changes_xy:
             assert move.before[2] >= travel_z - 1e-9, f"XY move below travel Z: {move}"
             assert move.after[2] >= travel_z - 1e-9, f"XY move below travel Z: {move}"
             assert move.after[:2] in allowed_xy, f"XY target outside the plan: {move}"
     for line, state in printer.states:
-        if line != job.held_line and (state.x, state.y) != (start.x, start.y):
+        if line != task.held_line and (state.x, state.y) != (start.x, start.y):
             assert state.z >= start.z, f"below the stop Z away from the stop XY after {line}"
     head_lost = any(f.message == HEAD_NOT_BACK for f in result.failures)
     if result.outcome == "interrupted":
@@ -137,8 +137,8 @@ def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: floa
     elif not head_lost:
         # Returned, modes restored: the printer is as the job left it (E included).
         resumed = None
-        if job.held_line is not None and result.held_line_sent:
-            resumed = printer.state_before(job.held_line)
+        if task.held_line is not None and result.held_line_sent:
+            resumed = printer.state_before(task.held_line)
         final = resumed or printer.state_at_continue or printer.head
         # back where the job stopped, or where the user's pause script parked the head
         back = printer.park or start
@@ -146,7 +146,7 @@ def assert_safe(rig: Rig, job: CaptureJob, result: SequenceResult, elapsed: floa
         assert final.e == pytest.approx(back.e, abs=1e-9)
         assert final.absolute_xyz == back.absolute_xyz
         assert final.absolute_e == back.absolute_e
-        if job.motion.feedrate is not None and printer.park is None:
+        if task.motion.feedrate is not None and printer.park is None:
             assert final.feedrate == start.feedrate
     assert result.continued == printer.continued
     assert result.continued == (result.outcome.startswith("completed"))
@@ -722,7 +722,7 @@ def test_a_broken_progress_callback_does_not_stop_the_sequence():
     def broken(phase: str, i: int, n: int) -> None:
         raise RuntimeError("UI gone")
 
-    job = CaptureJob(3, 0.6, snake_plan(1, 5.6), FakeMotion(*STOP, 0.0), make_settings())
+    job = CaptureTask(3, 0.6, snake_plan(1, 5.6), FakeMotion(*STOP, 0.0), make_settings())
     result = CaptureSequence(
         printer, FakeCamera(clock), RecordingSink(clock), clock, LOGGER, broken
     ).run(job)
@@ -734,7 +734,7 @@ def test_return_to_origin_off_still_returns_and_says_so_once(caplog):
     clock = FakeClock()
     printer = RecorderPrinter(clock, HeadState(*STOP, e=0.0))
     sequence = CaptureSequence(printer, FakeCamera(clock), RecordingSink(clock), clock, LOGGER)
-    job = CaptureJob(
+    job = CaptureTask(
         3, 0.6, snake_plan(1, 5.6), FakeMotion(*STOP, 0.0), make_settings(return_to_origin=False)
     )
     sequence.run(job)
