@@ -15,29 +15,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Protocol, Tuple
 
-from .capture.layers import LayerTracker, LayerTrigger
+from .capture.armed import ArmedPrint, PrintInfo
+from .capture.firmware import ConnectedFirmware
+from .capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from .capture.ports import SequenceResult
 from .capture.printer_port import OctoPrintPrinterPort
-from .capture.worker import CaptureRequest, PrintInfo
+from .capture.status import next_every_n
+from .capture.worker import CaptureRequest
 from .settings import Bounds, CaptureSettings
 from .vocabulary import Outcome
 
 ScriptLines = Tuple[Optional[List[str]], Optional[List[str]]]
-
-
-@dataclass(frozen=True)
-class ArmedPrint:
-    """What a print is captured with, fixed when it starts."""
-
-    settings: CaptureSettings
-    bounds: Optional[Bounds]
-    print_info: PrintInfo
-    store_root: Path
-    firmware_family: Optional[str]
 
 
 class Worker(Protocol):
@@ -99,10 +90,7 @@ class CaptureSession:
                 trigger=trigger,
                 motion=trigger.state_before or self.tracker.state,
                 held_line=held_line,
-                settings=values,
-                bounds=self.armed.bounds,
-                print_info=self.armed.print_info,
-                store_root=self.armed.store_root,
+                armed=self.armed,
                 printer=self.port,
                 owner=self,
             )
@@ -161,3 +149,65 @@ class CaptureSession:
     def owes(self) -> bool:
         with self._lock:
             return self._owed_line is not None or bool(self._owed_return)
+
+
+class PrintCounter:
+    """Tells apart the events of the print being captured from late ones of an earlier
+    print: the scripts hook counts the prints OctoPrint starts (before their first line),
+    PrintStarted events are counted as they arrive (in order, on the event thread)."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.events = 0
+
+    def start(self) -> int:
+        self.started += 1
+        return self.started
+
+    def event(self) -> bool:
+        """A PrintStarted event; True when OctoPrint started that print without the
+        scripts hook (the plugin then arms late rather than never)."""
+        self.events += 1
+        if self.events <= self.started:
+            return False
+        self.started = self.events
+        return True
+
+    def is_current(self, session: CaptureSession) -> bool:
+        return session.number == self.events
+
+
+def next_targets(session: CaptureSession) -> Tuple[int, Optional[int], Optional[float]]:
+    """The layer being printed, the next every-N target and the next Z target."""
+    tracker = session.tracker
+    pending = tracker.pending_z_heights()
+    every_n = next_every_n(
+        tracker.layer, session.armed.settings.capture_every_n_layers, tracker.captured_layers()
+    )
+    return tracker.layer, every_n, pending[0] if pending else None
+
+
+def arm(
+    values: CaptureSettings,
+    profile_bounds: Optional[Bounds],
+    firmware: ConnectedFirmware,
+    print_info: PrintInfo,
+    store_root: Path,
+    port: OctoPrintPrinterPort,
+    number: int,
+    logger: logging.Logger,
+) -> CaptureSession:
+    """A session for a print that starts now: the bounds (profile, settings, the
+    firmware's soft limits), the firmware family, a fresh tracker."""
+    bounds = values.bounds(profile_bounds)
+    limits = firmware.limits
+    if bounds is not None and limits is not None:
+        bounds = bounds.within(limits.min_x, limits.min_y, limits.max_x, limits.max_y, limits.max_z)
+    family = firmware.family(values.firmware)
+    armed = ArmedPrint(values, bounds, print_info, store_root, family)
+    targets = LayerTargets(
+        every_n=values.capture_every_n_layers,
+        z_heights=values.capture_z_heights,
+        min_layer_height=values.min_layer_height,
+    )
+    return CaptureSession(armed, LayerTracker(targets, family=family), port, number, logger)

@@ -22,6 +22,9 @@ STOP_MODES = ("pause", "hold")
 WAIT_POLL = "poll"
 WAIT_FOR_MOVES = ("M400", "G4 P0", WAIT_POLL)
 GRID_SIZES = (1, 3, 5)
+# Settings that name an address for the OctoPrint host to fetch; they may carry credentials
+# (user:password@, ?pwd=): masked in messages, shown only to users who may change settings.
+CAMERA_URL_KEYS = ("snapshot_url", "stream_url")
 
 # Grouped as the settings panel shows them. Keys are the public config.yaml interface.
 DEFAULTS: Dict[str, Any] = {
@@ -334,6 +337,14 @@ class _Checker:
         if value and not _URL.match(value):
             self.fail(key, f"must be an http:// or https:// URL, got {value!r}")
         return value
+
+
+def merge_form(stored: Mapping[str, Any], form: Mapping[str, Any]) -> Dict[str, Any]:
+    """Every setting as stored, with the values of a form (saved or not) on top: what the
+    settings panel, its checks and the camera test work on."""
+    candidate = {key: stored.get(key, DEFAULTS[key]) for key in DEFAULTS}
+    candidate.update(form)
+    return candidate
 
 
 def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -> CaptureSettings:

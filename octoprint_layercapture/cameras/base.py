@@ -226,6 +226,13 @@ class Transform:
         ]
         return ", ".join(steps)
 
+    def for_storage(self, quality: int) -> Optional[Callable[[bytes], bytes]]:
+        """What the image writer runs on each image before storing it; None when the
+        camera's bytes are stored as received."""
+        if self.identity:
+            return None
+        return lambda jpeg: self.apply(jpeg, quality)
+
     def apply(self, jpeg: bytes, quality: int) -> bytes:
         """The transformed image as a new JPEG (``jpeg`` itself when there is nothing to do)."""
         if self.identity:

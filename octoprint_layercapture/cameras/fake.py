@@ -11,14 +11,17 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..capture.ports import ShotRequest, Snapshot
 from ..settings import Bounds
+from .base import Transform
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.fake_camera")
 
@@ -236,3 +239,40 @@ def render_fake_frame(
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+class FakeCamera:
+    """Draws the capture instead of photographing it (testing without hardware)."""
+
+    name = "fake camera"
+    transform = Transform()
+
+    def __init__(
+        self,
+        quality: int,
+        bounds: Optional[Bounds],
+        grid_points: Sequence[Tuple[float, float]],
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self._quality = quality
+        self._bounds = bounds
+        self._grid_points = list(grid_points)
+        self._now = now
+
+    def take(self, request: ShotRequest) -> Snapshot:
+        started = time.monotonic()
+        data = render_fake_frame(
+            layer=request.layer,
+            layer_z=request.layer_z,
+            position=(request.x, request.y, request.z),
+            index=request.index,
+            count=request.count,
+            bounds=self._bounds,
+            grid_points=self._grid_points,
+            when=self._now(),
+            quality=self._quality,
+        )
+        return Snapshot(data, "image/jpeg", time.monotonic() - started, self.name)
+
+    def close(self) -> None:
+        pass

@@ -21,7 +21,14 @@ import time
 from typing import Any, Dict, List, Mapping
 
 from ..capture.ports import CameraError, CameraPort, ShotRequest
-from ..settings import DEFAULTS, CaptureSettings, InvalidSettings, SettingsError, validate
+from ..settings import (
+    CAMERA_URL_KEYS,
+    DEFAULTS,
+    CaptureSettings,
+    InvalidSettings,
+    SettingsError,
+    validate,
+)
 from .base import jpeg_size
 
 CAMERA_TEST_KEYS = (
@@ -34,8 +41,6 @@ CAMERA_TEST_KEYS = (
     "image_quality",
 )
 
-# Settings that name an address for the OctoPrint host to fetch.
-URL_KEYS = ("snapshot_url", "stream_url")
 CAMERA_TEST_LIMIT_S = 30.0
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.camera_probe")
@@ -52,7 +57,7 @@ def unsaved_urls(body: Any, saved: Mapping[str, Any]) -> List[str]:
 
     return [
         key
-        for key in URL_KEYS
+        for key in CAMERA_URL_KEYS
         if key in body
         and text(body[key]) not in ("", None)
         and text(body[key]) != text(saved.get(key, DEFAULTS[key]))
@@ -86,7 +91,7 @@ def within_test_limit(
 
 def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
     """Take one snapshot and describe it for the ``POST /camera/test`` answer."""
-    name = str(getattr(camera, "name", "camera"))
+    name = camera.name
     request = ShotRequest(
         layer=1,
         layer_z=0.2,
@@ -100,9 +105,7 @@ def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
     try:
         snapshot = camera.take(request)
         data = snapshot.data
-        transform = getattr(camera, "transform", None)
-        if transform is not None and not transform.identity:
-            data = transform.apply(data, values.image_quality)
+        data = camera.transform.apply(data, values.image_quality)
         width, height = jpeg_size(data)
     except CameraError as exc:
         _logger.info(f"Camera test: {exc}")
@@ -121,9 +124,7 @@ def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
             "duration_s": round(time.monotonic() - started, 3),
         }
     finally:
-        close = getattr(camera, "close", None)
-        if close is not None:
-            close()
+        camera.close()
     return {
         "ok": True,
         "camera": snapshot.camera,

@@ -13,12 +13,14 @@ plugin describes its webcams as :class:`WebcamInfo` values with a plain snapshot
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from ..capture.ports import CameraError, CameraPort, ShotRequest, Snapshot
+
+if TYPE_CHECKING:  # annotations only: the worker uses this module
+    from ..capture.grid import GridPlan
+    from ..capture.worker import CaptureRequest
 from ..settings import Bounds, CaptureSettings
 from .base import (
     MAX_IMAGE_BYTES,
@@ -29,7 +31,7 @@ from .base import (
     explain_io_error,
     http_error,
 )
-from .fake import render_fake_frame
+from .fake import FakeCamera
 from .http import SnapshotUrlCamera
 from .mjpeg import MjpegStreamCamera
 
@@ -115,43 +117,6 @@ def _is_io_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or module.startswith(("requests", "urllib3"))
 
 
-class FakeCamera:
-    """Draws the capture instead of photographing it (testing without hardware)."""
-
-    name = "fake camera"
-    transform = Transform()
-
-    def __init__(
-        self,
-        quality: int,
-        bounds: Optional[Bounds],
-        grid_points: Sequence[Tuple[float, float]],
-        now: Callable[[], datetime] = datetime.now,
-    ) -> None:
-        self._quality = quality
-        self._bounds = bounds
-        self._grid_points = list(grid_points)
-        self._now = now
-
-    def take(self, request: ShotRequest) -> Snapshot:
-        started = time.monotonic()
-        data = render_fake_frame(
-            layer=request.layer,
-            layer_z=request.layer_z,
-            position=(request.x, request.y, request.z),
-            index=request.index,
-            count=request.count,
-            bounds=self._bounds,
-            grid_points=self._grid_points,
-            when=self._now(),
-            quality=self._quality,
-        )
-        return Snapshot(data, "image/jpeg", time.monotonic() - started, self.name)
-
-    def close(self) -> None:
-        pass
-
-
 class NoCamera:
     """Stands in when no camera can be used: every capture fails with the reason."""
 
@@ -197,6 +162,14 @@ def choose_camera(
             + WEBCAM_SETTINGS_HINT
         )
     return OctoPrintWebcam(webcam, timeout, retries)
+
+
+def camera_for(
+    request: CaptureRequest, plan: GridPlan, find_webcam: Callable[[str], Optional[WebcamInfo]]
+) -> CameraPort:
+    """The camera of a capture request (the fake camera draws the plan's points)."""
+    points = [(p.x, p.y) for p in plan.points]
+    return choose_camera(request.settings, find_webcam, request.bounds, points)
 
 
 def webcam_info(provided: Any, snapshot_webcam: Optional[str]) -> WebcamInfo:

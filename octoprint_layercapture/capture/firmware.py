@@ -223,3 +223,44 @@ class SoftLimitsWatch:
             if self.limits is not None:
                 return True
         return now >= self._deadline or (bool(self._lines) and line.strip().startswith("ok"))
+
+
+class ConnectedFirmware:
+    """What the connected firmware told about itself: its name (``M115``, OctoPrint's
+    FirmwareData event) and, where it reports them, its soft limits (``M211``). The event
+    thread calls :meth:`introduced` and :meth:`forget`, the comm thread :meth:`feed`."""
+
+    def __init__(self) -> None:
+        self.name: Optional[str] = None
+        self.limits: Optional[SoftLimits] = None
+        self._watch: Optional[SoftLimitsWatch] = None
+
+    def introduced(self, name: Optional[str], setting: str, now: float) -> Optional[str]:
+        """The firmware named itself; returns the query to send for its soft limits, if
+        its family reports them."""
+        self.name = name or None
+        self.limits = None
+        if resolve_family(setting, self.name) not in REPORTS_SOFT_LIMITS:
+            self._watch = None
+            return None
+        self._watch = SoftLimitsWatch(now)
+        return SOFT_LIMITS_QUERY
+
+    @property
+    def listening(self) -> bool:
+        return self._watch is not None
+
+    def feed(self, line: str, now: float) -> bool:
+        """A received line; True once the answer to the query is complete."""
+        watch = self._watch
+        if watch is None or not watch.feed(line, now):
+            return False
+        self._watch = None
+        self.limits = watch.limits
+        return True
+
+    def forget(self) -> None:
+        self.name = self.limits = self._watch = None
+
+    def family(self, setting: str) -> Optional[str]:
+        return resolve_family(setting, self.name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 if TYPE_CHECKING:  # pure modules too; imported for the annotations only
     from ..settings import CaptureSettings
@@ -149,9 +149,30 @@ class CameraError(Exception):
     """A snapshot failed; the message says why (timeout, HTTP error, no camera...)."""
 
 
+class ImageTransform(Protocol):
+    """What a camera's images need before they are stored (a webcam's flip/rotate)."""
+
+    @property
+    def identity(self) -> bool: ...
+
+    def apply(self, jpeg: bytes, quality: int) -> bytes: ...
+
+    def for_storage(self, quality: int) -> Optional[Callable[[bytes], bytes]]: ...
+
+
 class CameraPort(Protocol):
+    @property
+    def name(self) -> str:
+        """How messages and the metadata name the camera."""
+
+    @property
+    def transform(self) -> ImageTransform: ...
+
     def take(self, request: ShotRequest) -> Snapshot:
         """Take one snapshot; raises :class:`CameraError` on failure."""
+
+    def close(self) -> None:
+        """Free what the camera holds (connections, threads); it is not used again."""
 
 
 @dataclass(frozen=True)

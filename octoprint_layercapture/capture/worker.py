@@ -23,6 +23,7 @@ from ..settings import Bounds, CaptureSettings
 from ..store.files import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
 from ..store.writer import ImageWriter, StoreSink
 from ..vocabulary import State
+from .armed import ArmedPrint, PrintInfo
 from .grid import GridPlan, plan_grid
 from .layers import LayerTrigger, MotionState
 from .ports import CameraPort, CaptureTask, Position, PrinterPort, SequenceResult
@@ -32,24 +33,33 @@ _THREAD_NAME = "layercapture-worker"
 
 
 @dataclass(frozen=True)
-class PrintInfo:
-    gcode_file: str
-    started_at: datetime
-
-
-@dataclass(frozen=True)
 class CaptureRequest:
+    """One layer to capture, for the print ``armed``."""
+
     trigger: LayerTrigger
     motion: MotionState
     held_line: Optional[str]
-    settings: CaptureSettings
-    bounds: Optional[Bounds]
-    print_info: PrintInfo
-    store_root: Path
+    armed: ArmedPrint
     # the printer port of the print that asked (the plugin may have moved on to another
     # print, or none, by the time the sequence runs or ends), and who asked
     printer: Optional[PrinterPort] = None
     owner: Optional[object] = None
+
+    @property
+    def settings(self) -> CaptureSettings:
+        return self.armed.settings
+
+    @property
+    def bounds(self) -> Optional[Bounds]:
+        return self.armed.bounds
+
+    @property
+    def print_info(self) -> PrintInfo:
+        return self.armed.print_info
+
+    @property
+    def store_root(self) -> Path:
+        return self.armed.store_root
 
 
 class InterruptibleClock:
@@ -163,7 +173,7 @@ class CaptureWorker:
         plugin_version: str,
         logger: Optional[logging.Logger] = None,
         clock: Any = None,
-        on_layer_saved: Optional[Callable[[Path], None]] = None,
+        on_layer_saved: Optional[Callable[[Path], object]] = None,
         writer: Optional[ImageWriter] = None,
     ) -> None:
         self._make_printer = make_printer
@@ -265,15 +275,7 @@ class CaptureWorker:
         for skipped in plan.skipped:
             self._logger.warning(f"layer {layer} position {skipped.index}: {skipped.reason}")
         store = CaptureStore(request.store_root)
-        transform = getattr(camera, "transform", None)
-        sink = StoreSink(
-            store,
-            s,
-            self._writer,
-            None
-            if transform is None or transform.identity
-            else lambda data: transform.apply(data, s.image_quality),
-        )
+        sink = StoreSink(store, s, self._writer, camera.transform.for_storage(s.image_quality))
         sequence = CaptureSequence(
             printer=request.printer or self._make_printer(),
             camera=camera,
@@ -300,9 +302,7 @@ class CaptureWorker:
         finally:
             # the job runs again from here on; the next layer may queue its capture
             self._busy.clear()
-            close = getattr(camera, "close", None)
-            if close is not None:
-                close()
+            camera.close()
         self._on_finished(request, result)
         # queued behind this layer's images: runs once they are written
         self._writer.submit(

@@ -12,6 +12,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 from PIL import Image
 
 from octoprint_layercapture import settings as lc_settings
+from octoprint_layercapture.cameras.base import Transform
 from octoprint_layercapture.capture.firmware import ModeHistory
 from octoprint_layercapture.capture.ports import (
     CameraError,
@@ -302,6 +303,11 @@ TINY_JPEG = tiny_jpeg()
 
 
 class FakeCamera:
+    """A camera port on the fake clock; the snapshots ``fail_at`` (1-based) fail."""
+
+    name = "fake"
+    transform = Transform()
+
     def __init__(
         self, clock: FakeClock, fail_at: FrozenSet[int] = frozenset(), seconds: float = 0.05
     ) -> None:
@@ -309,6 +315,10 @@ class FakeCamera:
         self.fail_at = fail_at
         self.seconds = seconds
         self.requests: List[ShotRequest] = []
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def take(self, request: ShotRequest) -> Snapshot:
         self.requests.append(request)

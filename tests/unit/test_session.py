@@ -9,10 +9,11 @@ from typing import Any, List, Optional
 
 from fakes import make_settings
 
+from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from octoprint_layercapture.capture.ports import SequenceResult
-from octoprint_layercapture.capture.worker import CaptureRequest, PrintInfo
-from octoprint_layercapture.session import ArmedPrint, CaptureSession
+from octoprint_layercapture.capture.worker import CaptureRequest
+from octoprint_layercapture.session import CaptureSession
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
 HELD = "G1 X10 Y10 E0.5"

@@ -18,9 +18,10 @@ from paths import metadata_schema
 from PIL import Image
 
 from octoprint_layercapture.cameras.base import Transform
+from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.capture.ports import ShotRequest, Snapshot
-from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker, PrintInfo
+from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
 from octoprint_layercapture.settings import Bounds, validate
 from octoprint_layercapture.store import writer as image_writer
 from octoprint_layercapture.store.writer import ImageWriter
@@ -56,10 +57,13 @@ def make_request(tmp_path: Path, **settings: Any) -> CaptureRequest:
             x=90.0, y=95.0, z=0.8, e=1.0, absolute_xyz=True, absolute_e=True, feedrate=1800.0
         ),
         held_line="G1 X91 Y95 E1.4",
-        settings=values,
-        bounds=values.bounds(BED),
-        print_info=PrintInfo("box.gcode", datetime(2024, 1, 15, 10, 0, 0)),
-        store_root=tmp_path / "layercapture",
+        armed=ArmedPrint(
+            values,
+            values.bounds(BED),
+            PrintInfo("box.gcode", datetime(2024, 1, 15, 10, 0, 0)),
+            tmp_path / "layercapture",
+            None,
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from datetime import datetime
@@ -11,8 +12,9 @@ import pytest
 from fakes import FakeCamera, FakeClock, HeadState, RecorderPrinter
 from paths import metadata_schema
 
+from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
-from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker, PrintInfo
+from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
 from octoprint_layercapture.settings import Bounds, validate
 
 SCHEMA = metadata_schema()
@@ -30,10 +32,13 @@ def make_request(tmp_path: Path, **settings: Any) -> CaptureRequest:
         trigger=LayerTrigger(layer=3, z=0.6, next_z=0.8, source="motion", reasons=("every 3",)),
         motion=motion,
         held_line="G1 X91 Y95 E12.9",
-        settings=values,
-        bounds=values.bounds(BED),
-        print_info=PrintInfo("box.gcode", datetime(2024, 1, 15, 10, 0, 0)),
-        store_root=tmp_path / "layercapture",
+        armed=ArmedPrint(
+            values,
+            values.bounds(BED),
+            PrintInfo("box.gcode", datetime(2024, 1, 15, 10, 0, 0)),
+            tmp_path / "layercapture",
+            None,
+        ),
     )
 
 
@@ -138,7 +143,8 @@ def test_points_outside_the_bed_are_skipped_and_recorded(tmp_path):
     harness = Harness()
     request = make_request(tmp_path, grid_size=5, grid_spacing=40, bed_max_x=300)
     narrow = Bounds(0, 0, 150, 200, 200)
-    request = CaptureRequest(**{**request.__dict__, "bounds": narrow})
+    armed = dataclasses.replace(request.armed, bounds=narrow)
+    request = dataclasses.replace(request, armed=armed)
     harness.run(request)
 
     data = json.loads(metadata_files(request.store_root)[0].read_text())
