@@ -11,22 +11,21 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from datetime import datetime
 from typing import Any, Dict, List, Optional, Set
 
 import octoprint.plugin
 from flask_babel import gettext
-from octoprint.access.permissions import ADMIN_GROUP, Permissions
+from octoprint.access.permissions import Permissions
 from octoprint.events import Events
 
 from . import session as sessions
 from . import settings as lc_settings
 from .cameras.sources import camera_for
 from .cameras.webcams import OctoPrintWebcams
-from .capture.armed import PrintInfo
 from .capture.firmware import ConnectedFirmware
-from .capture.printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
-from .capture.status import LiveStatus, planned_layer_seconds
+from .capture.ports import SequenceResult
+from .capture.printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, plugin_tags
+from .capture.status import LiveStatus
 from .capture.worker import CaptureRequest, CaptureWorker
 from .settings_reader import SettingsReader
 from .store.index import CaptureIndex
@@ -34,15 +33,13 @@ from .vocabulary import State
 from .web.downloads import ZipDownloads
 from .web.endpoints import Endpoints
 from .web.files import file_routes
+from .web.permissions import additional_permissions
 from .web.push import Pushes
 from .web.routes import FILE_EVENTS, Routes
 
 __plugin_name__ = "Layer Capture"
 __plugin_pythoncompat__ = ">=3.9,<4"
 
-# Job origins the printer prints itself (OctoPrint never sees those lines): "sdcard" up to
-# OctoPrint 1.11, "printer" from 2.0 on.
-PRINTER_STORAGES = ("sdcard", "printer")
 PRINT_ENDS = (Events.PRINT_DONE, Events.PRINT_FAILED, Events.PRINT_CANCELLED)
 
 
@@ -73,7 +70,7 @@ class LayerCapturePlugin(
         )
         self._pushes = Pushes(self._plugin_manager, self._identifier)
         self._worker = CaptureWorker(
-            make_printer=self._session_port,
+            make_printer=lambda: sessions.port_of(self._session),
             make_camera=lambda request, plan: camera_for(request, plan, self._webcams.find),
             on_status=self._publish_status,
             on_finished=self._on_sequence_finished,
@@ -164,46 +161,17 @@ class LayerCapturePlugin(
 
     def _arm(self, job_file: Dict[str, Any], number: int) -> None:
         self._disarm("PrintStarted")
-        if job_file.get("origin") in PRINTER_STORAGES:
-            self._publish_status(
-                {"state": State.UNSUPPORTED, "message": "SD card prints are not captured"}
-            )
-            return
-        try:
-            values = self._reader.current()
-        except lc_settings.InvalidSettings as exc:
-            self._logger.warning(f"Settings are invalid, this print is not captured: {exc}")
-            self._publish_status({"state": State.ERROR, "message": f"invalid settings: {exc}"})
-            return
-        if not values.enabled:
-            return
-        if values.capture_every_n_layers == 0 and not values.capture_z_heights:
-            self._logger.info("No layers selected (every N = 0 and no Z heights)")
-            return
-        gcode_file = str(job_file.get("name") or job_file.get("path") or "")
-        port = OctoPrintPrinterPort(
-            self._printer,
-            values.stop_mode,
-            self._logger,
-            wait_for_moves=values.wait_for_moves,
-            pause_reports_position=self._reader.pause_reports_position(),
+        armed = sessions.arm(
+            job_file, number, self._reader, self._firmware, self._printer, self._logger
         )
-        session = sessions.arm(
-            values,
-            self._reader.profile_bounds(),
-            self._firmware,
-            PrintInfo(gcode_file=gcode_file, started_at=datetime.now()),
-            self._reader.capture_root(values.capture_folder),
-            port,
-            number,
-            self._logger,
+        if isinstance(armed, sessions.NotCaptured):
+            if armed.status is not None:
+                self._publish_status(armed.status)
+            return
+        self._live_status.begin_print(
+            armed.armed.print_info.gcode_file, sessions.planned_seconds(armed)
         )
-        try:
-            planned: Optional[float] = planned_layer_seconds(values, session.armed.bounds)
-        except (ValueError, ZeroDivisionError):
-            planned = None
-        self._live_status.begin_print(gcode_file, planned)
-        self._session = session
+        self._session = armed
         self._publish_status({"state": State.WAITING, "layer": 0})
 
     def _disarm(self, reason: str) -> None:
@@ -220,10 +188,7 @@ class LayerCapturePlugin(
         except lc_settings.InvalidSettings:
             setting = str(lc_settings.DEFAULTS["firmware"])
         query = self._firmware.introduced(payload.get("name"), setting, time.monotonic())
-        family = self._firmware.family(setting)
-        self._logger.info(
-            f"Firmware {self._firmware.name!r}: read as {family or 'unknown (Marlin 2 rules)'}"
-        )
+        self._logger.info(self._firmware.describe(setting))
         if query is not None:
             self._printer.commands([query], tags=plugin_tags("layercapture:soft-limits"))
 
@@ -273,21 +238,12 @@ class LayerCapturePlugin(
             as_dict = getattr(position, "as_dict", None)
             session.port.on_parked(as_dict() if callable(as_dict) else None)
 
-    def on_gcode_sending(
-        self,
-        comm: Any,
-        phase: str,
-        cmd: str,
-        cmd_type: Any,
-        gcode: Optional[str],
-        subcode: Any = None,
-        tags: Optional[Set[str]] = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> None:
+    def on_gcode_sending(self, comm: Any, phase: str, cmd: str, *args: Any, **kwargs: Any) -> None:
+        # (cmd_type, gcode, subcode=, tags=), as OctoPrint passes them to every G-code hook
         session = self._session
         if session is not None and session.port.pending_confirm_tag() is not None:
-            session.port.on_sending(gcode, tags)
+            gcode = args[1] if len(args) > 1 else kwargs.get("gcode")
+            session.port.on_sending(gcode, kwargs.get("tags"))
 
     def on_gcode_received(self, comm: Any, line: str, *args: Any, **kwargs: Any) -> str:
         # every line the printer sends passes here: leave at once unless something waits
@@ -303,42 +259,15 @@ class LayerCapturePlugin(
             return None
         if name == "beforePrintStarted":
             # OctoPrint is starting a job and has not sent a line of it yet
-            self._arm(self._job_file(), self._prints.start())
+            self._arm(sessions.job_file(self._printer, self._logger), self._prints.start())
             return None
         session = self._session
-        if session is None:
-            return None
-        if name == "afterPrintPaused":
-            suffix = session.pause_script()
-            return None if suffix is None else (None, suffix, None, {PLUGIN_TAG})
-        if name == "beforePrintResumed":
-            lines = session.resume_script()
-            return None if lines is None else (lines[0], lines[1], None, {PLUGIN_TAG})
-        return None
-
-    def _job_file(self) -> Dict[str, Any]:
-        try:
-            return dict((self._printer.get_current_job() or {}).get("file") or {})
-        except Exception:
-            self._logger.exception("Could not read the job being started")
-            return {}
+        return None if session is None else session.script_lines(name, {PLUGIN_TAG})
 
     ##~~ the capture worker's callbacks
 
-    def _session_port(self) -> OctoPrintPrinterPort:
-        session = self._session
-        if session is None:
-            raise RuntimeError("no print job is armed")
-        return session.port
-
-    def _on_sequence_finished(self, request: CaptureRequest, result: Any) -> None:
-        # the print that asked, even when it has ended meanwhile (its hold must go)
-        owner = request.owner
-        session = owner if isinstance(owner, sessions.CaptureSession) else self._session
-        if session is not None:
-            session.sequence_finished(request, result)
-        for note in result.notes:
-            self._logger.info(f"layer {request.trigger.layer}: {note}")
+    def _on_sequence_finished(self, request: CaptureRequest, result: SequenceResult) -> None:
+        sessions.sequence_finished(self._session, request, result)
 
     def _publish_status(self, update: Dict[str, Any]) -> None:
         self._refresh_progress()
@@ -369,16 +298,7 @@ class LayerCapturePlugin(
         return lc_settings.SETTINGS_VERSION
 
     def on_settings_migrate(self, target: int, current: Optional[int]) -> None:
-        if current is not None and current >= target:
-            return
-        stored = self._settings.get_all_data(merged=False, incl_defaults=False) or {}
-        migrated = lc_settings.migrate(stored, current)
-        for key in set(stored) - set(migrated):
-            self._settings.remove([key])
-        for key, value in migrated.items():
-            if key in lc_settings.DEFAULTS:
-                self._settings.set([key], value)
-        if migrated != stored:
+        if (current is None or current < target) and self._reader.migrate(current):
             self._logger.info(f"Migrated settings from version {current} to {target}")
 
     def on_settings_save(self, data: Dict[str, Any]) -> Dict[str, Any]:
@@ -423,25 +343,7 @@ class LayerCapturePlugin(
         return file_routes(self._web.gallery, self._zips)
 
     def get_additional_permissions(self, *args: Any, **kwargs: Any) -> List[Dict[str, Any]]:
-        return [
-            {
-                "key": "VIEW",
-                "name": "View captures",
-                "description": gettext("Allows to see the capture status and the gallery"),
-                "roles": ["view"],
-                "default_groups": [ADMIN_GROUP],
-            },
-            {
-                "key": "MANAGE",
-                "name": "Manage captures",
-                "description": gettext(
-                    "Allows to delete captures and to take test captures with the camera"
-                ),
-                "roles": ["manage"],
-                "dangerous": True,
-                "default_groups": [ADMIN_GROUP],
-            },
-        ]
+        return additional_permissions(gettext)
 
     def get_update_information(self) -> Dict[str, Any]:
         return {

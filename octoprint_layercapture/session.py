@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
-from typing import List, Optional, Protocol, Tuple
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 from .capture.armed import ArmedPrint, PrintInfo
 from .capture.firmware import ConnectedFirmware
 from .capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from .capture.ports import SequenceResult
 from .capture.printer_port import OctoPrintPrinterPort
-from .capture.status import next_every_n
+from .capture.status import next_every_n, planned_layer_seconds
 from .capture.worker import CaptureRequest
-from .settings import Bounds, CaptureSettings
-from .vocabulary import Outcome
+from .settings import InvalidSettings
+from .settings_reader import SettingsReader
+from .vocabulary import Outcome, State
 
 ScriptLines = Tuple[Optional[List[str]], Optional[List[str]]]
 
@@ -103,6 +105,8 @@ class CaptureSession:
         """Record what the job is owed, then hand the job back (release its hold). In this
         order: a resume clicked the moment the hold is released must find the owed line."""
         interrupted = result.outcome == Outcome.INTERRUPTED
+        for note in result.notes:
+            self._logger.info(f"layer {request.trigger.layer}: {note}")
         if not interrupted:
             with self._lock:
                 if request.held_line and not result.held_line_sent:
@@ -144,6 +148,16 @@ class CaptureSession:
         if self.armed.settings.stop_mode == "pause":
             return (back or None), (tail or None)
         return None, (back + tail) or None
+
+    def script_lines(self, name: str, tags: Any) -> Any:
+        """The scripts hook's answer for OctoPrint's script ``name`` (None: nothing)."""
+        if name == "afterPrintPaused":
+            suffix = self.pause_script()
+            return None if suffix is None else (None, suffix, None, tags)
+        if name == "beforePrintResumed":
+            lines = self.resume_script()
+            return None if lines is None else (lines[0], lines[1], None, tags)
+        return None
 
     @property
     def owes(self) -> bool:
@@ -187,27 +201,93 @@ def next_targets(session: CaptureSession) -> Tuple[int, Optional[int], Optional[
     return tracker.layer, every_n, pending[0] if pending else None
 
 
+# Job origins the printer prints itself (OctoPrint never sees those lines): "sdcard" up to
+# OctoPrint 1.11, "printer" from 2.0 on.
+PRINTER_STORAGES = ("sdcard", "printer")
+
+
+@dataclass(frozen=True)
+class NotCaptured:
+    """Why a print that starts is not captured; ``status`` is what the UI is told."""
+
+    reason: str
+    status: Optional[Dict[str, Any]] = None
+
+
 def arm(
-    values: CaptureSettings,
-    profile_bounds: Optional[Bounds],
-    firmware: ConnectedFirmware,
-    print_info: PrintInfo,
-    store_root: Path,
-    port: OctoPrintPrinterPort,
+    job_file: Mapping[str, Any],
     number: int,
+    reader: SettingsReader,
+    firmware: ConnectedFirmware,
+    printer: Any,
     logger: logging.Logger,
-) -> CaptureSession:
-    """A session for a print that starts now: the bounds (profile, settings, the
-    firmware's soft limits), the firmware family, a fresh tracker."""
-    bounds = values.bounds(profile_bounds)
+) -> Union[CaptureSession, NotCaptured]:
+    """A session for the print that starts now (``job_file``: OctoPrint's job file info):
+    the settings as stored, the bounds (profile, settings, the firmware's soft limits),
+    the firmware family, a fresh tracker and printer port."""
+    if job_file.get("origin") in PRINTER_STORAGES:
+        message = "SD card prints are not captured"
+        return NotCaptured(message, {"state": State.UNSUPPORTED, "message": message})
+    try:
+        values = reader.current()
+    except InvalidSettings as exc:
+        logger.warning(f"Settings are invalid, this print is not captured: {exc}")
+        return NotCaptured(str(exc), {"state": State.ERROR, "message": f"invalid settings: {exc}"})
+    if not values.enabled:
+        return NotCaptured("captures are switched off")
+    if values.capture_every_n_layers == 0 and not values.capture_z_heights:
+        logger.info("No layers selected (every N = 0 and no Z heights)")
+        return NotCaptured("no layers selected")
+    bounds = values.bounds(reader.profile_bounds())
     limits = firmware.limits
     if bounds is not None and limits is not None:
         bounds = bounds.within(limits.min_x, limits.min_y, limits.max_x, limits.max_y, limits.max_z)
     family = firmware.family(values.firmware)
-    armed = ArmedPrint(values, bounds, print_info, store_root, family)
+    info = PrintInfo(str(job_file.get("name") or job_file.get("path") or ""), datetime.now())
+    armed = ArmedPrint(values, bounds, info, reader.capture_root(values.capture_folder), family)
     targets = LayerTargets(
         every_n=values.capture_every_n_layers,
         z_heights=values.capture_z_heights,
         min_layer_height=values.min_layer_height,
     )
+    port = OctoPrintPrinterPort(
+        printer,
+        values.stop_mode,
+        logger,
+        wait_for_moves=values.wait_for_moves,
+        pause_reports_position=reader.pause_reports_position(),
+    )
     return CaptureSession(armed, LayerTracker(targets, family=family), port, number, logger)
+
+
+def planned_seconds(session: CaptureSession) -> Optional[float]:
+    """What a captured layer should add, planned from the settings (None: can't tell)."""
+    try:
+        return planned_layer_seconds(session.armed.settings, session.armed.bounds)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def job_file(printer: Any, logger: logging.Logger) -> Dict[str, Any]:
+    """The file of the job OctoPrint is starting (name, path, origin)."""
+    try:
+        return dict((printer.get_current_job() or {}).get("file") or {})
+    except Exception:
+        logger.exception("Could not read the job being started")
+        return {}
+
+
+def sequence_finished(
+    current: Optional[CaptureSession], request: CaptureRequest, result: SequenceResult
+) -> None:
+    """Hands the job back to the print that asked, even when it has ended meanwhile (its
+    hold must go), else to the current one."""
+    session = request.owner if isinstance(request.owner, CaptureSession) else current
+    if session is not None:
+        session.sequence_finished(request, result)
+
+
+def port_of(session: Optional[CaptureSession]) -> OctoPrintPrinterPort:
+    if session is None:
+        raise RuntimeError("no print job is armed")
+    return session.port

@@ -28,6 +28,17 @@ class SettingsReader:
         data = self._settings.get_all_data(merged=True) or {}
         return {key: data.get(key, lc_settings.DEFAULTS[key]) for key in lc_settings.DEFAULTS}
 
+    def migrate(self, version: Optional[int]) -> bool:
+        """Stored settings of an earlier version brought up to date; whether any changed."""
+        stored = self._settings.get_all_data(merged=False, incl_defaults=False) or {}
+        migrated = lc_settings.migrate(stored, version)
+        for key in set(stored) - set(migrated):
+            self._settings.remove([key])
+        for key, value in migrated.items():
+            if key in lc_settings.DEFAULTS:
+                self._settings.set([key], value)
+        return bool(migrated != stored)
+
     def with_form(self, form: Mapping[str, Any]) -> Dict[str, Any]:
         return lc_settings.merge_form(self.stored(), form)
 

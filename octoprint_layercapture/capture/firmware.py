@@ -264,3 +264,7 @@ class ConnectedFirmware:
 
     def family(self, setting: str) -> Optional[str]:
         return resolve_family(setting, self.name)
+
+    def describe(self, setting: str) -> str:
+        family = self.family(setting)
+        return f"Firmware {self.name!r}: read as {family or 'unknown (Marlin 2 rules)'}"
