@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, Optional
 
 from ..cameras.sources import NoCamera
 from ..settings import Bounds, CaptureSettings
-from ..store.files import CaptureStore, FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
+from ..store.files import CaptureStore
+from ..store.records import FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
 from ..store.writer import ImageWriter, StoreSink
 from ..vocabulary import State
 from .armed import ArmedPrint, PrintInfo

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from .files import parse_image_name, parse_metadata_name, thumbnail_name
+from .names import parse_image_name, parse_metadata_name, thumbnail_name
 
 SizeOf = Callable[[str], Optional[int]]  # file name in the day folder -> bytes, None: absent
 

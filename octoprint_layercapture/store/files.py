@@ -1,166 +1,27 @@
-"""Capture files on disk: names, day folders, atomic writes, thumbnails and metadata.
-
-Pure module (stdlib + Pillow). Layout under the capture root::
-
-    2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000.jpg
-    2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg
-    2024-01-15/layer_0003_metadata_20240115_103000.json
-
-The name formats below are the only place that knows them; :func:`parse_image_name`
-reads them back for the gallery.
+"""Capture files on disk: paths inside the capture folder, atomic writes, thumbnails and
+the store that writes a layer's images and metadata. Pure module (stdlib + Pillow); the
+names are :mod:`store.names`, the metadata record :mod:`store.records`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
-import math
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 from PIL import Image, ImageOps
 
+from .names import TEMP_PREFIX, TEMP_SUFFIX, day_folder, image_name, metadata_name, thumbnail_name
+from .records import LayerMetadata
+
 _logger = logging.getLogger("octoprint.plugins.layercapture.storage")
-
-# ---- names: the one place for the file-name patterns ---------------------------------------
-
-DAY_FORMAT = "%Y-%m-%d"
-STAMP_FORMAT = "%Y%m%d_%H%M%S"
-IMAGE_EXT = ".jpg"
-THUMB_SUFFIX = "_thumb"
-METADATA_EXT = ".json"
-TEMP_PREFIX = "."
-TEMP_SUFFIX = ".tmp"
-
-_IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}_z_{z}_{stamp}" + IMAGE_EXT
-_METADATA_FORMAT = "layer_{layer:04d}_metadata_{stamp}" + METADATA_EXT
-_IMAGE_RE = re.compile(
-    r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})_z_(?P<zi>\d+)_(?P<zf>\d{2})"
-    r"_(?P<stamp>\d{8}_\d{6})(?P<thumb>"
-    + re.escape(THUMB_SUFFIX)
-    + r")?"
-    + re.escape(IMAGE_EXT)
-    + "$"
-)
-_METADATA_RE = re.compile(
-    r"^layer_(?P<layer>\d{4,})_metadata_(?P<stamp>\d{8}_\d{6})" + re.escape(METADATA_EXT) + "$"
-)
-_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _stamp(when: datetime) -> str:
-    return when.strftime(STAMP_FORMAT)
-
-
-def _check_index(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-
-
-def z_text(z: float) -> str:
-    """``0.6 -> "0_60"``, ``10.25 -> "10_25"`` (two decimals, ``_`` for the point)."""
-    if not isinstance(z, (int, float)) or isinstance(z, bool) or not math.isfinite(z):
-        raise ValueError(f"Z must be a finite number, got {z!r}")
-    text = f"{z:.2f}"
-    if text == "-0.00":  # float noise just below zero
-        text = "0.00"
-    elif text.startswith("-"):
-        raise ValueError(f"Z must not be negative, got {z!r}")
-    return text.replace(".", "_")
-
-
-def image_name(layer: int, index: int, z: float, when: datetime) -> str:
-    """``layer_0003_pos_00_z_0_60_20240115_103000.jpg``; ``z`` is the layer's Z."""
-    _check_index("layer", layer)
-    _check_index("index", index)
-    return _IMAGE_FORMAT.format(layer=layer, index=index, z=z_text(z), stamp=_stamp(when))
-
-
-def thumbnail_name(image: str) -> str:
-    """``..._103000.jpg -> ..._103000_thumb.jpg``."""
-    if not image.endswith(IMAGE_EXT) or image.endswith(THUMB_SUFFIX + IMAGE_EXT):
-        raise ValueError(f"not a full-size image name: {image!r}")
-    return image[: -len(IMAGE_EXT)] + THUMB_SUFFIX + IMAGE_EXT
-
-
-def metadata_name(layer: int, when: datetime) -> str:
-    """``layer_0003_metadata_20240115_103000.json``."""
-    _check_index("layer", layer)
-    return _METADATA_FORMAT.format(layer=layer, stamp=_stamp(when))
-
-
-def day_folder(root: Path, when: Union[datetime, date]) -> Path:
-    """``<root>/YYYY-MM-DD`` for the date of ``when``."""
-    return Path(root) / when.strftime(DAY_FORMAT)
-
-
-def is_day_folder_name(name: str) -> bool:
-    """Whether ``name`` is a ``YYYY-MM-DD`` folder name of a real date."""
-    try:
-        return bool(_DAY_RE.match(name)) and bool(datetime.strptime(name, DAY_FORMAT))
-    except ValueError:
-        return False
-
-
-def _parse_stamp(stamp: str) -> Optional[datetime]:
-    try:
-        return datetime.strptime(stamp, STAMP_FORMAT)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class ImageName:
-    """The parts of an image (or thumbnail) file name."""
-
-    layer: int
-    index: int
-    z: float
-    stamp: str
-    is_thumbnail: bool
-
-    @property
-    def when(self) -> Optional[datetime]:
-        return _parse_stamp(self.stamp)
-
-
-@dataclass(frozen=True)
-class MetadataName:
-    layer: int
-    stamp: str
-
-    @property
-    def when(self) -> Optional[datetime]:
-        return _parse_stamp(self.stamp)
-
-
-def parse_image_name(name: str) -> Optional[ImageName]:
-    """Read back an :func:`image_name` or :func:`thumbnail_name`; None for other names."""
-    m = _IMAGE_RE.match(name)
-    if m is None or _parse_stamp(m["stamp"]) is None:
-        return None
-    return ImageName(
-        layer=int(m["layer"]),
-        index=int(m["index"]),
-        z=float(f"{m['zi']}.{m['zf']}"),
-        stamp=m["stamp"],
-        is_thumbnail=m["thumb"] is not None,
-    )
-
-
-def parse_metadata_name(name: str) -> Optional[MetadataName]:
-    m = _METADATA_RE.match(name)
-    if m is None or _parse_stamp(m["stamp"]) is None:
-        return None
-    return MetadataName(layer=int(m["layer"]), stamp=m["stamp"])
-
 
 # ---- paths and atomic writes ---------------------------------------------------------------
 
@@ -270,96 +131,6 @@ def make_thumbnail(jpeg: bytes, max_size: Tuple[int, int] = (320, 240), quality:
         out = io.BytesIO()
         image.save(out, "JPEG", quality=quality)
     return out.getvalue()
-
-
-# ---- metadata ------------------------------------------------------------------------------
-
-Position = Dict[str, float]
-
-
-@dataclass
-class ImageRecord:
-    path: str  # file name, relative to the day folder
-    position: Position  # commanded {x, y, z}; z includes the offset
-    index: int
-    thumbnail: Optional[str] = None
-    row: Optional[int] = None
-    col: Optional[int] = None
-    measured: Optional[Dict[str, Optional[float]]] = None  # M114 {x, y, z, e}
-    captured_at: Optional[str] = None  # ISO local time
-    duration_s: Optional[float] = None
-    camera: str = ""
-    size_bytes: Optional[int] = None
-    content_type: str = "image/jpeg"
-
-
-@dataclass
-class SkippedRecord:
-    index: int
-    position: Position
-    reason: str
-
-
-@dataclass
-class FailureRecord:
-    index: Optional[int]
-    phase: str
-    message: str
-    duration_s: Optional[float] = None
-
-
-@dataclass
-class LayerMetadata:
-    """One captured layer. The field names are the JSON keys, in this order."""
-
-    layer: int
-    z_height: float
-    timestamp: str  # ISO local, e.g. "2024-01-15T10:30:00"
-    gcode_file: str
-    print_start_time: Optional[str]
-    images: List[ImageRecord]
-    settings: Dict[str, Any]  # grid_spacing, grid_center {x, y}, grid_size, z_offset, stop_mode
-    capture_z: Optional[float] = None
-    # where the job stopped, as the printer reported it: {x, y, z, e, source}
-    stop_position: Optional[Dict[str, Any]] = None
-    # where the head went back to: the stop position, or where the user's pause script
-    # parked it (pause mode): {x, y, z, e}
-    return_position: Optional[Dict[str, Any]] = None
-    travel_z: Optional[float] = None  # the height of every move away from the part
-    camera: str = ""
-    skipped: List[SkippedRecord] = field(default_factory=list)
-    failures: List[FailureRecord] = field(default_factory=list)
-    timings: Dict[str, float] = field(default_factory=dict)  # stop, moves, ... total (s)
-    trigger: Dict[str, Any] = field(default_factory=dict)  # source, reasons
-    plugin_version: str = ""
-
-    def to_dict(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = _json_safe(asdict(self))
-        return data
-
-    def to_json(self) -> bytes:
-        text = json.dumps(self.to_dict(), sort_keys=False, indent=2, ensure_ascii=False)
-        return (text + "\n").encode("utf-8")
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become null (they are not JSON); containers are copied recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def read_metadata(path: Path) -> Dict[str, Any]:
-    """Load a metadata file; ValueError when it is not a JSON object."""
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if not isinstance(data, dict):
-        raise ValueError(f"{Path(path).name} does not hold a JSON object")
-    return data
 
 
 # ---- the store -----------------------------------------------------------------------------

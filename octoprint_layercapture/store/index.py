@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from .entries import PrintEntry, layer_record
-from .files import is_day_folder_name, parse_metadata_name, read_metadata, resolve_inside
+from .files import resolve_inside
+from .names import is_day_folder_name, parse_metadata_name
+from .records import read_metadata
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.gallery")
 

@@ -31,7 +31,8 @@ from ..capture.ports import (
     Snapshot,
 )
 from ..vocabulary import Outcome
-from .files import CaptureStore, make_thumbnail, thumbnail_name, write_atomic
+from .files import CaptureStore, make_thumbnail, write_atomic
+from .names import thumbnail_name
 
 if TYPE_CHECKING:  # settings.py is pure too; for the annotations only
     from ..settings import CaptureSettings

@@ -17,15 +17,8 @@ from typing import List, Optional
 
 from PIL import Image
 
-from octoprint_layercapture.store.files import (
-    ImageRecord,
-    LayerMetadata,
-    SkippedRecord,
-    day_folder,
-    image_name,
-    metadata_name,
-    thumbnail_name,
-)
+from octoprint_layercapture.store.names import day_folder, image_name, metadata_name, thumbnail_name
+from octoprint_layercapture.store.records import ImageRecord, LayerMetadata, SkippedRecord
 
 
 def small_jpeg(colour: tuple = (40, 120, 200), size: tuple = (64, 48)) -> bytes:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -10,27 +9,18 @@ import jsonschema
 import pytest
 from paths import metadata_schema
 from PIL import Image
+from sample_records import sample_metadata
 
 from octoprint_layercapture.store import files as storage
 from octoprint_layercapture.store.files import (
     CaptureStore,
-    FailureRecord,
-    ImageName,
-    ImageRecord,
-    LayerMetadata,
-    SkippedRecord,
-    day_folder,
-    image_name,
-    is_day_folder_name,
     make_thumbnail,
-    metadata_name,
-    parse_image_name,
-    parse_metadata_name,
-    read_metadata,
     remove_stale_temp_files,
     resolve_inside,
-    thumbnail_name,
     write_atomic,
+)
+from octoprint_layercapture.store.records import (
+    read_metadata,
 )
 
 WHEN = datetime(2024, 1, 15, 10, 30, 0)
@@ -60,89 +50,6 @@ def png(size=(800, 600), mode="RGBA") -> bytes:
     out = io.BytesIO()
     Image.new(mode, size).save(out, "PNG")
     return out.getvalue()
-
-
-# ---- names ---------------------------------------------------------------------------------
-
-
-def test_image_name_matches_the_spec_example():
-    assert image_name(3, 0, 0.6, WHEN) == "layer_0003_pos_00_z_0_60_20240115_103000.jpg"
-
-
-def test_thumbnail_and_metadata_names_match_the_spec():
-    name = image_name(3, 0, 0.6, WHEN)
-    assert thumbnail_name(name) == "layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg"
-    assert metadata_name(3, WHEN) == "layer_0003_metadata_20240115_103000.json"
-
-
-@pytest.mark.parametrize(
-    ("layer", "index", "z", "expected"),
-    [
-        (15, 4, 3.0, "layer_0015_pos_04_z_3_00_"),
-        (150, 24, 10.25, "layer_0150_pos_24_z_10_25_"),
-        (1, 0, 0.0, "layer_0001_pos_00_z_0_00_"),
-        (12345, 3, 123.456, "layer_12345_pos_03_z_123_46_"),
-        (2, 1, 0.2 + 0.1, "layer_0002_pos_01_z_0_30_"),
-        (2, 1, -1e-9, "layer_0002_pos_01_z_0_00_"),
-    ],
-)
-def test_image_name_fields(layer, index, z, expected):
-    assert image_name(layer, index, z, WHEN) == expected + "20240115_103000.jpg"
-
-
-@pytest.mark.parametrize(
-    ("layer", "index", "z"),
-    [(-1, 0, 1.0), (1, -1, 1.0), (1, 0, -0.6), (1, 0, float("nan")), (1.5, 0, 1.0)],
-)
-def test_image_name_refuses_impossible_values(layer, index, z):
-    with pytest.raises(ValueError):
-        image_name(layer, index, z, WHEN)
-
-
-def test_thumbnail_name_refuses_non_images():
-    for name in ("x.png", "layer_0001_pos_00_z_0_20_20240115_103000_thumb.jpg"):
-        with pytest.raises(ValueError):
-            thumbnail_name(name)
-
-
-def test_day_folder(tmp_path):
-    assert day_folder(tmp_path, WHEN) == tmp_path / "2024-01-15"
-    assert day_folder(tmp_path, date(2024, 2, 3)) == tmp_path / "2024-02-03"
-    assert is_day_folder_name("2024-01-15")
-    assert not is_day_folder_name("2024-13-01")
-    assert not is_day_folder_name("notes")
-
-
-def test_parse_image_name_round_trips():
-    name = image_name(150, 24, 10.25, WHEN)
-    parsed = parse_image_name(name)
-    assert parsed == ImageName(150, 24, 10.25, "20240115_103000", False)
-    assert parsed.when == WHEN
-    thumb = parse_image_name(thumbnail_name(name))
-    assert thumb is not None and thumb.is_thumbnail and thumb.index == 24
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "layer_0003_metadata_20240115_103000.json",
-        "layer_0003_pos_00_z_0_60_20240115_103000.png",
-        "layer_003_pos_00_z_0_60_20240115_103000.jpg",
-        "layer_0003_pos_00_z_0_6_20240115_103000.jpg",
-        "layer_0003_pos_00_z_0_60_20241315_103000.jpg",
-        "../layer_0003_pos_00_z_0_60_20240115_103000.jpg",
-        "layer_0003_pos_00_z_0_60_20240115_103000.jpg.tmp",
-        "",
-    ],
-)
-def test_parse_image_name_rejects_other_names(name):
-    assert parse_image_name(name) is None
-
-
-def test_parse_metadata_name():
-    parsed = parse_metadata_name(metadata_name(3, WHEN))
-    assert parsed is not None and parsed.layer == 3 and parsed.when == WHEN
-    assert parse_metadata_name("layer_0003_pos_00_z_0_60_20240115_103000.jpg") is None
 
 
 # ---- resolve_inside ------------------------------------------------------------------------
@@ -330,123 +237,6 @@ def test_thumbnail_applies_exif_orientation():
 def test_thumbnail_of_garbage_raises():
     with pytest.raises(OSError):
         make_thumbnail(b"not an image")
-
-
-# ---- metadata ------------------------------------------------------------------------------
-
-
-def sample_metadata(**changes) -> LayerMetadata:
-    name = image_name(15, 0, 3.0, WHEN)
-    values = {
-        "layer": 15,
-        "z_height": 3.0,
-        "timestamp": WHEN.isoformat(timespec="seconds"),
-        "gcode_file": "print.gcode",
-        "print_start_time": "2024-01-15T10:00:00",
-        "images": [
-            ImageRecord(
-                path=name,
-                thumbnail=thumbnail_name(name),
-                index=0,
-                row=0,
-                col=0,
-                position={"x": 105.0, "y": 85.0, "z": 8.0},
-                measured={"x": 105.0, "y": 85.0, "z": 8.0, "e": 12.5},
-                captured_at="2024-01-15T10:30:01",
-                duration_s=0.12,
-                camera="fake camera",
-                size_bytes=12345,
-                content_type="image/jpeg",
-            )
-        ],
-        "settings": {
-            "grid_spacing": 20.0,
-            "grid_center": {"x": 125.0, "y": 105.0},
-            "grid_size": 3,
-            "z_offset": 5.0,
-            "stop_mode": "pause",
-        },
-        "capture_z": 8.0,
-        "camera": "fake camera",
-        "skipped": [
-            SkippedRecord(2, {"x": 245.0, "y": 85.0, "z": 8.0}, "X 245.0 is beyond bed max X")
-        ],
-        "failures": [FailureRecord(5, "capture", "timeout after 5 s", 5.0)],
-        "timings": {"stop": 1.2, "moves": 3.4, "capture": 0.5, "total": 6.0},
-        "trigger": {"source": "zchange", "reasons": ["every 3 layers"]},
-        "plugin_version": "0.1.0",
-    }
-    values.update(changes)
-    return LayerMetadata(**values)
-
-
-def test_metadata_has_the_spec_keys_first_and_validates():
-    data = sample_metadata().to_dict()
-    assert list(data)[: len(SPEC_KEYS)] == SPEC_KEYS
-    assert list(data["images"][0])[:3] == ["path", "position", "index"]
-    assert data["images"][0]["position"] == {"x": 105.0, "y": 85.0, "z": 8.0}
-    assert data["settings"]["grid_center"] == {"x": 125.0, "y": 105.0}
-    jsonschema.validate(data, SCHEMA)
-
-
-def test_minimal_metadata_validates():
-    meta = LayerMetadata(3, 0.6, "2024-01-15T10:30:00", "a.gcode", None, [], SPEC_SETTINGS)
-    jsonschema.validate(meta.to_dict(), SCHEMA)
-
-
-SPEC_SETTINGS = {"grid_spacing": 20.0, "grid_center": {"x": 125.0, "y": 105.0}, "grid_size": 3}
-
-
-def test_schema_checks_itself():
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
-
-
-@pytest.mark.parametrize("key", SPEC_KEYS)
-def test_metadata_missing_a_spec_key_fails_the_schema(key):
-    data = sample_metadata().to_dict()
-    del data[key]
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, SCHEMA)
-
-
-@pytest.mark.parametrize(
-    ("path", "key"),
-    [
-        (("images", 0), "path"),
-        (("images", 0), "position"),
-        (("images", 0), "index"),
-        (("settings",), "grid_spacing"),
-        (("settings",), "grid_center"),
-        (("settings",), "grid_size"),
-        (("images", 0, "position"), "z"),
-    ],
-)
-def test_metadata_missing_a_nested_spec_key_fails_the_schema(path, key):
-    data = sample_metadata().to_dict()
-    node = data
-    for part in path:
-        node = node[part]
-    del node[key]
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, SCHEMA)
-
-
-def test_metadata_with_a_bad_image_name_fails_the_schema():
-    data = sample_metadata().to_dict()
-    data["images"][0]["path"] = "../etc/passwd"
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, SCHEMA)
-
-
-def test_metadata_json_is_utf8_indented_and_nan_free():
-    meta = sample_metadata(gcode_file="Würfel.gcode")
-    meta.images[0].measured = {"x": float("nan"), "y": 1.0, "z": float("inf"), "e": None}
-    text = meta.to_json().decode("utf-8")
-    assert "Würfel.gcode" in text
-    assert '\n  "layer": 15,' in text
-    data = json.loads(text)
-    assert data["images"][0]["measured"] == {"x": None, "y": 1.0, "z": None, "e": None}
-    jsonschema.validate(data, SCHEMA)
 
 
 # ---- the store -----------------------------------------------------------------------------
