@@ -127,9 +127,7 @@ class LayerCapturePlugin(
         payload = payload or {}
         session = self._session
         if event == Events.PRINT_STARTED:
-            if self._prints.event():
-                # started without the beforePrintStarted script: arm late, not never
-                self._arm(payload, self._prints.started)
+            self._prints.event()  # (armed in the scripts hook, before the first line)
         elif event == Events.FIRMWARE_DATA:
             self._on_firmware_data(payload)
         elif event in FILE_EVENTS:

@@ -167,8 +167,11 @@ class CaptureSession:
 
 class PrintCounter:
     """Tells apart the events of the print being captured from late ones of an earlier
-    print: the scripts hook counts the prints OctoPrint starts (before their first line),
-    PrintStarted events are counted as they arrive (in order, on the event thread)."""
+    print. The scripts hook counts the prints OctoPrint starts (``beforePrintStarted``,
+    before their first line); PrintStarted events are counted as they arrive, in order, on
+    the event thread. OctoPrint fires PrintStarted just before it runs that script, so
+    either may be counted first: a session's events are those after its own PrintStarted,
+    which is the case once as many PrintStarted events as its number have arrived."""
 
     def __init__(self) -> None:
         self.started = 0
@@ -178,17 +181,11 @@ class PrintCounter:
         self.started += 1
         return self.started
 
-    def event(self) -> bool:
-        """A PrintStarted event; True when OctoPrint started that print without the
-        scripts hook (the plugin then arms late rather than never)."""
+    def event(self) -> None:
         self.events += 1
-        if self.events <= self.started:
-            return False
-        self.started = self.events
-        return True
 
     def is_current(self, session: CaptureSession) -> bool:
-        return session.number == self.events
+        return session.number <= self.events
 
 
 def next_targets(session: CaptureSession) -> Tuple[int, Optional[int], Optional[float]]:

@@ -13,7 +13,7 @@ from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from octoprint_layercapture.capture.ports import SequenceResult
 from octoprint_layercapture.capture.worker import CaptureRequest
-from octoprint_layercapture.session import CaptureSession
+from octoprint_layercapture.session import CaptureSession, PrintCounter
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
 HELD = "G1 X10 Y10 E0.5"
@@ -125,3 +125,29 @@ def test_an_interrupted_sequence_owes_nothing() -> None:
     session.stop_for(trigger(), HELD, worker)
     session.sequence_finished(worker.requests[0], result(False, "interrupted", ("G0 Z5",)))
     assert port.resume_lines == [None] and port.released == [(False, True)]
+
+
+def test_events_belong_to_the_print_that_started_last_in_either_order() -> None:
+    # OctoPrint fires PrintStarted, then runs beforePrintStarted (where the plugin arms):
+    # the event thread may count the event before or after the hook ran
+    counter = PrintCounter()
+    first, _ = make_session("hold")
+    first.number = counter.start()  # hook of print 1
+    assert not counter.is_current(first), "print 1's own PrintStarted has not arrived"
+    counter.event()
+    assert counter.is_current(first)
+    counter.event()  # print 2's PrintStarted, processed before its hook
+    second, _ = make_session("hold")
+    second.number = counter.start()
+    assert counter.is_current(second)
+
+
+def test_late_events_of_the_previous_print_are_not_the_new_ones() -> None:
+    counter = PrintCounter()
+    counter.start()
+    counter.event()  # print 1 runs
+    session, _ = make_session("pause")
+    session.number = counter.start()  # print 2 armed, print 1's PrintDone still queued
+    assert not counter.is_current(session)
+    counter.event()
+    assert counter.is_current(session)
