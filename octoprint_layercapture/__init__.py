@@ -23,8 +23,8 @@ from . import settings as lc_settings
 from .cameras.sources import camera_for
 from .cameras.webcams import OctoPrintWebcams
 from .capture.firmware import ConnectedFirmware
-from .capture.ports import SequenceResult
 from .capture.printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, plugin_tags
+from .capture.results import SequenceResult
 from .capture.status import LiveStatus
 from .capture.worker import CaptureRequest, CaptureWorker
 from .settings_reader import SettingsReader

@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 from .capture.armed import ArmedPrint, PrintInfo
 from .capture.firmware import ConnectedFirmware
 from .capture.layers import LayerTargets, LayerTracker, LayerTrigger
-from .capture.ports import SequenceResult
 from .capture.printer_port import OctoPrintPrinterPort
+from .capture.results import SequenceResult
 from .capture.status import next_every_n, planned_layer_seconds
 from .capture.worker import CaptureRequest
 from .settings import InvalidSettings

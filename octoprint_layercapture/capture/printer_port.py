@@ -25,14 +25,9 @@ import threading
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Set
 
+from ..numbers import finite_number
 from . import moves
-from .ports import (
-    JobInterrupted,
-    Position,
-    PrinterTimeout,
-    StopReport,
-    UnrecognisedReply,
-)
+from .ports import JobInterrupted, Position, PrinterTimeout, StopReport, UnrecognisedReply
 from .replies import REPLY_GRACE, ReplyWatch
 
 PLUGIN_TAG = "plugin:layercapture"
@@ -59,11 +54,7 @@ def _position_from(payload: Optional[Mapping[str, Any]]) -> Optional[Position]:
         return None
 
     def axis(key: str) -> Optional[float]:
-        value = payload.get(key)
-        try:
-            return None if value is None else float(value)
-        except (TypeError, ValueError):
-            return None
+        return finite_number(payload.get(key))
 
     position = Position(axis("x"), axis("y"), axis("z"), axis("e"))
     if position.x is None and position.y is None and position.z is None:

@@ -45,12 +45,11 @@ from ..settings import WAIT_POLL
 from ..vocabulary import PHASES, Outcome, Phase, Step, StopSource
 from . import firmware, moves
 
-# The task and result types live in ports.py beside the other exchanged values; importing
+# The ports and the task and result types live in ports.py and results.py; importing
 # them here lets callers take the whole sequence API from this module.
 from .ports import (
     CameraError,
     CameraPort,
-    CaptureTask,
     Clock,
     ImageSink,
     JobInterrupted,
@@ -59,12 +58,10 @@ from .ports import (
     Position,
     PrinterPort,
     PrinterTimeout,
-    SequenceFailure,
-    SequenceResult,
     ShotRequest,
-    ShotResult,
     StopReport,
 )
+from .results import CaptureTask, SequenceFailure, SequenceResult, ShotResult
 
 # A printer whose reports keep disagreeing after M400 will not change its mind; cap the
 # position reports per move so a misreporting firmware isn't flooded until the timeout.

@@ -27,7 +27,8 @@ from ..vocabulary import State
 from .armed import ArmedPrint, PrintInfo
 from .grid import GridPlan, plan_grid
 from .layers import LayerTrigger, MotionState
-from .ports import CameraPort, CaptureTask, Position, PrinterPort, SequenceResult
+from .ports import CameraPort, Position, PrinterPort
+from .results import CaptureTask, SequenceResult
 from .sequence import CaptureSequence
 
 _THREAD_NAME = "layercapture-worker"

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from ..numbers import finite_number
 from .names import parse_image_name, parse_metadata_name, thumbnail_name
 
 SizeOf = Callable[[str], Optional[int]]  # file name in the day folder -> bytes, None: absent
 
 
 def _number(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+    return finite_number(value, text=False)
 
 
 def _position(value: Any) -> Optional[Dict[str, Optional[float]]]:

@@ -23,13 +23,8 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Unio
 
 from PIL import UnidentifiedImageError
 
-from ..capture.ports import (
-    SavedShot,
-    SequenceFailure,
-    SequenceResult,
-    ShotRequest,
-    Snapshot,
-)
+from ..capture.ports import SavedShot, ShotRequest, Snapshot
+from ..capture.results import SequenceFailure, SequenceResult
 from ..vocabulary import Outcome
 from .files import CaptureStore, make_thumbnail, write_atomic
 from .names import thumbnail_name

@@ -6,13 +6,13 @@ request means or what an answer holds lives here and is unit-tested alone.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import settings as lc_settings
 from ..cameras.base import redact_url
 from ..capture.grid import plan_grid
+from ..numbers import finite_number
 from ..store.index import is_print_id
 
 DEFAULT_PAGE = 20
@@ -71,16 +71,6 @@ def zip_name(gcode_file: str, print_start_time: Optional[str], print_id: str) ->
     return f"layercapture-{stem}-{stamp}.zip"
 
 
-def _finite(value: Any) -> Optional[float]:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def grid_preview(
     data: Mapping[str, Any], profile_bounds: Optional[lc_settings.Bounds]
 ) -> Optional[Dict[str, Any]]:
@@ -90,14 +80,16 @@ def grid_preview(
     ``inside: false`` and the reason, which is what the drawing marks. None when the grid
     fields themselves are not usable numbers.
     """
-    cx, cy = _finite(data.get("grid_center_x")), _finite(data.get("grid_center_y"))
-    spacing = _finite(data.get("grid_spacing"))
-    size = _finite(data.get("grid_size"))
+    cx, cy = finite_number(data.get("grid_center_x")), finite_number(data.get("grid_center_y"))
+    spacing = finite_number(data.get("grid_spacing"))
+    size = finite_number(data.get("grid_size"))
     if cx is None or cy is None or spacing is None or size is None:
         return None
     if size not in lc_settings.GRID_SIZES or (spacing <= 0 and size > 1) or spacing > 1000:
         return None
-    edges = [_finite(data.get(k)) for k in ("bed_min_x", "bed_min_y", "bed_max_x", "bed_max_y")]
+    edges = [
+        finite_number(data.get(k)) for k in ("bed_min_x", "bed_min_y", "bed_max_x", "bed_max_y")
+    ]
     bounds = lc_settings.effective_bounds(profile_bounds, *edges)
     if bounds is not None and (bounds.min_x >= bounds.max_x or bounds.min_y >= bounds.max_y):
         bounds = None

@@ -11,7 +11,7 @@ from fakes import make_settings
 
 from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
-from octoprint_layercapture.capture.ports import SequenceResult
+from octoprint_layercapture.capture.results import SequenceResult
 from octoprint_layercapture.capture.worker import CaptureRequest
 from octoprint_layercapture.session import CaptureSession, PrintCounter
 

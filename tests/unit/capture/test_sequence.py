@@ -24,9 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octoprint_layercapture.capture import moves
-from octoprint_layercapture.capture.ports import (
-    Position,
-)
+from octoprint_layercapture.capture.ports import Position
 from octoprint_layercapture.capture.sequence import (
     HEAD_NOT_BACK,
     MAX_REPORTS_PER_MOVE,
