@@ -360,3 +360,21 @@ def test_capture_images_are_not_served_by_octoprints_own_download_route(site: Si
     listing = site.server.get_json("/api/files/local/layercapture?recursive=true")
     names = json.dumps(listing)
     assert built.images[0].parent.name in names and built.images[0].name not in names
+
+
+# ---- OctoPrint's settings API -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user", [OPERATOR, READ_ONLY, VIEW_ONLY, VIEW_MANAGE, ADMIN])
+def test_camera_urls_reach_only_users_who_may_change_settings(site: Site, user: str) -> None:
+    # a camera URL may carry credentials (user:password@, ?pwd=): /api/settings hands it
+    # only to users with the Settings permission, as OctoPrint's classic webcam does
+    server = site.server
+    url = site.camera.url("jpeg")
+    response = server.api_as(user, "GET", "/api/settings")
+    assert response.status_code == 200, response.text
+    ours = response.json().get("plugins", {}).get("layercapture", {})
+    if user == ADMIN:
+        assert ours["snapshot_url"] == url
+    else:
+        assert ours.get("snapshot_url") is None and ours.get("stream_url") is None, ours
