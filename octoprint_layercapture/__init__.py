@@ -146,7 +146,7 @@ class LayerCapturePlugin(
         elif event == Events.PRINT_PAUSED:
             session.port.on_paused(payload)
         elif event == Events.PRINT_RESUMED:
-            session.port.on_resumed()
+            session.port.on_resumed(payload)
         elif event == Events.PRINTER_STATE_CHANGED:
             session.port.on_state_changed(payload.get("state_id"))
         elif event == Events.Z_CHANGE:
@@ -239,7 +239,7 @@ class LayerCapturePlugin(
     def on_gcode_sending(self, comm: Any, phase: str, cmd: str, *args: Any, **kwargs: Any) -> None:
         # (cmd_type, gcode, subcode=, tags=), as OctoPrint passes them to every G-code hook
         session = self._session
-        if session is not None and session.port.pending_confirm_tag() is not None:
+        if session is not None and session.port.watching_sends:
             gcode = args[1] if len(args) > 1 else kwargs.get("gcode")
             session.port.on_sending(gcode, kwargs.get("tags"))
 

@@ -241,7 +241,14 @@ def arm(
         bounds = bounds.within(limits.min_x, limits.min_y, limits.max_x, limits.max_y, limits.max_z)
     family = firmware.family(values.firmware)
     info = PrintInfo(str(job_file.get("name") or job_file.get("path") or ""), datetime.now())
-    armed = ArmedPrint(values, bounds, info, reader.capture_root(values.capture_folder), family)
+    armed = ArmedPrint(
+        values,
+        bounds,
+        info,
+        reader.capture_root(values.capture_folder),
+        family,
+        lines_checked=reader.lines_checked(),
+    )
     targets = LayerTargets(
         every_n=values.capture_every_n_layers,
         z_heights=values.capture_z_heights,

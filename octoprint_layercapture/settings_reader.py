@@ -75,3 +75,19 @@ class SettingsReader:
     def pause_reports_position(self) -> bool:
         """Whether OctoPrint measures the head on pausing (``serial.logPositionOnPause``)."""
         return bool(self._settings.global_get_boolean(["serial", "logPositionOnPause"]))
+
+    def lines_checked(self) -> bool:
+        """Whether a line of the plugin can neither be lost nor be refused without OctoPrint
+        stopping: OctoPrint checksums lines while a job prints (``serial.neverSendChecksum``
+        off) and disconnects on a firmware error (``serial.disconnectOnErrors`` on,
+        ``serial.ignoreErrorsFromFirmware`` off), before the printer's ``ok`` lets the
+        next line go."""
+
+        def flag(name: str) -> bool:
+            return bool(self._settings.global_get_boolean(["serial", name]))
+
+        return (
+            not flag("neverSendChecksum")
+            and flag("disconnectOnErrors")
+            and not flag("ignoreErrorsFromFirmware")
+        )

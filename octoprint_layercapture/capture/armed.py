@@ -24,3 +24,7 @@ class ArmedPrint:
     print_info: PrintInfo
     store_root: Path  # the capture folder
     firmware_family: Optional[str]  # see capture.firmware; None: unknown
+    # Every line reaches the printer numbered and checksummed, and a firmware error stops
+    # OctoPrint sending (see SettingsReader.lines_checked): moves may then go out in one
+    # batch, confirmed once at the end (capture.sequence).
+    lines_checked: bool = False

@@ -39,9 +39,15 @@ PARKED_AT_COMMAND = "LAYERCAPTURE_PARKED"
 PARKED_COMMAND = "@" + PARKED_AT_COMMAND
 _MODE_WORDS = {"G90": "G90", "G91": "G91", "M82": "M82", "M83": "M83"}
 _FEED = re.compile(r"\bF\s*([0-9]*\.?[0-9]+)", re.IGNORECASE)
-# seconds: the pause is late when it has not completed by then (see _wait_paused)
-PAUSE_KICK_AFTER = 0.05
+# OctoPrint's pause asks M400 then M114 (tagged so); see _wait_parked
+_PAUSE_REPORT_TAG = "trigger:record_position"
+# seconds: after the printer's "ok" for the pause's M400, the M114 is late when it has not
+# gone out by then; when the M400 itself is never seen, the pause is woken this often
+PAUSE_M114_GRACE = 0.01
 PAUSE_KICK_EVERY = 2.0
+# seconds: how often a wait for OctoPrint's own state looks at it (OctoPrint changes it on
+# its send thread; the state event reaches plugins later, on the event thread)
+STATE_POLL = 0.002
 
 
 def plugin_tags(*extra: str) -> Set[str]:
@@ -96,8 +102,8 @@ class OctoPrintPrinterPort:
         self._interrupted: Optional[str] = None
         self._paused_event = False
         self._paused_position: Optional[Position] = None
-        self._resumed_event = False
-        self._resume_requested = False
+        # our resumes whose PrintResumed has not come yet (it may come after the next stop)
+        self._resumes_requested = 0
         self._user_paused = False
         self._user_resumed = False
         self._holding = False
@@ -110,6 +116,10 @@ class OctoPrintPrinterPort:
         self._script_modes: List[str] = []
         self._script_retracted: Optional[bool] = None
         self._script_feedrate: Optional[float] = None
+        # OctoPrint's pause report, as the send and receive hooks see it
+        self._pause_m400_sent = False
+        self._pause_m400_acked_at: Optional[float] = None
+        self._pause_m114_sent = False
 
     @property
     def stop_mode(self) -> str:
@@ -117,21 +127,42 @@ class OctoPrintPrinterPort:
 
     ##~~ called on OctoPrint's threads (keep cheap, never block)
 
+    @property
+    def watching_sends(self) -> bool:
+        """Whether sent lines matter: a confirmation waits, or our pause is under way
+        (read without the lock: the sending hook runs for every line)."""
+        return self._confirm_pending is not None or self._awaiting_park
+
     def pending_confirm_tag(self) -> Optional[str]:
         return self._confirm_pending
 
     @property
     def listening(self) -> bool:
-        """Whether received lines may answer a confirmation (read without the lock: the
-        received hook runs for every line, so it must leave at once when nothing waits)."""
+        """Whether received lines may answer a confirmation or OctoPrint's pause M400 (read
+        without the lock: the received hook runs for every line, so it must leave at once
+        when nothing waits)."""
         watch = self._watch
-        return watch is not None and watch.listening
+        if watch is not None and watch.listening:
+            return True
+        return self._pause_m400_sent and self._pause_m400_acked_at is None
 
     def on_sending(self, gcode: Optional[str], tags: Optional[Set[str]]) -> None:
-        """``gcode.sending`` hook: one of our confirm commands is about to go out; lines
-        received from now on answer it."""
+        """``gcode.sending`` hook: one of our confirm commands is about to go out (lines
+        received from now on answer it), or a line of OctoPrint's pause report for our
+        pause."""
+        if not tags or not gcode:
+            return
+        if self._awaiting_park and _PAUSE_REPORT_TAG in tags and PLUGIN_TAG in tags:
+            with self._cond:
+                if gcode == "M400":
+                    self._pause_m400_sent = True
+                    self._pause_m400_acked_at = None
+                elif gcode == "M114":
+                    self._pause_m114_sent = True
+                self._cond.notify_all()
+            return
         pending = self._confirm_pending
-        if pending is None or not tags or pending not in tags or not gcode:
+        if pending is None or pending not in tags:
             return
         with self._cond:
             watch = self._watch
@@ -144,7 +175,10 @@ class OctoPrintPrinterPort:
             watch = self._watch
             if watch is not None:
                 watch.feed(line, self._monotonic())
-                self._cond.notify_all()
+            elif self._pause_m400_sent and self._pause_m400_acked_at is None:
+                if line.lstrip().lower().startswith("ok"):
+                    self._pause_m400_acked_at = self._monotonic()
+            self._cond.notify_all()
 
     def on_paused(self, payload: Optional[Mapping[str, Any]]) -> None:
         with self._cond:
@@ -156,11 +190,13 @@ class OctoPrintPrinterPort:
             self._paused_event = True
             self._cond.notify_all()
 
-    def on_resumed(self) -> None:
+    def on_resumed(self, payload: Optional[Mapping[str, Any]] = None) -> None:
+        """PrintResumed: ours (requested, no user named), or someone else's."""
         with self._cond:
-            if not self._resume_requested:
+            if self._resumes_requested > 0 and not (payload or {}).get("user"):
+                self._resumes_requested -= 1
+            else:
                 self._user_resumed = True
-            self._resumed_event = True
             self._cond.notify_all()
 
     def on_state_changed(self, state_id: Optional[str]) -> None:
@@ -198,8 +234,8 @@ class OctoPrintPrinterPort:
         with self._cond:
             self._paused_event = False
             self._paused_position = None
-            self._resumed_event = False
-            self._resume_requested = False
+            self._pause_m400_sent = self._pause_m114_sent = False
+            self._pause_m400_acked_at = None
             self._user_paused = False
             self._user_resumed = False
             self._parked = False
@@ -317,8 +353,10 @@ class OctoPrintPrinterPort:
 
     def continue_job(self, timeout: float) -> None:
         """Hold mode: release the hold. Pause mode: release the hold (OctoPrint finishes
-        its pause: PAUSED), then resume (unless the user already did). A pause we gave up
-        waiting for is resumed as soon as it completes."""
+        its pause: PAUSED), then resume (unless the user already did). OctoPrint's state is
+        read directly, not waited for as events: OctoPrint changes it on its own threads
+        and tells plugins later. A pause we gave up waiting for is resumed as soon as it
+        completes."""
         self.check()
         if self._stop_mode == "pause":
             with self._cond:
@@ -327,18 +365,14 @@ class OctoPrintPrinterPort:
                         self._resume_on_paused = True
                         return
             self._release_hold()
-            if not self._resumed_event:
-                self._wait(
-                    lambda: self._resumed_event or self._printer.is_paused(),
-                    timeout,
-                    "the end of OctoPrint's pause",
-                )
+            self._wait_state(
+                lambda: not self._printer.is_pausing(), timeout, "the end of OctoPrint's pause"
+            )
             if self._printer.is_paused():
                 with self._cond:
-                    self._resumed_event = False
-                    self._resume_requested = True
+                    self._resumes_requested += 1
                 self._printer.resume_print(tags=plugin_tags())
-            self._wait(lambda: self._resumed_event, timeout, "PrintResumed")
+                self._wait_state(lambda: not self._printer.is_paused(), timeout, "the job resuming")
             return
         self._release_hold()
 
@@ -383,30 +417,50 @@ class OctoPrintPrinterPort:
 
     def _wait_parked(self, timeout: float) -> None:
         """Wait until our at-command after the pause script put the job on hold, waking
-        OctoPrint's send loop while its pause report is late.
+        OctoPrint's send loop when its pause report stalls.
 
         OctoPrint's pause queues its M114 from the M400's "sent" callback without waking
         its send loop: when the printer's "ok" for the M400 wins that race, the M114 waits
         for the printer's next line (the next temperature poll, seconds later). A forced
-        M105, harmless, wakes the loop; it is sent only while PrintPaused is late.
+        M105, harmless, wakes the loop. It is sent only when the M400 has been answered and
+        the M114 has not followed within :data:`PAUSE_M114_GRACE`, or, when the M400 is
+        never seen (another plugin rewrote it), every :data:`PAUSE_KICK_EVERY` seconds.
         """
         deadline = self._monotonic() + timeout
-        wait = min(PAUSE_KICK_AFTER, timeout)
-        while True:
-            try:
+        last_kick = self._monotonic()
+        kicked_for: Optional[float] = None
+        with self._cond:
+            while True:
+                if self._interrupted is not None:
+                    raise JobInterrupted(self._interrupted)
                 # PrintPaused may come after our at-command (events have their own thread)
-                self._wait(
-                    lambda: self._parked and self._paused_event, wait, "the end of the pause"
-                )
-                return
-            except PrinterTimeout:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
+                if self._parked and self._paused_event:
+                    return
+                now = self._monotonic()
+                if now >= deadline:
                     what = "the end of the pause script" if self._paused_event else "PrintPaused"
-                    raise PrinterTimeout(f"no {what} within {timeout:g} s") from None
-            if not self._paused_event and self._printer.is_pausing():
-                self._printer.commands(list(moves.WAKE_COMMANDS), tags=plugin_tags(), force=True)
-            wait = min(PAUSE_KICK_EVERY, remaining)
+                    raise PrinterTimeout(f"no {what} within {timeout:g} s")
+                wake = min(deadline, last_kick + PAUSE_KICK_EVERY)
+                acked = self._pause_m400_acked_at
+                stalled = acked is not None and not self._pause_m114_sent
+                if stalled and kicked_for != acked:
+                    assert acked is not None
+                    if now >= acked + PAUSE_M114_GRACE:
+                        kicked_for = acked
+                        last_kick = now
+                        self._kick_pause()
+                        continue
+                    wake = min(wake, acked + PAUSE_M114_GRACE)
+                elif not self._pause_m400_sent and now >= last_kick + PAUSE_KICK_EVERY:
+                    last_kick = now
+                    self._kick_pause()
+                    continue
+                self._cond.wait(max(wake - now, 0.0))
+
+    def _kick_pause(self) -> None:
+        """Called with the lock held; the printer object takes its own locks only."""
+        if not self._paused_event and self._printer.is_pausing():
+            self._printer.commands(list(moves.WAKE_COMMANDS), tags=plugin_tags(), force=True)
 
     def _release_hold(self) -> None:
         if not self._holding:
@@ -435,6 +489,21 @@ class OctoPrintPrinterPort:
                 if watch.acknowledged_at is not None:
                     wake = min(wake, watch.acknowledged_at + self._reply_grace)
                 self._cond.wait(wake - now)
+
+    def _wait_state(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """:meth:`_wait` for a condition on OctoPrint's state, looked at every
+        :data:`STATE_POLL` seconds (no event tells this port of it in time)."""
+        deadline = self._monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._interrupted is not None:
+                    raise JobInterrupted(self._interrupted)
+                if ready():
+                    return
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    raise PrinterTimeout(f"no {what} within {timeout:g} s")
+                self._cond.wait(min(remaining, STATE_POLL))
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = self._monotonic() + timeout

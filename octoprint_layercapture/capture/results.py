@@ -26,6 +26,7 @@ class CaptureTask:
     held_line: Optional[str] = None
     printed_top: Optional[float] = None  # highest Z printed so far in the job
     max_z: Optional[float] = None  # highest Z the head may go to (profile, firmware)
+    lines_checked: bool = False  # see ArmedPrint.lines_checked
 
 
 @dataclass

@@ -17,8 +17,13 @@ ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules i
   retract with E moves, which it does only when the file established its E mode; it gives
   the job its modes back as the job's own mode commands in their order (see
   :mod:`firmware`). A file that retracts with G10/G11 is retracted with G10/G11.
-* Every move is confirmed by the printer (M400 + M114, or as ``wait_for_moves`` says)
-  before the settle delay; no sleeping for motion. The clock sleeps only for
+* The head is confirmed by the printer (M400 + M114, or as ``wait_for_moves`` says) where
+  a guarantee needs it: at every grid point before the settle delay and the snapshot, and
+  back at the return point before the job continues; no sleeping for motion. Where lines
+  are checked (numbered, checksummed, and a firmware error stops OctoPrint:
+  ``lines_checked``) the lift goes out with the first grid move and the move back with the
+  lowering, each pair confirmed once; otherwise the lift and the move back are confirmed
+  on their own before any XY move or the lowering. The clock sleeps only for
   ``capture_delay`` and ``pre_capture_delay``, and between M114 polls in poll mode (the
   report, not the pause, tells that the head arrived).
 * Whatever fails (camera, disk, timeouts, wrong position reports), the head goes back to
@@ -163,6 +168,8 @@ class _Run:
         self.head_back = True  # the head is where the job stopped, in the job's modes
         self.retract = moves.RETRACT_NONE
         self.lifted = False  # the lift to travel height is confirmed: XY moves may go out
+        self.lift_unconfirmed = False  # the lift went out with the first move, unconfirmed yet
+        self.xy_moved = False  # an XY move of ours went out
         self.interrupted = False
         self.user_paused = False
         self.camera_failures = 0  # in a row
@@ -352,6 +359,9 @@ class _Run:
     # ---- out and over the grid
 
     def _leave(self, travel_z: float) -> None:
+        """Setup, retract and lift. With checked lines the first grid move goes out with
+        them and the lift is confirmed with it (see :meth:`_confirm_batch`); otherwise no XY
+        move goes out before the printer confirms the lift."""
         self.timer.enter(Phase.MOVES)
         self.printer.check()
         s = self.settings
@@ -359,11 +369,19 @@ class _Run:
         commands = moves.setup_commands(self.back.modes, self.retract)
         commands += moves.retract_commands(self.retract, s.retract_length, s.retract_speed)
         lift = moves.lift_commands(travel_z, s.z_speed)
+        if self.task.lines_checked:
+            first = self.points[0]
+            self.printer.send(
+                commands + lift + moves.move_commands(first.x, first.y, s.movement_speed)
+            )
+            self.moved = self.xy_moved = True
+            self.head_back = False
+            self.lift_unconfirmed = True
+            return
         self.printer.send(commands + lift)
         self.moved = True
         self.head_back = False
-        # No XY move before the printer confirms the lift: only Z is checked, because a
-        # pause script may have parked the head elsewhere in XY.
+        # Only Z is checked, because a pause script may have parked the head elsewhere in XY.
         started = self.clock.monotonic()
         try:
             _, mismatch = self._confirm_move(lift, Position(None, None, travel_z))
@@ -391,9 +409,15 @@ class _Run:
         shot = ShotResult(point.index, request, commanded, None, None, "", 0.0, self.clock.now())
         self.result.shots.append(shot)
         move = moves.move_commands(point.x, point.y, s.movement_speed)
-        self.printer.send(move)
+        batched = self.lift_unconfirmed
+        if not batched:
+            self.printer.send(move)
+            self.xy_moved = True
         try:
-            shot.measured, mismatch = self._confirm_move(move, commanded)
+            if batched:
+                shot.measured, mismatch = self._confirm_lifted_move(move, commanded)
+            else:
+                shot.measured, mismatch = self._confirm_move(move, commanded)
         except PrinterTimeout as exc:
             self._fail(Phase.MOVES, f"{where}: move not confirmed ({exc})", point.index, started)
             raise _Abort() from exc
@@ -483,17 +507,20 @@ class _Run:
         self,
         commands: List[str],
         expected: Position,
-        again: Optional[Callable[[Optional[Position]], List[str]]] = None,
+        again: Optional[Callable[[Optional[Position]], Optional[List[str]]]] = None,
     ) -> Tuple[Optional[Position], Optional[str]]:
         """:meth:`_confirm_at`, sending ``commands`` again while the printer reports the
         head somewhere else (up to :data:`MOVE_RESENDS` times); ``again`` picks what to send
-        again from the report, when that differs."""
+        again from the report, when that differs, or None: send nothing more."""
         reported, mismatch = self._confirm_at(expected)
         for attempt in range(1, MOVE_RESENDS + 1):
             if mismatch is None:
                 break
             if again is not None:
-                commands = again(reported)
+                resend = again(reported)
+                if resend is None:
+                    break
+                commands = resend
             self.logger.warning(
                 "layer %d: %s; sending %s again (%d/%d)",
                 self.task.layer,
@@ -506,50 +533,153 @@ class _Run:
             reported, mismatch = self._confirm_at(expected)
         return reported, mismatch
 
+    def _confirm_lifted_move(
+        self, move: List[str], expected: Position
+    ) -> Tuple[Optional[Position], Optional[str]]:
+        """The first grid move, sent with the lift: one confirmation for both. A report
+        below travel height means the lift did not happen, so the lift goes out again before
+        the move; when the head never reports at travel height, it is neither moved nor
+        lowered any more (see :meth:`_return_head`)."""
+        assert expected.z is not None
+        lift = moves.lift_commands(expected.z, self.settings.z_speed)
+
+        def again(reported: Optional[Position]) -> List[str]:
+            up = reported is not None and moves.reached(reported, Position(None, None, expected.z))
+            return move if up else lift + move
+
+        try:
+            reported, mismatch = self._confirm_move(move, expected, again)
+        except PrinterTimeout:
+            # nobody answers: the printer runs the lines in order, the lift before the move
+            self.lifted = True
+            raise
+        finally:
+            self.lift_unconfirmed = False
+        self.lifted = moves.reached(reported, Position(None, None, expected.z))
+        if not self.lifted:
+            assert mismatch is not None
+            self._fail(Phase.MOVES, f"lift to Z {expected.z:g} not confirmed: {mismatch}")
+            raise _Abort()
+        return reported, mismatch
+
+    def _confirm_late_lift(self, travel_z: float) -> None:
+        """The batch went out but the sequence stopped before its confirmation (a user's
+        pause or resume): confirm the lift before the head is moved back."""
+        self.lift_unconfirmed = False
+        lift = moves.lift_commands(travel_z, self.settings.z_speed)
+        try:
+            _, mismatch = self._confirm_move(lift, Position(None, None, travel_z))
+        except PrinterTimeout:
+            self.lifted = True  # in order, as above
+            return
+        self.lifted = mismatch is None
+        if mismatch:
+            self._fail(Phase.RETURN, f"lift to Z {travel_z:g} not confirmed: {mismatch}")
+
     # ---- back to the return point
 
     def _return_head(self, back: _ReturnPoint, travel_z: float) -> None:
         """Back above the return point, lower (unretracting), confirm, restore the modes.
 
-        Each step is confirmed, and a step the printer reports as not done is sent again.
-        The head is lowered only once it is confirmed above the return XY (or nobody
-        answers: the printer runs commands in order): lowering anywhere else could hit the
-        print. When a step cannot be done, the head stays up and the job is not continued
-        (the plugin leaves it paused): printing on from the wrong place would ruin the part.
+        The head is lowered only above the return XY. With checked lines the move back and
+        the lowering go out together (the printer runs them in order; a line can neither be
+        lost nor refused without OctoPrint stopping) and are confirmed once, down at the
+        return point; otherwise the head is lowered only once it is confirmed above the
+        return XY. A step the printer reports as not done is sent again. When the head is
+        not where it should be, it stays up (or is lifted back up) and the job is not
+        continued (the plugin leaves it paused): printing on from the wrong place would ruin
+        the part.
         """
         if not self.moved:
             return
         self.timer.enter(Phase.RETURN)
         self._progress(Step.RETURNING, len(self.points))
+        if self.lift_unconfirmed:
+            self._confirm_late_lift(travel_z)
+        if self.xy_moved and not self.lifted:
+            self._fail(
+                Phase.RETURN,
+                "the head is not confirmed at travel height, so it is neither moved nor "
+                "lowered; the head stays up",
+            )
+            return
         s = self.settings
         point = back.position
         assert point.x is not None and point.y is not None and point.z is not None
         x, y, z = moves.as_sent(point.x), moves.as_sent(point.y), moves.as_sent(point.z)
-        if self.lifted:
-            back_xy = moves.move_commands(point.x, point.y, s.movement_speed)
+        back_xy = moves.move_commands(point.x, point.y, s.movement_speed) if self.lifted else []
+        lower = moves.lower_commands(point.z, s.z_speed, self.retract, s.retract_length)
+        batched = self.task.lines_checked and bool(back_xy)
+        if back_xy and not batched:
             if not self._return_step(back_xy):
                 return
             if not self._settle_return(back_xy, Position(x, y, travel_z), f"back above {self._to}"):
                 return
-        lower = moves.lower_commands(point.z, s.z_speed, self.retract, s.retract_length)
-        if not self._return_step(lower):
+        sent = back_xy + lower if batched else lower
+        if not self._return_step(sent):
             return
         self.retract_owed = False
 
-        def lower_again(reported: Optional[Position]) -> List[str]:
-            # still at travel height: the line never ran, unretract included; otherwise
-            # it did, and only Z is sent again (the E of an unretract is relative)
-            up = reported is not None and moves.reached(reported, Position(None, None, travel_z))
-            return lower if up else moves.lower_again_commands(z, s.z_speed)
+        def lower_again(reported: Optional[Position]) -> Optional[List[str]]:
+            # still at travel height: the lowering never ran, unretract included; down at
+            # the return XY: it did, and only Z is sent again (the E of an unretract is
+            # relative and must not run twice); down anywhere else: nothing more
+            if reported is not None and moves.reached(reported, Position(None, None, travel_z)):
+                return sent
+            if batched and not (
+                reported is not None and moves.reached(reported, Position(x, y, None))
+            ):
+                return None
+            return moves.lower_again_commands(z, s.z_speed)
 
         # The virtual printer applies G90/G91 before queued moves finish: the modes are
         # restored only once the head is confirmed back down.
         down = Position(x, y, z) if self.lifted else Position(None, None, z)
-        if not self._settle_return(lower, down, f"back at {self._to}", lower_again):
+        if batched:
+            if not self._settle_batched_return(sent, down, travel_z, lower_again):
+                return
+        elif not self._settle_return(lower, down, f"back at {self._to}", lower_again):
             return
         restore = moves.restore_mode_commands(back.modes, self.retract, back.feedrate)
         if self._return_step(restore):
             self.head_back = True
+
+    def _settle_batched_return(
+        self,
+        commands: List[str],
+        down: Position,
+        travel_z: float,
+        again: Callable[[Optional[Position]], Optional[List[str]]],
+    ) -> bool:
+        """Confirms the batched way back; a head reported down but not at the return point is
+        lifted back to travel height and stays up."""
+        started = self.clock.monotonic()
+        done, answer = self._step(
+            Phase.RETURN,
+            lambda: self._confirm_move(commands, down, again),
+            lambda exc: f"back at {self._to}: not confirmed ({exc})",
+            started=started,
+        )
+        if not done or answer is None:
+            return True  # nobody answers: the printer runs the commands in order
+        reported, mismatch = answer
+        if not mismatch:
+            return True
+        up = reported is not None and moves.reached(reported, Position(None, None, travel_z))
+        if not up:
+            self._return_step(moves.lift_commands(travel_z, self.settings.z_speed))
+        self._fail(
+            Phase.RETURN,
+            f"back at {self._to}: {mismatch}; "
+            + (
+                "the head stays up"
+                if up
+                else f"the head is lifted back to Z {travel_z:g} and stays up"
+            ),
+            None,
+            started,
+        )
+        return False
 
     @property
     def _to(self) -> str:
@@ -589,7 +719,7 @@ class _Run:
         commands: List[str],
         expected: Position,
         what: str,
-        again: Optional[Callable[[Optional[Position]], List[str]]] = None,
+        again: Optional[Callable[[Optional[Position]], Optional[List[str]]]] = None,
     ) -> bool:
         """False when the printer reports the head elsewhere even after re-sending."""
         started = self.clock.monotonic()

@@ -297,6 +297,7 @@ class CaptureWorker:
             held_line=request.held_line,
             printed_top=request.trigger.printed_top,
             max_z=None if request.bounds is None else request.bounds.max_z,
+            lines_checked=request.armed.lines_checked,
         )
         try:
             with self._writer.held():

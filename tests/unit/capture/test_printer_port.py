@@ -20,6 +20,7 @@ from octoprint_layercapture.capture.ports import (
     StopReport,
     UnrecognisedReply,
 )
+from octoprint_layercapture.capture import printer_port
 from octoprint_layercapture.capture.printer_port import (
     PARKED_COMMAND,
     PLUGIN_TAG,
@@ -183,15 +184,57 @@ def test_a_pause_that_completes_late_is_resumed_when_it_does(
     assert printer.calls == ["pause", "resume"] and printer.held == 0
 
 
+PAUSE_REPORT_TAGS = {"source:plugin", PLUGIN_TAG, "trigger:record_position"}
+
+
+def pause_m400_answered(port: OctoPrintPrinterPort) -> None:
+    """OctoPrint sends its pause M400 and the printer answers it."""
+    port.on_sending("M400", set(PAUSE_REPORT_TAGS))
+    assert port.listening, "the port listens for the M400's ok"
+    port.on_received("ok")
+    assert not port.listening
+
+
 def test_a_stalled_pause_is_woken_with_a_forced_m105(printer: FakeOctoPrintPrinter) -> None:
-    # OctoPrint's pause M114 waits in its job queue until something wakes the send loop
+    # OctoPrint's pause M114 waits in its job queue until something wakes the send loop:
+    # the M400 is answered and no M114 follows
     port = pause_port(printer)
     port.stop_job()
     printer.on_forced = lambda: later(0.01, lambda: pause_completes(printer, port))
+    later(0.01, lambda: pause_m400_answered(port))
     started = time.monotonic()
     assert port.wait_stopped(5.0).position is not None
     assert printer.sent == ["M105 (forced)"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_pause_whose_m114_follows_its_m400_gets_no_extra_line(
+    printer: FakeOctoPrintPrinter,
+) -> None:
+    # a long wait for the M400 (the printer finishing the layer) is no stall
+    port = pause_port(printer)
+    port.stop_job()
+    port.on_sending("M400", set(PAUSE_REPORT_TAGS))
+
+    def answered() -> None:
+        port.on_received("ok")
+        port.on_sending("M114", set(PAUSE_REPORT_TAGS))
+        later(0.05, lambda: pause_completes(printer, port))
+
+    later(0.3, answered)
+    port.wait_stopped(5.0)
+    assert printer.sent == []
+
+
+def test_a_pause_without_a_visible_m400_is_woken_now_and_then(
+    printer: FakeOctoPrintPrinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(printer_port, "PAUSE_KICK_EVERY", 0.05)
+    port = pause_port(printer)
+    port.stop_job()
+    printer.on_forced = lambda: later(0.01, lambda: pause_completes(printer, port))
+    assert port.wait_stopped(5.0).position is not None
+    assert printer.sent == ["M105 (forced)"]
 
 
 def test_a_prompt_pause_gets_no_extra_line(printer: FakeOctoPrintPrinter) -> None:
@@ -391,3 +434,23 @@ def test_without_log_position_on_pause_the_report_is_not_trusted(
     port.stop_job()
     pause_completes(printer, port)
     assert port.wait_stopped(1.0).position is None
+
+
+def test_pause_mode_continue_does_not_wait_for_the_resume_event(
+    printer: FakeOctoPrintPrinter,
+) -> None:
+    port = pause_port(printer)
+    port.stop_job()
+    pause_completes(printer, port)
+    port.wait_stopped(1.0)
+    started = time.monotonic()
+    port.continue_job(5.0)  # no PrintResumed yet: OctoPrint's state says RESUMING
+    assert time.monotonic() - started < 0.1
+    assert printer.state == "RESUMING"
+    # our PrintResumed, delivered after the next layer's stop, is not the user's
+    printer.state = "PRINTING"
+    port.stop_job()
+    port.on_resumed({"user": None})
+    assert not port.user_resumed()
+    port.on_resumed({"user": "admin"})
+    assert port.user_resumed()

@@ -61,6 +61,7 @@ def run_sequence(
     max_z: Optional[float] = None,
     pause_script: Tuple[str, ...] = (),
     motion: Optional[FakeMotion] = None,
+    lines_checked: bool = False,
     **setting_overrides: Any,
 ) -> Tuple[Rig, CaptureTask, SequenceResult]:
     job_settings = make_settings(**setting_overrides)
@@ -95,6 +96,7 @@ def run_sequence(
         held_line=held_line,
         printed_top=printed_top,
         max_z=max_z,
+        lines_checked=lines_checked,
     )
     sequence = CaptureSequence(
         rig.printer,
@@ -790,6 +792,7 @@ def scenarios(draw):
         "retract_length": draw(st.sampled_from([0, 0.8, 1])),
         "emergency_resume_attempts": draw(st.integers(0, 3)),
         "movement_timeout": draw(st.sampled_from([0.05, 1, 30])),
+        "lines_checked": draw(st.booleans()),
     }
 
 
@@ -904,3 +907,57 @@ def test_a_head_that_stays_up_owes_the_way_back():
         "M82",
         "G1 F1800",
     )
+
+
+# ---- checked lines: fewer round trips (issue 15)
+
+
+def test_checked_lines_batch_the_lift_with_the_first_move_and_the_way_back_with_the_lowering():
+    rig, _, result = run_sequence(size=1, lines_checked=True)
+    assert rig.printer.log == [
+        WAIT_STOPPED,
+        "M83", "G1 E-1 F2100", "G0 Z5.6 F600", "G0 X125 Y105 F6000", CONFIRM,
+        "G0 X130.5 Y100 F6000", "G1 Z0.6 E1 F600", CONFIRM,
+        "G90", "M82", "G1 F1800",
+        HELD_LINE, CONTINUE,
+    ]  # fmt: skip
+    assert result.outcome == "completed"
+    assert result.shots[0].measured.describe() == "X125 Y105 Z5.6"
+
+
+def test_checked_lines_confirm_every_grid_point_and_the_return():
+    rig, _, result = run_sequence(size=3, lines_checked=True)
+    # one confirmation per grid point and one back down: two fewer than one per move
+    assert rig.printer.calls["confirm"] == 9 + 1
+    assert result.outcome == "completed" and len(rig.camera.requests) == 9
+
+
+def test_checked_lines_a_head_down_away_from_the_return_point_is_lifted_back_up():
+    # confirm 2 is the return's (1x1): every report of it shows X 1 mm off
+    wrong = frozenset(range(2, 2 + MAX_REPORTS_PER_MOVE))
+    rig, _, result = run_sequence(
+        size=1, lines_checked=True, faults=PrinterFaults(wrong_reports=wrong)
+    )
+    assert rig.printer.sent[-1] == "G0 Z5.6 F600", "lifted back to travel height"
+    assert rig.printer.head.z == pytest.approx(5.6)
+    assert "lifted back to Z 5.6 and stays up" in result.failures[0].message
+    assert not result.continued and result.owed_return
+    # the unretract went out once: the way back owed does not push the filament again
+    assert "E1" not in " ".join(result.owed_return)
+
+
+def test_checked_lines_a_single_wrong_report_back_down_is_asked_again():
+    rig, _, result = run_sequence(
+        size=1, lines_checked=True, faults=PrinterFaults(wrong_reports=frozenset({2}))
+    )
+    assert result.outcome == "completed" and result.continued
+    assert rig.printer.sent.count("G1 Z0.6 E1 F600") == 1
+
+
+@pytest.mark.parametrize("at_check", [2, 3])
+def test_checked_lines_a_user_pause_before_the_first_confirmation_confirms_the_lift(at_check):
+    rig, _, result = run_sequence(
+        size=3, lines_checked=True, faults=PrinterFaults(user_pause_at_check=at_check)
+    )
+    assert result.outcome == "left_paused_by_user"
+    assert rig.printer.head.xyz == pytest.approx(STOP)

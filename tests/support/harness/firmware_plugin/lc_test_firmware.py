@@ -20,7 +20,10 @@ command, so a test can change them through the REST settings API and reconnect:
 * ``report_m211``: M211 answers with the limits, as Marlin 2.0 does
   (``echo:Soft endstops: On  Min:  X0.00 Y0.00 Z0.00  Max:  X200.00 Y200.00 Z200.00``).
 * ``misreport_x_above_z``: a Z; while the head is above it, M114 reports X 3 mm off (a
-  printer that lost steps, or a broken report): moves up there can't be confirmed.
+  broken report): moves up there can't be confirmed.
+* ``lose_x_above_z``: a Z; once the head has been above it, M114 reports X 3 mm off at
+  every height from then on (a printer that lost steps up there), until the setting is
+  cleared or G28 homes: nothing after that, the way back included, can be confirmed.
 
 Everything else the tests vary (M114 format, ok order, busy lines) is a setting of the
 Virtual Printer itself. This wraps two methods of the Virtual Printer class, which
@@ -58,6 +61,7 @@ class FirmwareQuirks(octoprint.plugin.SettingsPlugin, octoprint.plugin.StartupPl
             "out_of_range": "error",
             "report_m211": False,
             "misreport_x_above_z": None,
+            "lose_x_above_z": None,
         }
 
     def on_startup(self, host: str, port: int) -> None:
@@ -141,6 +145,7 @@ class FirmwareQuirks(octoprint.plugin.SettingsPlugin, octoprint.plugin.StartupPl
             known = printer.__dict__.setdefault("_lc_target", {"X": 0.0, "Y": 0.0, "Z": 0.0})
             for axis in named:
                 known[axis] = 0.0
+            printer._lc_lost_steps = False  # homing finds the lost steps again
             return original_g28(printer, data)
 
         def gcode_g92(printer: Any, data: str) -> Any:
@@ -163,8 +168,15 @@ class FirmwareQuirks(octoprint.plugin.SettingsPlugin, octoprint.plugin.StartupPl
 
         def gcode_m114(printer: Any, data: str) -> Any:
             above = settings.get(["misreport_x_above_z"])
+            lost_above = settings.get(["lose_x_above_z"])
             z, x = printer._lastZ, printer._lastX
-            if above is None or z is None or x is None or z <= float(above):
+            if lost_above is None:
+                printer._lc_lost_steps = False
+            elif z is not None and z > float(lost_above):
+                printer._lc_lost_steps = True
+            lost = getattr(printer, "_lc_lost_steps", False)
+            misreport = above is not None and z is not None and z > float(above)
+            if x is None or not (lost or misreport):
                 return original_m114(printer, data)
             printer._lastX = x + 3.0
             try:
