@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import pytest
 
+from octoprint_layercapture.capture import printer_port
 from octoprint_layercapture.capture.ports import (
     JobInterrupted,
     Position,
@@ -20,7 +21,6 @@ from octoprint_layercapture.capture.ports import (
     StopReport,
     UnrecognisedReply,
 )
-from octoprint_layercapture.capture import printer_port
 from octoprint_layercapture.capture.printer_port import (
     PARKED_COMMAND,
     PLUGIN_TAG,
