@@ -185,10 +185,10 @@ class LayerCapturePlugin(
             setting = self._reader.current().firmware
         except lc_settings.InvalidSettings:
             setting = str(lc_settings.DEFAULTS["firmware"])
-        query = self._firmware.introduced(payload.get("name"), setting, time.monotonic())
+        queries = self._firmware.introduced(payload.get("name"), setting, time.monotonic())
         self._logger.info(self._firmware.describe(setting))
-        if query is not None:
-            self._printer.commands([query], tags=plugin_tags("layercapture:soft-limits"))
+        if queries:
+            self._printer.commands(queries, tags=plugin_tags("layercapture:soft-limits"))
 
     ##~~ G-code hooks (OctoPrint's comm and send threads: keep them cheap)
 
@@ -248,8 +248,10 @@ class LayerCapturePlugin(
         session = self._session
         if session is not None and session.port.listening:
             session.port.on_received(line)
-        if self._firmware.listening and self._firmware.feed(line, time.monotonic()):
-            self._logger.info(f"Firmware soft limits: {self._firmware.limits}")
+        if self._firmware.listening:
+            learnt = self._firmware.feed(line, time.monotonic())
+            if learnt is not None:
+                self._logger.info(learnt)
         return line
 
     def on_gcode_script(self, comm: Any, script_type: str, name: str, *args: Any, **kw: Any) -> Any:

@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
+from .estimate import ReportedLimits, is_limits_reply, parse_reported_limits
+
 AUTO = "auto"
 MARLIN = "marlin"
 MARLIN_LEGACY = "marlin_legacy"
@@ -42,6 +44,8 @@ FIRMWARE_CHOICES = (AUTO, *FAMILIES)
 # Families that answer M211 with their software endstops.
 REPORTS_SOFT_LIMITS = (MARLIN, MARLIN_LEGACY)
 SOFT_LIMITS_QUERY = "M211"
+# Marlin reports its settings, M201/M203/M204 among them (capture/estimate.py reads those)
+MOTION_LIMITS_QUERY = "M503"
 
 XYZ_ABSOLUTE, XYZ_RELATIVE = "G90", "G91"
 E_ABSOLUTE, E_RELATIVE = "M82", "M83"
@@ -225,42 +229,75 @@ class SoftLimitsWatch:
         return now >= self._deadline or (bool(self._lines) and line.strip().startswith("ok"))
 
 
+class MotionLimitsWatch:
+    """Collects the printer's M201/M203/M204 report lines (the answer to
+    :data:`MOTION_LIMITS_QUERY`) from received lines."""
+
+    def __init__(self, started: float, wait: float = SOFT_LIMITS_WAIT) -> None:
+        self._deadline = started + wait
+        self._lines: List[str] = []
+        self.reported = ReportedLimits()
+
+    def feed(self, line: str, now: float) -> bool:
+        if is_limits_reply(line):
+            self._lines.append(line)
+            return False
+        done = bool(self._lines) and line.strip().startswith("ok")
+        if done or now >= self._deadline:
+            self.reported = parse_reported_limits(self._lines)
+            return True
+        return False
+
+
 class ConnectedFirmware:
     """What the connected firmware told about itself: its name (``M115``, OctoPrint's
-    FirmwareData event) and, where it reports them, its soft limits (``M211``). The event
-    thread calls :meth:`introduced` and :meth:`forget`, the comm thread :meth:`feed`."""
+    FirmwareData event) and, where it reports them, its soft limits (``M211``) and motion
+    limits (``M503``'s M201/M203/M204). The event thread calls :meth:`introduced` and
+    :meth:`forget`, the comm thread :meth:`feed`."""
 
     def __init__(self) -> None:
         self.name: Optional[str] = None
         self.limits: Optional[SoftLimits] = None
+        self.motion = ReportedLimits()
         self._watch: Optional[SoftLimitsWatch] = None
+        self._motion_watch: Optional[MotionLimitsWatch] = None
 
-    def introduced(self, name: Optional[str], setting: str, now: float) -> Optional[str]:
-        """The firmware named itself; returns the query to send for its soft limits, if
-        its family reports them."""
+    def introduced(self, name: Optional[str], setting: str, now: float) -> List[str]:
+        """The firmware named itself; returns the queries to send for its limits, if its
+        family reports them."""
         self.name = name or None
         self.limits = None
+        self.motion = ReportedLimits()
         if resolve_family(setting, self.name) not in REPORTS_SOFT_LIMITS:
-            self._watch = None
-            return None
+            self._watch = self._motion_watch = None
+            return []
         self._watch = SoftLimitsWatch(now)
-        return SOFT_LIMITS_QUERY
+        self._motion_watch = MotionLimitsWatch(now)
+        return [SOFT_LIMITS_QUERY, MOTION_LIMITS_QUERY]
 
     @property
     def listening(self) -> bool:
-        return self._watch is not None
+        return self._watch is not None or self._motion_watch is not None
 
-    def feed(self, line: str, now: float) -> bool:
-        """A received line; True once the answer to the query is complete."""
+    def feed(self, line: str, now: float) -> Optional[str]:
+        """A received line; what was learnt, once an answer to a query is complete. Both
+        watches see every line: each keeps only the lines of its own answer."""
+        learnt: List[str] = []
         watch = self._watch
-        if watch is None or not watch.feed(line, now):
-            return False
-        self._watch = None
-        self.limits = watch.limits
-        return True
+        if watch is not None and watch.feed(line, now):
+            self._watch = None
+            self.limits = watch.limits
+            learnt.append(f"Firmware soft limits: {self.limits}")
+        motion = self._motion_watch
+        if motion is not None and motion.feed(line, now):
+            self._motion_watch = None
+            self.motion = motion.reported
+            learnt.append(f"Firmware motion limits: {self.motion}")
+        return "; ".join(learnt) or None
 
     def forget(self) -> None:
-        self.name = self.limits = self._watch = None
+        self.name = self.limits = self._watch = self._motion_watch = None
+        self.motion = ReportedLimits()
 
     def family(self, setting: str) -> Optional[str]:
         return resolve_family(setting, self.name)

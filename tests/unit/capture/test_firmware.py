@@ -8,7 +8,12 @@ from typing import List, Optional
 import pytest
 
 from octoprint_layercapture.capture import firmware, moves
-from octoprint_layercapture.capture.firmware import ModeHistory, SoftLimits, SoftLimitsWatch
+from octoprint_layercapture.capture.firmware import (
+    ConnectedFirmware,
+    ModeHistory,
+    SoftLimits,
+    SoftLimitsWatch,
+)
 
 MODE_COMMANDS = ["G90", "G91", "M82", "M83"]
 
@@ -147,3 +152,38 @@ def test_soft_limits_off_or_absent_mean_none() -> None:
     assert not watch.feed("T:20.0 /0.0 B:20.0 /0.0", 0.5)
     assert watch.feed("wait", 1.5), "gives up after its wait"
     assert watch.limits is None
+
+
+def test_a_marlin_is_asked_for_its_soft_limits_and_motion_limits():
+    firmware = ConnectedFirmware()
+    assert firmware.introduced("Marlin 2.1.2", "auto", 0.0) == ["M211", "M503"]
+    answers = [
+        "echo:  M211 S1 ; On",
+        "echo:  Min:  X0.00 Y0.00 Z0.00  Max:  X220.00 Y220.00 Z250.00",
+        "ok",
+        "echo:; Maximum feedrates (units/s):",
+        "echo:  M203 X500.00 Y500.00 Z12.00 E120.00",
+        "echo:  M201 X2000.00 Y2000.00 Z200.00 E5000.00",
+        "echo:  M204 P1250.00 R1250.00 T1000.00",
+        "ok",
+    ]
+    learnt = [text for text in (firmware.feed(line, 0.1) for line in answers) if text]
+    assert [text.split(":")[0] for text in learnt] == [
+        "Firmware soft limits",
+        "Firmware motion limits",
+    ]
+    assert not firmware.listening
+    assert firmware.limits is not None and firmware.limits.max_x == 220
+    assert firmware.motion.max_feedrate == {"x": 500, "y": 500, "z": 12, "e": 120}
+    assert firmware.motion.travel_acceleration == 1000
+
+
+def test_a_firmware_that_says_nothing_leaves_the_limits_unknown():
+    firmware = ConnectedFirmware()
+    firmware.introduced("Marlin 2.0.9", "auto", 0.0)
+    assert firmware.feed('echo:Unknown command: "M211"', 0.1) is None
+    assert firmware.feed("ok", 0.1) == "Firmware soft limits: None"
+    assert firmware.feed("ok", 0.1) is None
+    assert firmware.feed("T:20.0 /0.0", 9.0) is not None, "gives up after its wait"
+    assert firmware.limits is None and firmware.motion.empty
+    assert firmware.introduced("Klipper", "auto", 10.0) == []
