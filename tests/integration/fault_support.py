@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import pytest
 from expected_layers import Analysis, analyse
 from harness import Message, OctoPrintServer
+from system_packages import require_program
 
 from integration.capture_checks import (
     SENT_TOLERANCE,
@@ -278,10 +279,11 @@ def tiny_filesystem(folder: Path, size_kb: int, read_only: bool = False) -> Iter
     disk for the capture folder, unmounted afterwards."""
     if not can_mount():
         pytest.skip("mounting a small filesystem needs root")
+    mount = require_program("mount")
     folder.mkdir(parents=True, exist_ok=True)
     options = f"size={size_kb}k" + (",ro" if read_only else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+    subprocess.run([mount, "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
     try:
         yield folder
     finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+        subprocess.run([require_program("umount"), "-l", str(folder)], check=False)
