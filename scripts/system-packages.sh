@@ -37,6 +37,11 @@ present() {  # whether every comma-separated program of $1 is there
   for program in ${1//,/ }; do
     case "$program" in
       python:*) "$python" -c "import ${program#python:}" >/dev/null 2>&1 ;;
+      python-h:*)
+        "$python" -c 'import os, sys, sysconfig
+sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], sys.argv[1])))' \
+          "${program#python-h:}" >/dev/null 2>&1
+        ;;
       /*) [ -x "$program" ] ;;
       *) command -v "$program" >/dev/null 2>&1 ;;
     esac || return 1

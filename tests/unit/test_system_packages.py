@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ lc-fake-tool      lc-fake-tool      test        a test
 lc-fake-slicer    lc-fake-slicer    bench       a benchmark
 lc-present        lc-present,sh     test,bench  found on PATH
 lc-fake-module    python:lc_no_such_module  test  a Python check
+lc-fake-headers   python-h:lc_no_such_header.h  test  a C header of $PYTHON
+lc-headers        python-h:Python.h  test  the venv's Python has its headers
 """
 
 
@@ -53,6 +56,7 @@ def check(fake_list: Path, fake_bin: Path, *groups: str) -> subprocess.Completed
     env = {
         **os.environ,
         "DEBIAN_PACKAGES": str(fake_list),
+        "PYTHON": sys.executable,
         "PATH": f"{fake_bin}:{os.environ['PATH']}",
     }
     return subprocess.run(
@@ -76,6 +80,9 @@ def test_the_list_names_a_package_for_every_program_the_suite_calls() -> None:
     assert package_for("ffmpeg").name == "ffmpeg" and "test" in package_for("ffmpeg").groups
     assert "ci" in package_for("make").groups
     assert package_for("python:ensurepip").name == "python3-venv"
+    # OctoPrint's netifaces has no wheel for Python 3.11: pip compiles it
+    assert package_for("gcc").name == "gcc"
+    assert package_for("python-h:Python.h").name == "python3-dev"
 
 
 def test_the_script_names_the_exact_apt_get_line_for_the_missing_packages(
@@ -83,13 +90,14 @@ def test_the_script_names_the_exact_apt_get_line_for_the_missing_packages(
 ) -> None:
     result = check(fake_list, fake_bin, "test")
     assert result.returncode == 1
-    assert "sudo apt-get install -y lc-fake-tool lc-fake-module\n" in result.stderr
+    assert "sudo apt-get install -y lc-fake-tool lc-fake-module lc-fake-headers\n" in result.stderr
     assert result.stderr.startswith("make test needs Debian packages that are not installed")
     assert "lc-fake-slicer" not in result.stderr, "only the groups asked for"
     assert "lc-present" not in result.stderr, "found on PATH"
+    assert "lc-headers" not in result.stderr, "found in the include folder"
 
     both = check(fake_list, fake_bin, "test", "bench")
-    assert "apt-get install -y lc-fake-tool lc-fake-slicer lc-fake-module\n" in both.stderr
+    assert "install -y lc-fake-tool lc-fake-slicer lc-fake-module lc-fake-headers\n" in both.stderr
 
     # nothing missing: silent success
     quiet = check(fake_list, fake_bin, "nothing-listed")
