@@ -123,42 +123,41 @@ print(compat.find_python('3.13', {}) or '')"
   return "$status"
 }
 
-if [ "${1:-}" = "--inside" ]; then
-  shift
-  inside "$@"
-  exit $?
-fi
+outer() {
+  local keep=0 commit work started status
+  if [ "${1:-}" = "--keep" ]; then
+    keep=1
+    shift
+  fi
+  [ "${1:-}" = "--" ] && shift
 
-keep=0
-if [ "${1:-}" = "--keep" ]; then
-  keep=1
-  shift
-fi
-[ "${1:-}" = "--" ] && shift
+  [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and mounts)"
+  for tool in debootstrap unshare chroot git; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y debootstrap util-linux git)"
+  done
+  commit=$(git -C "$here" rev-parse HEAD)
+  if [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
+    say "uncommitted changes are not part of the check: it runs $commit"
+  fi
+  work=$(mktemp -d /var/tmp/lc-check-fresh-XXXXXX)
+  say "work folder $work"
+  started=$(date +%s)
+  status=0
+  unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
+    "$0" --inside "$work" "$commit" "$@" || status=$?
+  say "check-fresh ended with status $status after $(($(date +%s) - started)) s"
 
-[ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and mounts)"
-for tool in debootstrap unshare chroot git; do
-  command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y debootstrap util-linux git)"
-done
-commit=$(git -C "$here" rev-parse HEAD)
-if [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
-  say "uncommitted changes are not part of the check: it runs $commit"
-fi
-work=$(mktemp -d /var/tmp/lc-check-fresh-XXXXXX)
-say "work folder $work"
-started=$(date +%s)
-status=0
-unshare --mount --propagation private --pid --fork --kill-child --mount-proc \
-  "$0" --inside "$work" "$commit" "$@" || status=$?
-say "check-fresh ended with status $status after $(($(date +%s) - started)) s"
+  # The namespace's mounts went with it; never delete through one that is somehow left.
+  if findmnt -rn -o TARGET | grep -q "^$work/"; then
+    die "mounts left under $work: not deleted"
+  fi
+  if [ "$keep" = 1 ]; then
+    say "kept $work"
+  else
+    rm -rf --one-file-system "$work"
+  fi
+  exit "$status"
+}
 
-# The namespace's mounts went with it; never delete through one that is somehow left.
-if findmnt -rn -o TARGET | grep -q "^$work/"; then
-  die "mounts left under $work: not deleted"
-fi
-if [ "$keep" = 1 ]; then
-  say "kept $work"
-else
-  rm -rf --one-file-system "$work"
-fi
-exit "$status"
+# one line, read whole before it runs: editing this file during a run cannot change the run
+if [ "${1:-}" = "--inside" ]; then shift; inside "$@"; else outer "$@"; fi; exit $?
