@@ -6,12 +6,14 @@ on each other (settings first, then a print, then its gallery, zip and deletion)
 
 from __future__ import annotations
 
+import base64
 import json
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from fake_frames import pixels_differing_below_overlay, probe_reference
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
 
@@ -139,7 +141,12 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
     page = open_settings(ui)
     camera = page.locator(f"{PANEL} .lc-group-camera")
     camera.scroll_into_view_if_needed()
-    # the fake camera is on in this module's settings: a drawn JPEG comes back
+    # the fake camera is on in this module's settings: a drawn JPEG comes back, with the
+    # head at the grid centre in the form (unsaved), not at the saved or default one
+    for field, value in (("lc-center-x", "60"), ("lc-center-y", "80")):
+        page.fill(f"{PANEL} .{field}", value)
+        page.press(f"{PANEL} .{field}", "Tab")
+    camera.scroll_into_view_if_needed()
     page.click(f"{PANEL} .lc-test-camera")
     image = page.locator(f"{PANEL} .lc-camera-image")
     image.wait_for(state="visible")
@@ -150,6 +157,11 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
         == 640
     )
     assert "fake camera: 640x480" in page.inner_text(f"{PANEL} .lc-camera-result")
+    drawn = base64.b64decode(image.get_attribute("src").split(",", 1)[1])
+    z_offset = float(ui.server.plugin_settings_now()["z_offset"])
+    assert pixels_differing_below_overlay(drawn, probe_reference(60, 80, z_offset)) == 0
+    saved = SETTINGS["grid_center_x"], SETTINGS["grid_center_y"]
+    assert pixels_differing_below_overlay(drawn, probe_reference(*saved, z_offset)) > 100
     camera.screenshot(path=str(screenshots / "settings_panel_camera_test.png"))
     # unsaved form values are what the test uses: a snapshot URL where nothing listens
     page.uncheck(f"{PANEL} .lc-group-camera input[type=checkbox] >> nth=0")

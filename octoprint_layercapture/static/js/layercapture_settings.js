@@ -6,7 +6,8 @@ $(function () {
     "use strict";
 
     var PLUGIN = "layercapture";
-    // what "Test camera" sends: the unsaved camera fields of the form
+    // what "Test camera" sends: the unsaved camera fields of the form, and the grid centre
+    // and height, where the fake camera draws the head (camera_probe.py takes these keys)
     var CAMERA_KEYS = [
         "use_fake_camera",
         "webcam",
@@ -14,7 +15,10 @@ $(function () {
         "stream_url",
         "snapshot_timeout",
         "snapshot_retries",
-        "image_quality"
+        "image_quality",
+        "grid_center_x",
+        "grid_center_y",
+        "z_offset"
     ];
 
     function LayerCaptureSettingsViewModel(parameters) {
