@@ -27,7 +27,7 @@ from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import OUTCOME_INTERRUPTED, CameraPort, SequenceResult
 from .printer_port import PLUGIN_TAG, OctoPrintPrinterPort
 from .routes import GalleryRoutes, file_routes
-from .status import LiveStatus, next_every_n, planned_layer_seconds
+from .status import LiveStatus, next_every_n, plan_layer_time, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
 
 __plugin_name__ = "Layer Capture"
@@ -478,8 +478,10 @@ class LayerCapturePlugin(
                 flask.jsonify(errors=errors, preview=preview, estimate=None), 400
             )
         measured_s, measured_layers = self._live_status.measured()
+        planned = plan_layer_time(values, values.bounds(profile_bounds))
         estimate = {
-            "planned_s": planned_layer_seconds(values, values.bounds(profile_bounds)),
+            "planned_s": planned.total_s,
+            "planned_parts": planned.parts(),
             "measured_s": measured_s,
             "measured_layers": measured_layers,
         }

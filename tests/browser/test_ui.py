@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -102,17 +103,18 @@ def test_settings_panel_draws_the_grid_and_follows_changes(ui: Any, screenshots:
     dialog.screenshot(path=str(screenshots / "settings_panel_movement.png"))
     page.locator(f"{PANEL} .lc-group-grid").scroll_into_view_if_needed()
 
-    estimate = page.locator(f"{PANEL} .lc-estimate")
+    estimate = page.locator(f"{PANEL} .lc-estimate-planned")
     estimate.wait_for(state="visible")
     three_by_three = estimate.inner_text()
-    assert "Each captured layer adds about" in three_by_three
+    assert three_by_three.startswith("Planned with these settings: about ")
+    assert not page.locator(f"{PANEL} .lc-estimate-measured").is_visible()  # nothing printed
     page.select_option(f"{PANEL} .lc-grid-size", "5")
     wait_points(page, 25, 0)
     # more points, more time: the estimate follows the unsaved grid
     page.wait_for_function(
         "([sel, old]) => { const e = document.querySelector(sel);"
         " return e && e.innerText && e.innerText !== old; }",
-        arg=[f"{PANEL} .lc-estimate", three_by_three],
+        arg=[f"{PANEL} .lc-estimate-planned", three_by_three],
     )
     # a 5 x 5 grid 60 mm apart reaches 20 mm past both edges of the bed
     page.fill(f"{PANEL} .lc-grid-spacing", "60")
@@ -235,6 +237,38 @@ def test_the_tab_shows_the_live_status_of_a_print(
     estimate = page.inner_text(f"{TAB} .lc-estimate")
     assert "measured over 2 layers" in estimate, estimate
     page.locator(TAB).screenshot(path=str(screenshots / "tab_status.png"))
+
+
+def seconds_in(text: str) -> List[float]:
+    return [float(value) for value in re.findall(r"(\d+(?:\.\d+)?) s\b", text)]
+
+
+def test_the_settings_panel_labels_the_planned_and_the_measured_time(
+    ui: Any, screenshots: Path
+) -> None:
+    page = open_settings(ui)
+    measured = page.locator(f"{PANEL} .lc-estimate-measured")
+    measured.wait_for(state="visible")
+    planned_text = page.inner_text(f"{PANEL} .lc-estimate-planned")
+    measured_text = measured.inner_text()
+    # which is the plan, what it is made of, which was measured and on what
+    assert planned_text.startswith("Planned with these settings: about ")
+    total, moves, settle, guessed = seconds_in(planned_text)
+    assert total == pytest.approx(moves + settle + guessed, abs=0.15)
+    assert settle == pytest.approx(9 * SETTINGS["capture_delay"], abs=0.05)
+    assert "settle delays" in planned_text and "guessed for the camera" in planned_text
+    assert measured_text.startswith("Measured on the last print: ")
+    assert "(mean of 2 layers, with the settings of that print)" in measured_text
+    (per_layer,) = seconds_in(measured_text)
+    # the virtual printer moves in a tenth of the time: the two differ, and the panel says why
+    assert per_layer < 0.8 * total
+    why = page.locator(f"{PANEL} .lc-estimate-why")
+    assert why.is_visible() and why.inner_text().startswith("The two differ: the plan counts")
+    page.locator('[data-test-id="settings-dialog"]').screenshot(
+        path=str(screenshots / "settings_panel_estimate.png")
+    )
+    page.click('[data-test-id="settings-close-button"]')
+    page.wait_for_selector('[data-test-id="settings-dialog"]', state="hidden")
 
 
 def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:
