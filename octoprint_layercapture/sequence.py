@@ -265,7 +265,7 @@ class _Run:
 
     def _visit(self, number: int, point: PointLike, travel_z: float) -> None:
         s = self.settings
-        where = f"position {number}/{len(self.points)}"
+        where = f"position {point.index + 1} of {self.job.plan.count}"  # as named in the UI
         self._checkpoint()
         self.timer.enter("moves")
         self._progress("moving", number)

@@ -289,7 +289,12 @@ $(function () {
                         r: span / 50,
                         stroke: stroke * 1.5,
                         cls: p.inside ? "lc-point" : "lc-point lc-point-outside",
-                        title: _.sprintf("#%(index)d X%(x)s Y%(y)s", p) + (p.inside ? "" : ": " + p.reason)
+                        title:
+                            _.sprintf(gettext("Position %(number)d: X %(x)s Y %(y)s"), {
+                                number: p.index + 1,
+                                x: p.x,
+                                y: p.y
+                            }) + (p.inside ? "" : ": " + p.reason)
                     };
                 })
             };
@@ -303,7 +308,11 @@ $(function () {
             });
             var shown = 4;
             var lines = _.map(outside.slice(0, shown), function (p) {
-                return _.sprintf(gettext("Position %(index)d is not visited: %(reason)s"), p);
+                // positions are numbered 1 to n as everywhere in the UI (p.index is 0-based)
+                return _.sprintf(gettext("Position %(number)d is not visited: %(reason)s"), {
+                    number: p.index + 1,
+                    reason: p.reason
+                });
             });
             if (outside.length > shown) {
                 lines.push(
