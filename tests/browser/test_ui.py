@@ -10,11 +10,13 @@ import base64
 import json
 import re
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
 from fake_frames import pixels_differing_below_overlay, probe_reference
+from gallery_tree import build_print
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
 
@@ -225,7 +227,7 @@ def test_the_tab_shows_the_live_status_of_a_print(
     mark = server.mark()
     server.start_print(write_square_print(tmp_path, PRINT_NAME, layers=6))
     page.wait_for_function(
-        """() => ["Waiting for layer 2", "Capturing layer 2: moving to position",
+        """() => ["Waiting for layer 2", "Capturing layer 2: moving to the next position",
                   "Captured layer 2", "Capturing layer 4", "Captured layer 4"]
             .every((want) => window.lcTexts.some((text) => text.startsWith(want)))""",
         timeout=60_000,
@@ -233,7 +235,8 @@ def test_the_tab_shows_the_live_status_of_a_print(
     server.wait_print_done(timeout=60, since=mark)
     page.wait_for_selector(f'{TAB} .lc-print a.lc-open-print:text("{PRINT_NAME}")')
     texts = page.evaluate("() => window.lcTexts")
-    assert any("position 9 of 9" in t for t in texts), texts
+    # progress counts pictures (in visiting order), it names no position
+    assert any("taking picture 9 of 9" in t for t in texts), texts
     estimate = page.inner_text(f"{TAB} .lc-estimate")
     assert "measured over 2 layers" in estimate, estimate
     page.locator(TAB).screenshot(path=str(screenshots / "tab_status.png"))
@@ -271,17 +274,44 @@ def test_the_settings_panel_labels_the_planned_and_the_measured_time(
     page.wait_for_selector('[data-test-id="settings-dialog"]', state="hidden")
 
 
-def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:
-    page = ui.page
-    page.click(f'{TAB} .lc-print a.lc-open-print:text("{PRINT_NAME}")')
-    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="4"] .lc-cell img')
-    layers = page.locator(f"{TAB} .lc-layer")
-    assert layers.count() == 2
+def layer_numbers(page: Any) -> List[int]:
+    return [
+        int(n)
+        for n in page.eval_on_selector_all(f"{TAB} .lc-layer", "ls => ls.map(l => l.dataset.layer)")
+    ]
+
+
+def open_layers(page: Any) -> List[int]:
+    return [
+        int(n)
+        for n in page.eval_on_selector_all(
+            f"{TAB} .lc-layer.lc-layer-open", "ls => ls.map(l => l.dataset.layer)"
+        )
+    ]
+
+
+def wait_thumbnails(page: Any) -> None:
     page.wait_for_function(
         """() => [...document.querySelectorAll("#tab_plugin_layercapture .lc-cell img")]
             .every((img) => img.complete && img.naturalWidth > 0)"""
     )
-    assert page.locator(f"{TAB} .lc-cell img").count() == 18
+
+
+def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:
+    page = ui.page
+    page.click(f'{TAB} .lc-print a.lc-open-print:text("{PRINT_NAME}")')
+    # newest layer first and open, the other collapsed to its heading
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="4"] .lc-cell img')
+    assert layer_numbers(page) == [4, 2]
+    assert open_layers(page) == [4]
+    wait_thumbnails(page)
+    assert page.locator(f"{TAB} .lc-cell img").count() == 9
+    page.locator(TAB).screenshot(path=str(screenshots / "tab_gallery.png"))
+    page.click(f'{TAB} .lc-layer[data-layer="2"] .lc-layer-head')
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="2"] .lc-cell img')
+    assert open_layers(page) == [2], "one layer open at a time"
+    wait_thumbnails(page)
+    assert page.locator(f"{TAB} .lc-cell img").count() == 9
 
     def box(index: int) -> Any:
         cell = page.locator(f'{TAB} .lc-layer[data-layer="2"] .lc-cell[data-index="{index}"]')
@@ -302,7 +332,7 @@ def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screensho
             return img && img.complete && img.naturalWidth > 320;
         }"""
     )
-    viewer.locator(".lc-metadata th", has_text="Measured X / Y / Z / E").wait_for()
+    viewer.locator(".lc-metadata th", has_text="Job stopped at").wait_for()  # metadata read
     rows = dict(
         zip(
             viewer.locator(".lc-metadata th").all_inner_texts(),
@@ -311,13 +341,25 @@ def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screensho
     )
     assert rows["Layer"] == "2"
     assert rows["Commanded X / Y / Z"].startswith("100.00 / 100.00 / ")
-    assert rows["Position"].startswith("#4 (row 1, column 1)")
+    # one numbering: 1 to 9 from the front left; the file name keeps its 0-based index
+    assert viewer.locator(".modal-header h3").inner_text() == "Layer 2, position 5 of 9"
+    assert rows["Position"] == "5 of 9: row 2, column 2 from the front left"
+    assert "_pos_04_" in rows["File"]
     assert rows["G-code file"] == PRINT_NAME
-    assert rows["Measured X / Y / Z / E"].startswith("100.00 / 100.00 / ")  # from the file
+    # E only where the job stopped, not at the photo position (retracted there)
+    assert rows["Measured X / Y / Z"].startswith("100.00 / 100.00 / ")  # from the file
+    assert [name for name in rows if name.endswith("/ E")] == ["Job stopped at X / Y / Z / E"]
+    assert len(rows["Job stopped at X / Y / Z / E"].split(" / ")) == 4
     assert rows["Camera"] == "fake camera"
     page.wait_for_function(  # the dialog fades in
         "() => getComputedStyle(document.querySelector('#layercapture_viewer')).opacity === '1'"
     )
+    # the image sits in the middle of the dialog
+    body = viewer.locator(".modal-body").bounding_box()
+    picture = viewer.locator(".lc-full-image").bounding_box()
+    assert picture["width"] < body["width"] - 100, "a dialog wider than the image"
+    middle = body["x"] + body["width"] / 2
+    assert abs(picture["x"] + picture["width"] / 2 - middle) < 2
     viewer.screenshot(path=str(screenshots / "gallery_image.png"))
     viewer.locator(".modal-footer .btn-primary").click()
     viewer.wait_for(state="hidden")
@@ -360,6 +402,48 @@ def test_deleting_asks_first_and_removes_the_print(ui: Any) -> None:
     page.wait_for_selector(f"{TAB} .lc-empty", state="visible")
     assert list(root.rglob("layer_*")) == []
     assert page.locator(f"{TAB} .lc-layer").count() == 0
+
+
+def test_a_long_print_is_paged_newest_first_with_one_layer_open(ui: Any) -> None:
+    page = ui.page
+    built = build_print(
+        ui.server.uploads_dir / "layercapture",
+        "long_print.gcode",
+        datetime(2026, 1, 15, 10, 0, 0),
+        layers=25,  # layers 3, 6, ..., 75
+        skip_index=4,
+    )
+    page.click(f"{TAB} .lc-rescan")
+    page.click(f'{TAB} .lc-print a.lc-open-print:text("{built.gcode_file}")')
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="75"].lc-layer-open .lc-cell')
+    pager = page.locator(f"{TAB} .lc-layer-pager")
+    assert layer_numbers(page) == list(range(75, 45, -3))
+    assert open_layers(page) == [75]
+    assert pager.locator("span").inner_text() == "layers 1-10 of 25, newest first"
+    assert pager.locator(".lc-newer").is_disabled()
+    # the skipped position is named as everywhere else: 5 of 9, not index 4
+    empty = page.locator(f'{TAB} .lc-layer[data-layer="75"] .lc-cell[data-index="4"]')
+    assert empty.inner_text() == "5"
+    assert empty.get_attribute("title") == "Position 5 of 9: X is beyond bed max X"
+    tall = page.evaluate("() => document.querySelector('#tab_plugin_layercapture').scrollHeight")
+
+    pager.locator(".lc-older").click()
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="45"].lc-layer-open')
+    assert layer_numbers(page) == list(range(45, 15, -3))
+    assert open_layers(page) == [45]
+    pager.locator(".lc-older").click()
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="15"].lc-layer-open')
+    assert layer_numbers(page) == [15, 12, 9, 6, 3]
+    assert pager.locator("span").inner_text() == "layers 21-25 of 25, newest first"
+    assert pager.locator(".lc-older").is_disabled()
+    page.click(f'{TAB} .lc-layer[data-layer="15"] .lc-layer-head')  # closes the open one
+    page.wait_for_function(
+        "() => !document.querySelector('#tab_plugin_layercapture .lc-layer-open')"
+    )
+    pager.locator(".lc-newer").click()
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="45"].lc-layer-open')
+    # ten headings and one grid: the page stays short (9 expanded layers were ~4,000 px)
+    assert tall < 1500, tall
 
 
 def test_a_user_without_the_view_permission_gets_no_tab(ui: Any) -> None:
