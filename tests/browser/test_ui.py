@@ -405,7 +405,7 @@ def test_deleting_asks_first_and_removes_the_print(ui: Any) -> None:
 
 
 def test_a_long_print_is_paged_newest_first_with_one_layer_open(ui: Any) -> None:
-    page = ui.page
+    page = open_tab(ui)
     built = build_print(
         ui.server.uploads_dir / "layercapture",
         "long_print.gcode",
