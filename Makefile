@@ -10,7 +10,7 @@ SEMGREP_VERSION ?= 1.185.0
 SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
 SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test test-packages unit test-compat check-fresh demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test test-packages unit test-compat check-fresh docs-screenshots demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
 
 # The Debian packages a target calls (debian-packages.txt, the one list): the missing ones
 # are installed when make runs as root (apt-get update once, one apt-get install);
@@ -72,6 +72,11 @@ semgrep: $(TOOLS_VENV)/.installed
 bench: venv
 	@$(call debian_packages,make bench,bench)
 	$(PY) benchmarks/run_all.py
+
+# The README's screenshots (docs/*.png): the browser tests take them, this shrinks three.
+docs-screenshots: test-packages venv
+	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" tests/browser
+	$(PY) scripts/docs_screenshots.py
 
 # The whole of .ci/run in a clean Debian bookworm (debootstrap + chroot, as root; 15-25 min):
 # proves .ci/run installs what the suite needs. Runs this checkout's HEAD, not the work tree.
