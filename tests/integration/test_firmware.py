@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
-from harness import OctoPrintServer
+from harness import OctoPrintServer, names_the_plugin
 
 from integration.capture_checks import (
     TOLERANCE,
@@ -266,7 +266,7 @@ def test_no_deprecation_warnings_or_hook_errors_about_the_plugin(flavour_run: Fl
     bad = [
         line
         for line in flavour_run.log.splitlines()
-        if ("layercapture" in line.lower())
+        if names_the_plugin(line)
         and (
             "deprecat" in line.lower()
             or " - ERROR - " in line
