@@ -14,7 +14,8 @@
 #     CA bundle and extra CAs, the local package mirrors they name, bind-mounted read-only);
 #   - Python 3.13 for the OctoPrint 2.0 leg of .ci/run (bookworm has none): the host's
 #     python3.13 installation, bind-mounted read-only at the same path.
-# The work folder (under /var/tmp) is deleted afterwards unless --keep is given.
+# The work folder (under /var/tmp) is deleted afterwards, unless the run failed (its
+# test-artifacts/ are in there) or --keep is given.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -151,8 +152,9 @@ outer() {
   if findmnt -rn -o TARGET | grep -q "^$work/"; then
     die "mounts left under $work: not deleted"
   fi
-  if [ "$keep" = 1 ]; then
-    say "kept $work"
+  if [ "$keep" = 1 ] || [ "$status" != 0 ]; then
+    # a failed run stays for a look at root/src/OctoPrint-LayerCapture/test-artifacts/
+    say "kept $work (remove it with: rm -rf --one-file-system $work)"
   else
     rm -rf --one-file-system "$work"
   fi
