@@ -19,7 +19,7 @@ from typing import Any, Callable, List, Optional, Set, Tuple
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "fixtures"))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
 from common import Row, record  # noqa: E402
 from system_packages import find_program, missing_message  # noqa: E402
@@ -66,7 +66,7 @@ def armed_plugin() -> Any:
     """The real plugin object with a tracker armed as during a print (no printer: a
     trigger finds no job to stop, which costs what the check costs)."""
     from octoprint_layercapture import LayerCapturePlugin
-    from octoprint_layercapture.layers import LayerTargets, LayerTracker
+    from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker
 
     plugin = LayerCapturePlugin()
     plugin._tracker = LayerTracker(LayerTargets(every_n=3))

@@ -23,13 +23,13 @@ from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
 from common import Row, machine_summary, measure, record  # noqa: E402
 from gallery_tree import build_tree  # noqa: E402
 from harness import OctoPrintServer  # noqa: E402
 
-from octoprint_layercapture.gallery import CaptureIndex  # noqa: E402
+from octoprint_layercapture.store.index import CaptureIndex  # noqa: E402
 
 IMAGES = 10_000
 PRINTS = 10

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import Row, measure, record
 from PIL import Image, ImageDraw
 
-from octoprint_layercapture.camera_base import Transform
-from octoprint_layercapture.image_writer import ImageWriter, StoreSink
-from octoprint_layercapture.ports import ShotRequest, Snapshot
+from octoprint_layercapture.cameras.base import Transform
+from octoprint_layercapture.capture.ports import ShotRequest, Snapshot
 from octoprint_layercapture.settings import validate
-from octoprint_layercapture.storage import CaptureStore, make_thumbnail
+from octoprint_layercapture.store.files import CaptureStore, make_thumbnail
+from octoprint_layercapture.store.writer import ImageWriter, StoreSink
 
 BENCH = "images"
 SIZE = (1920, 1080)

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, machine_summary, measure, record
 
 from octoprint_layercapture import __plugin_implementation__ as plugin
-from octoprint_layercapture.printer_port import OctoPrintPrinterPort
-from octoprint_layercapture.replies import ReplyWatch
+from octoprint_layercapture.capture.printer_port import OctoPrintPrinterPort
+from octoprint_layercapture.capture.replies import ReplyWatch
 
 LINES_PER_CALL = 10_000
 BENCH = "received_hook"

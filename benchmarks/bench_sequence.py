@@ -36,18 +36,18 @@ from typing import Any, Dict, List, Tuple
 import requests
 
 HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent / "tests"
+TESTS = HERE.parent / "tests" / "support"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(TESTS))
 
-from common import Row, record  # noqa: E402
-from harness import OctoPrintServer  # noqa: E402
-from harness.camera_servers import SnapshotServer  # noqa: E402
-from integration.capture_checks import (  # noqa: E402
+from capture_checks import (  # noqa: E402
     replay,
     split_blocks,
     wait_for_captured_layers,
 )
+from common import Row, record  # noqa: E402
+from harness import OctoPrintServer  # noqa: E402
+from harness.camera_servers import SnapshotServer  # noqa: E402
 from small_prints import write_square_print  # noqa: E402
 
 from octoprint_layercapture.settings import DEFAULTS  # noqa: E402
@@ -215,8 +215,8 @@ def p95(values: List[float]) -> float:
 def naive_layer(server: OctoPrintServer, wait: float, size: int = 3) -> float:
     """One layer captured the naive way, with the plugin switched off: pause, then every
     move followed by a fixed sleep, a snapshot of the fake camera, back, resume."""
-    from octoprint_layercapture.cameras import FakeCamera
-    from octoprint_layercapture.ports import ShotRequest
+    from octoprint_layercapture.cameras.sources import FakeCamera
+    from octoprint_layercapture.capture.ports import ShotRequest
 
     server.save_plugin_settings({"enabled": False})
     mark = server.mark()

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .capture.firmware import AUTO, FIRMWARE_CHOICES
+
 SETTINGS_VERSION = 2
 
 STOP_MODES = ("pause", "hold")
@@ -20,6 +22,9 @@ STOP_MODES = ("pause", "hold")
 WAIT_POLL = "poll"
 WAIT_FOR_MOVES = ("M400", "G4 P0", WAIT_POLL)
 GRID_SIZES = (1, 3, 5)
+# Settings that name an address for the OctoPrint host to fetch; they may carry credentials
+# (user:password@, ?pwd=): masked in messages, shown only to users who may change settings.
+CAMERA_URL_KEYS = ("snapshot_url", "stream_url")
 
 # Grouped as the settings panel shows them. Keys are the public config.yaml interface.
 DEFAULTS: Dict[str, Any] = {
@@ -35,6 +40,8 @@ DEFAULTS: Dict[str, Any] = {
     "bed_min_y": None,
     "bed_max_x": None,
     "bed_max_y": None,
+    # the highest Z the head may go to (firmware without reported limits: Klipper)
+    "bed_max_z": None,
     # layers
     "capture_every_n_layers": 3,
     "capture_z_heights": [],
@@ -57,6 +64,8 @@ DEFAULTS: Dict[str, Any] = {
     "retract_length": 1.0,
     "retract_speed": 2100,
     "wait_for_moves": "M400",
+    # how the firmware reads G90/G91 for E, and whether it reports soft limits
+    "firmware": AUTO,
     # stop mode and its timeouts
     "stop_mode": "pause",
     "pause_timeout": 60.0,
@@ -83,16 +92,49 @@ MAX_Z_HEIGHTS = 200
 
 @dataclass(frozen=True)
 class Bounds:
-    """Axis-aligned box the head may visit (mm, printer coordinates)."""
+    """Where the head may go (mm, printer coordinates): a box, and on a circular bed
+    (deltas) also the circle ``radius`` around ``center``."""
 
     min_x: float
     min_y: float
     max_x: float
     max_y: float
     max_z: Optional[float] = None
+    radius: Optional[float] = None
+    center: Tuple[float, float] = (0.0, 0.0)
 
     def contains_xy(self, x: float, y: float) -> bool:
-        return self.min_x <= x <= self.max_x and self.min_y <= y <= self.max_y
+        in_box = self.min_x <= x <= self.max_x and self.min_y <= y <= self.max_y
+        return in_box and self.outside_circle(x, y) is None
+
+    def outside_circle(self, x: float, y: float) -> Optional[float]:
+        """How far (mm) a point lies from the centre when that is beyond the radius."""
+        if self.radius is None:
+            return None
+        distance = math.hypot(x - self.center[0], y - self.center[1])
+        return distance if distance > self.radius + 1e-9 else None
+
+    def within(
+        self,
+        min_x: float,
+        min_y: float,
+        max_x: float,
+        max_y: float,
+        max_z: Optional[float] = None,
+    ) -> Bounds:
+        """These bounds cut down to a box the firmware allows (its soft limits)."""
+        top = self.max_z if max_z is None else max_z
+        if self.max_z is not None and max_z is not None:
+            top = min(self.max_z, max_z)
+        return Bounds(
+            max(self.min_x, min_x),
+            max(self.min_y, min_y),
+            min(self.max_x, max_x),
+            min(self.max_y, max_y),
+            top,
+            self.radius,
+            self.center,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +149,7 @@ class CaptureSettings:
     bed_min_y: Optional[float]
     bed_max_x: Optional[float]
     bed_max_y: Optional[float]
+    bed_max_z: Optional[float]
     capture_every_n_layers: int
     capture_z_heights: Tuple[float, ...]
     min_layer_height: float
@@ -126,6 +169,7 @@ class CaptureSettings:
     retract_length: float
     retract_speed: float
     wait_for_moves: str
+    firmware: str
     stop_mode: str
     pause_timeout: float
     resume_timeout: float
@@ -135,9 +179,12 @@ class CaptureSettings:
 
     def bounds(self, profile_bounds: Optional[Bounds]) -> Optional[Bounds]:
         """Explicit bed settings override the printer profile, per edge."""
-        return effective_bounds(
+        bounds = effective_bounds(
             profile_bounds, self.bed_min_x, self.bed_min_y, self.bed_max_x, self.bed_max_y
         )
+        if bounds is None or self.bed_max_z is None:
+            return bounds
+        return bounds.within(bounds.min_x, bounds.min_y, bounds.max_x, bounds.max_y, self.bed_max_z)
 
 
 @dataclass(frozen=True)
@@ -176,6 +223,8 @@ def effective_bounds(
         pick(max_x, base.max_x),
         pick(max_y, base.max_y),
         base.max_z,
+        base.radius,
+        base.center,
     )
 
 
@@ -290,6 +339,14 @@ class _Checker:
         return value
 
 
+def merge_form(stored: Mapping[str, Any], form: Mapping[str, Any]) -> Dict[str, Any]:
+    """Every setting as stored, with the values of a form (saved or not) on top: what the
+    settings panel, its checks and the camera test work on."""
+    candidate = {key: stored.get(key, DEFAULTS[key]) for key in DEFAULTS}
+    candidate.update(form)
+    return candidate
+
+
 def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -> CaptureSettings:
     """Coerce and check a complete settings mapping.
 
@@ -329,6 +386,7 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         bed_min_y=c.number("bed_min_y", optional=True),
         bed_max_x=c.number("bed_max_x", optional=True),
         bed_max_y=c.number("bed_max_y", optional=True),
+        bed_max_z=c.number("bed_max_z", 0, exclusive=True, optional=True),
         capture_every_n_layers=c.integer("capture_every_n_layers", 0, 100000),
         capture_z_heights=z_heights,
         min_layer_height=c.number("min_layer_height", 0, exclusive=True, maximum=10),
@@ -348,6 +406,7 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         retract_length=c.number("retract_length", 0, maximum=20),
         retract_speed=c.number("retract_speed", 0, exclusive=True, maximum=100000),
         wait_for_moves=wait_for_moves,
+        firmware=_check_choice(c, "firmware", FIRMWARE_CHOICES),
         stop_mode=stop_mode,
         pause_timeout=c.number("pause_timeout", 0, exclusive=True, maximum=3600),
         resume_timeout=c.number("resume_timeout", 0, exclusive=True, maximum=3600),
@@ -370,6 +429,15 @@ def _check_wait_for_moves(c: _Checker) -> str:
     names = ", ".join(repr(choice) for choice in WAIT_FOR_MOVES)
     c.fail("wait_for_moves", f"must be one of {names}, got {value!r}")
     return str(DEFAULTS["wait_for_moves"])
+
+
+def _check_choice(c: _Checker, key: str, choices: Tuple[str, ...]) -> str:
+    value = c.data[key]
+    if value in choices:
+        return str(value)
+    names = ", ".join(repr(choice) for choice in choices)
+    c.fail(key, f"must be one of {names}, got {value!r}")
+    return str(DEFAULTS[key])
 
 
 def _check_folder(c: _Checker) -> str:
@@ -404,11 +472,16 @@ def _check_bounds(c: _Checker, values: CaptureSettings, profile_bounds: Optional
         if not bounds.contains_xy(values.grid_center_x + dx, values.grid_center_y + dy)
     ]
     if outside:
+        bed = f"X {bounds.min_x:g}..{bounds.max_x:g}, Y {bounds.min_y:g}..{bounds.max_y:g}"
+        if bounds.radius is not None:
+            bed = (
+                f"the round bed of radius {bounds.radius:g} around "
+                f"{bounds.center[0]:g}/{bounds.center[1]:g}"
+            )
         c.fail(
             "grid_spacing",
             f"{len(outside)} of {values.grid_size**2} grid points lie outside the bed "
-            f"(X {bounds.min_x:g}..{bounds.max_x:g}, Y {bounds.min_y:g}..{bounds.max_y:g}); "
-            "move the centre or reduce the spacing or size",
+            f"({bed}); move the centre or reduce the spacing or size",
         )
 
 

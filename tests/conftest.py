@@ -12,9 +12,11 @@ from typing import Any, Generator
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-# `import harness` works from every test directory (and under --import-mode=importlib).
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+SUPPORT_DIR = TESTS_DIR / "support"
+# the helpers in tests/support (`import harness`, `import fakes`, ...) work from every test
+# directory (and under --import-mode=importlib)
+if str(SUPPORT_DIR) not in sys.path:
+    sys.path.insert(0, str(SUPPORT_DIR))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

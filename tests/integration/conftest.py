@@ -1,4 +1,4 @@
-"""Fixtures for tests against a real OctoPrint server (see tests/harness).
+"""Fixtures for tests against a real OctoPrint server (see tests/support/harness).
 
 * ``octoprint_server``: one server per test module, connected to the virtual printer.
   A module can change how it starts by overriding ``octoprint_server_options``

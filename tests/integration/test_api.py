@@ -2,7 +2,7 @@
 listing, files, zips, deleting and the index following a real captured print.
 
 One server for the module. Its capture folder is filled before start-up (so the start-up
-index is tested too) with prints built by tests/gallery_tree.py, plus traps for path
+index is tested too) with prints built by tests/support/gallery_tree.py, plus traps for path
 traversal: a secret file beside the capture folder, symlinks and metadata pointing out.
 """
 

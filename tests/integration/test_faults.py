@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, Iterator
 
 import pytest
-from harness import OctoPrintServer
-from harness.camera_servers import SnapshotServer
-
-from integration.capture_checks import replay, split_blocks
-from integration.fault_support import (
+from capture_checks import code_of, replay, split_blocks
+from fault_support import (
     FAULT_SETTINGS,
     TINY,
     FaultRun,
@@ -26,8 +23,18 @@ from integration.fault_support import (
     check_head_safe,
     check_no_partial_files,
     files_below,
+    layer_block,
     run_with_fault,
     tiny_filesystem,
+)
+from harness import OctoPrintServer
+from harness.camera_servers import SnapshotServer
+from safety_support import (
+    DOCUMENTED_SCRIPTS,
+    NO_SCRIPTS,
+    RELATIVE_SCRIPTS,
+    check_scripted_block,
+    scripted_block,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,18 +76,53 @@ def server(octoprint_server: OctoPrintServer) -> Iterator[OctoPrintServer]:
 
 # ---- the user ----------------------------------------------------------------------------
 
+# the user's own pause/resume scripts: none, OctoPrint's documented ones, a relative variant
+SCRIPTS = [NO_SCRIPTS, DOCUMENTED_SCRIPTS, RELATIVE_SCRIPTS]
+SCRIPT_IDS = ["no-scripts", "documented-scripts", "relative-scripts"]
 
-def test_user_resume_during_a_pause_sequence_waits_for_the_head(server: OctoPrintServer):
+
+@pytest.fixture(params=SCRIPTS, ids=SCRIPT_IDS)
+def scripts(request: pytest.FixtureRequest, server: OctoPrintServer) -> Iterator[Dict[str, str]]:
+    server.set_gcode_scripts(request.param)
+    yield request.param
+    server.set_gcode_scripts(NO_SCRIPTS)
+
+
+def check_returned(run: FaultRun, layer: int, scripts: Dict[str, str]) -> None:
+    """Back where the job stopped, or (pause mode with scripts) where the pause script
+    parked the head, the user's resume script then running as without the plugin."""
+    if not any(scripts.values()) or run.meta(layer)["settings"]["stop_mode"] == "hold":
+        check_common(run, layer)
+        return
+    check_no_partial_files(run)
+    block = layer_block(run, layer)
+    stop_line = run.analysis.layers[layer].first_extrusion_line
+    top = run.analysis.highest_printed_z_before(stop_line)
+    allowed = [(i["position"]["x"], i["position"]["y"]) for i in run.meta(layer)["images"]]
+    scripted = scripted_block(block, code_of(run.lines[stop_line]))
+    assert scripted.pause_script and scripted.resume_script
+    problems = check_scripted_block(scripted, top, allowed)
+    assert not problems, "\n".join(problems)
+
+
+def test_user_resume_during_a_pause_sequence_waits_for_the_head(
+    server: OctoPrintServer, scripts: Dict[str, str]
+):
+    # OctoPrint stays PAUSING while the head is away (the plugin holds the job there, so
+    # its lines carry checksums), and ignores pause and resume clicks until then
     run = run_with_fault(
         server, {"stop_mode": "pause"}, job("pause", action="resume"), capturing(index=2)
     )
-    check_common(run)
-    check_failure_reported(run, 3, "resumed by hand")
-    assert 1 <= len(run.meta(3)["images"]) < 9
-    assert len(run.meta(6)["images"]) == 9, "the next capture is unaffected"
+    for layer in (3, 6):
+        check_returned(run, layer, scripts)
+        assert len(run.meta(layer)["images"]) == 9 and run.failures(layer) == []
 
 
-def test_user_pause_during_a_hold_sequence_is_respected(server: OctoPrintServer):
+def test_user_pause_during_a_hold_sequence_is_respected(
+    server: OctoPrintServer, scripts: Dict[str, str]
+):
+    # with scripts, the user's pause (completed once the head is back) parks the head and
+    # their resume script brings it back before the held line goes out
     mark = server.events.mark()
 
     def pause_then_resume_when_left_paused(srv: OctoPrintServer) -> None:
@@ -104,10 +146,30 @@ def test_user_pause_during_a_hold_sequence_is_respected(server: OctoPrintServer)
     check_common(run)
     check_failure_reported(run, 3, "paused the job by hand")
     assert len(run.meta(6)["images"]) == 9
+    if any(scripts.values()):
+        # the held line went out only after the user's resume script brought the head back
+        block = layer_block(run, 3)
+        stop_line = run.analysis.layers[3].first_extrusion_line
+        scripted = scripted_block(block, code_of(run.lines[stop_line]))
+        assert scripted.pause_script and scripted.resume_script and scripted.held is not None
+        start, at = block.start, scripted.held.before
+        assert (at.x, at.y, at.z) == pytest.approx((start.x, start.y, start.z), abs=0.001)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_user_cancel_during_a_sequence_stops_moving(server: OctoPrintServer, mode: str):
+@pytest.mark.parametrize(
+    ("mode", "scripts"),
+    [
+        ("pause", NO_SCRIPTS),
+        ("hold", NO_SCRIPTS),
+        ("pause", DOCUMENTED_SCRIPTS),
+        ("pause", RELATIVE_SCRIPTS),
+    ],
+    ids=["pause", "hold", "pause-documented-scripts", "pause-relative-scripts"],
+    indirect=["scripts"],
+)
+def test_user_cancel_during_a_sequence_stops_moving(
+    server: OctoPrintServer, mode: str, scripts: Dict[str, str]
+):
     run = run_with_fault(
         server,
         {"stop_mode": mode},
@@ -186,9 +248,10 @@ def snapshots() -> Iterator[SnapshotServer]:
 def test_camera_garbage_errors_and_hangs_are_recorded_and_the_print_goes_on(
     server: OctoPrintServer, snapshots: SnapshotServer, mode: str
 ):
-    # layer 3, one behaviour per position in visiting order; layer 6 gets good images
-    snapshots.script[:] = ["jpeg", "html", "hang", "status/500", "jpeg", "truncated"]
-    snapshots.script += ["reset", "jpeg", "jpeg"]
+    # layer 3, one behaviour per position in visiting order (a good image between two
+    # failures: two in a row would skip the layer's rest); layer 6 gets good images
+    snapshots.script[:] = ["jpeg", "html", "jpeg", "hang", "jpeg", "status/500", "jpeg"]
+    snapshots.script += ["truncated", "reset"]
     url = snapshots.url("script")
     try:
         run = run_with_fault(
@@ -277,6 +340,7 @@ def test_disk_full_keeps_what_was_written_whole(server: OctoPrintServer, mode: s
 def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrintServer], mode):
     server = make_server(plugin_settings={**FAULT_SETTINGS, "stop_mode": mode})
     mark = server.mark()
+    printing = time.monotonic()  # (on connecting the plugin asked for soft limits)
     server.start_print(TINY)
     server.events.wait_for(
         lambda m: m.kind == "plugin" and capturing(index=2)(m.payload.get("status") or {}),
@@ -294,7 +358,7 @@ def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrin
     metadata = [json.loads(p.read_text()) for p in files_below(root) if p.suffix == ".json"]
     assert len(metadata) == 1, "the interrupted layer's metadata is written on the way out"
     assert any("shutdown: nothing more sent" in f["message"] for f in metadata[0]["failures"])
-    blocks = split_blocks(replay([r for r in server.sent_lines() if r["tags"]]))
+    blocks = split_blocks(replay([r for r in server.sent_lines(since=printing) if r["tags"]]))
     assert len(blocks) == 1
     low = [s.line for s in blocks[0].steps if s.plugin and s.moves_xy and s.after.z < 1.6]
     assert low == [], f"XY travel below the print's top + clearance: {low}"

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
-from harness import OctoPrintServer, names_the_plugin
-
-from integration.capture_checks import (
+from capture_checks import (
     TOLERANCE,
     apply_settings,
     capture_files,
@@ -35,6 +33,7 @@ from integration.capture_checks import (
     split_blocks,
     wait_for_captured_layers,
 )
+from harness import OctoPrintServer, names_the_plugin
 
 pytestmark = pytest.mark.integration
 

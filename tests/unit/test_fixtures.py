@@ -1,4 +1,4 @@
-"""The committed G-code fixtures and the reference layer reader in tests/expected_layers.py."""
+"""The committed G-code fixtures and the reference layer reader (support/expected_layers.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from expected_layers import (
     highest_printed_z_before,
     layer_markers,
 )
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 DEMO = ROOT / "octoprint_layercapture" / "samples" / "demo_sample.gcode"
 
@@ -27,6 +27,7 @@ FILES: Dict[str, Tuple[Path, Tuple[int, int]]] = {
     "slic3r_box": (FIXTURES / "slic3r_box.gcode", (15, 20)),
     "prusa_markers": (FIXTURES / "prusa_markers.gcode", (10, 15)),
     "prusa_tiny": (FIXTURES / "prusa_tiny.gcode", (7, 7)),
+    "prusa_sequential": (FIXTURES / "prusa_sequential.gcode", (46, 46)),
     "demo_sample": (DEMO, (27, 33)),
 }
 ALL = sorted(FILES)
@@ -118,9 +119,11 @@ def test_reference_layers_are_plausible(name):
     assert low <= len(layers) <= high
     assert [layer.number for layer in layers] == list(range(1, len(layers) + 1))
     zs = [layer.z for layer in layers]
-    assert all(b > a for a, b in zip(zs, zs[1:]))
+    # heights only grow, but for a sequential print's next object (from the bed again)
+    drops = [i for i, (a, b) in enumerate(zip(zs, zs[1:])) if b <= a]
+    assert drops == ([29] if name == "prusa_sequential" else [])
     assert 0.1 <= zs[0] <= 0.3
-    assert analysis.highest_printed_z == pytest.approx(zs[-1])
+    assert analysis.highest_printed_z == pytest.approx(max(zs))
     if analysis.used_comments:
         assert len(layers) == analysis.layer_change_comments
     # the same heights and ends whether the layer comments are read or not
@@ -294,3 +297,16 @@ def test_reference_reads_layer_comments_and_absolute_e():
     assert analysis.layer_change_comments == 3
     assert expected_layers(lines) == [(1, 0.3, 2.0), (2, 0.5, 3.0)]
     assert analysis.layers[0].end_line == 10
+
+
+def test_prusa_sequential_prints_one_object_after_the_other():
+    analysis = analyse(FIXTURES / "prusa_sequential.gcode")
+    zs = [layer.z for layer in analysis.layers]
+    assert zs[29] == pytest.approx(6.0) and zs[30] == pytest.approx(0.2)
+    assert zs[-1] == pytest.approx(3.2)
+    # the same layers without the slicer's comments (the plugin's view)
+    bare = analyse(FIXTURES / "prusa_sequential.gcode", use_comments=False)
+    assert [layer.z for layer in bare.layers] == pytest.approx(zs)
+    assert analysis.highest_printed_z_before(analysis.layers[31].first_extrusion_line) == (
+        pytest.approx(6.0)
+    )

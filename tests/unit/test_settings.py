@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octoprint_layercapture import settings as s
-from octoprint_layercapture.profile import bounds_from_profile
+from octoprint_layercapture.capture.profile import bounds_from_profile
 
 BED = s.Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
 

@@ -1,0 +1,2 @@
+"""Camera sources: OctoPrint webcams, snapshot URLs, MJPEG streams, the fake camera and
+the camera test."""

@@ -1,0 +1,356 @@
+"""Runs capture sequences off OctoPrint's threads.
+
+The comm-thread hook only stops the job and queues a :class:`CaptureRequest`; the named
+worker thread here plans the grid and runs the sequence. Images go to the image writer's
+thread as they are taken, so the head moves on at once; the writer waits while the
+sequence runs and writes them once the job goes on. Each layer's metadata is written on
+that thread after its images and records what could not be saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from ..cameras.sources import NoCamera
+from ..settings import Bounds, CaptureSettings
+from ..store.files import CaptureStore
+from ..store.records import FailureRecord, ImageRecord, LayerMetadata, SkippedRecord
+from ..store.writer import ImageWriter, StoreSink
+from ..vocabulary import State
+from .armed import ArmedPrint, PrintInfo
+from .grid import GridPlan, plan_grid
+from .layers import LayerTrigger, MotionState
+from .ports import CameraPort, Position, PrinterPort
+from .results import CaptureTask, SequenceResult
+from .sequence import CaptureSequence
+
+_THREAD_NAME = "layercapture-worker"
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """One layer to capture, for the print ``armed``."""
+
+    trigger: LayerTrigger
+    motion: MotionState
+    held_line: Optional[str]
+    armed: ArmedPrint
+    # the printer port of the print that asked (the plugin may have moved on to another
+    # print, or none, by the time the sequence runs or ends), and who asked
+    printer: Optional[PrinterPort] = None
+    owner: Optional[object] = None
+
+    @property
+    def settings(self) -> CaptureSettings:
+        return self.armed.settings
+
+    @property
+    def bounds(self) -> Optional[Bounds]:
+        return self.armed.bounds
+
+    @property
+    def print_info(self) -> PrintInfo:
+        return self.armed.print_info
+
+    @property
+    def store_root(self) -> Path:
+        return self.armed.store_root
+
+
+class InterruptibleClock:
+    """Wall clock for the sequence; its sleeps (settle delays only) end early on shutdown."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stop.wait(seconds)
+
+
+def position_record(position: Position) -> Dict[str, Optional[float]]:
+    """A reported position as the metadata stores it."""
+    return {"x": position.x, "y": position.y, "z": position.z, "e": position.e}
+
+
+def build_metadata(
+    request: CaptureRequest, plan: GridPlan, result: SequenceResult, plugin_version: str
+) -> LayerMetadata:
+    s = request.settings
+    plan_rows = {p.index: p for p in plan.points}
+    images = []
+    for shot in result.shots:
+        if shot.saved is None:
+            continue
+        point = plan_rows[shot.index]
+        images.append(
+            ImageRecord(
+                path=shot.saved.path,
+                thumbnail=shot.saved.thumbnail,
+                index=shot.index,
+                row=point.row,
+                col=point.col,
+                position={"x": point.x, "y": point.y, "z": point.z},
+                measured=None if shot.measured is None else position_record(shot.measured),
+                captured_at=shot.captured_at.isoformat(timespec="seconds"),
+                duration_s=round(shot.duration, 4),
+                camera=shot.snapshot_camera,
+                size_bytes=shot.saved.size_bytes,
+                content_type="image/jpeg",
+            )
+        )
+    return LayerMetadata(
+        layer=request.trigger.layer,
+        z_height=request.trigger.z,
+        timestamp=result.started_at.isoformat(timespec="seconds"),
+        gcode_file=request.print_info.gcode_file,
+        print_start_time=request.print_info.started_at.isoformat(timespec="seconds"),
+        images=images,
+        settings={
+            "grid_spacing": s.grid_spacing,
+            "grid_center": {"x": s.grid_center_x, "y": s.grid_center_y},
+            "grid_size": s.grid_size,
+            "z_offset": s.z_offset,
+            "stop_mode": s.stop_mode,
+        },
+        capture_z=plan.capture_z,
+        stop_position=(
+            None
+            if result.stop_position is None
+            else {**position_record(result.stop_position), "source": result.stop_position_source}
+        ),
+        return_position=(
+            None if result.return_position is None else position_record(result.return_position)
+        ),
+        travel_z=result.travel_z,
+        camera=images[0].camera if images else "",
+        skipped=[
+            SkippedRecord(index=p.index, position={"x": p.x, "y": p.y, "z": p.z}, reason=p.reason)
+            for p in plan.skipped
+        ],
+        failures=[
+            FailureRecord(
+                index=f.index, phase=f.phase, message=f.message, duration_s=round(f.duration, 4)
+            )
+            for f in result.failures
+        ],
+        timings={k: round(v, 4) for k, v in result.timings.items()},
+        trigger={"source": request.trigger.source, "reasons": list(request.trigger.reasons)},
+        plugin_version=plugin_version,
+    )
+
+
+# How long a layer's metadata waits for its image files (a stalled disk must not keep the
+# metadata from ever being written).
+WRITE_WAIT = 60.0
+
+
+class CaptureWorker:
+    """One named thread that runs the queued captures one after another; an
+    :class:`ImageWriter` thread writes their files.
+
+    ``on_layer_saved(path)`` gets each metadata file once it is written (the gallery index
+    adds the layer), before the ``captured`` status is reported.
+    """
+
+    def __init__(
+        self,
+        make_printer: Callable[[], PrinterPort],
+        make_camera: Callable[[CaptureRequest, GridPlan], CameraPort],
+        on_status: Callable[[Dict[str, Any]], None],
+        on_finished: Callable[[CaptureRequest, SequenceResult], None],
+        plugin_version: str,
+        logger: Optional[logging.Logger] = None,
+        clock: Any = None,
+        on_layer_saved: Optional[Callable[[Path], object]] = None,
+        writer: Optional[ImageWriter] = None,
+    ) -> None:
+        self._make_printer = make_printer
+        self._on_layer_saved = on_layer_saved
+        self._make_camera = make_camera
+        self._on_status = on_status
+        self._on_finished = on_finished
+        self._plugin_version = plugin_version
+        self._logger = logger or logging.getLogger("octoprint.plugins.layercapture.worker")
+        self._clock = clock
+        self._queue: queue.Queue[Optional[CaptureRequest]] = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._busy = threading.Event()
+        self._stopping = threading.Event()
+        self._writer = writer or ImageWriter(self._logger)
+
+    @property
+    def busy(self) -> bool:
+        """A sequence is queued or moving the head (writing its metadata does not count)."""
+        return self._busy.is_set()
+
+    def start(self) -> None:
+        self._writer.start()
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ends the thread after the current capture (which the caller has interrupted),
+        then the writer after the files and metadata still queued."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._logger.warning(f"{_THREAD_NAME} did not stop within {timeout:g} s")
+        self._writer.stop(timeout)
+
+    def submit(self, request: CaptureRequest) -> None:
+        self._busy.set()
+        self._queue.put(request)
+
+    def _run(self) -> None:
+        while True:
+            request = self._queue.get()
+            if request is None:
+                return
+            try:
+                self._capture(request)
+            except Exception:
+                self._logger.exception(
+                    f"layer {request.trigger.layer}: capture failed unexpectedly"
+                )
+                self._on_status({"state": State.ERROR, "layer": request.trigger.layer})
+            finally:
+                self._busy.clear()
+
+    def _plan(self, request: CaptureRequest) -> GridPlan:
+        s = request.settings
+        motion = request.motion
+        start_xy = None if motion.x is None or motion.y is None else (motion.x, motion.y)
+        return plan_grid(
+            s.grid_center_x,
+            s.grid_center_y,
+            s.grid_spacing,
+            s.grid_size,
+            request.trigger.z,
+            s.z_offset,
+            request.bounds,
+            start_xy=start_xy,
+            printed_top=request.trigger.printed_top,
+        )
+
+    def _capture(self, request: CaptureRequest) -> None:
+        s = request.settings
+        layer = request.trigger.layer
+        setup_error: Optional[str] = None
+        try:
+            plan = self._plan(request)
+            camera = self._make_camera(request, plan)
+        except Exception as exc:
+            # the job is already stopped: an empty plan makes the sequence continue it
+            # without moving the head, and the metadata records why
+            self._logger.exception(f"layer {layer}: could not prepare the capture")
+            plan = GridPlan(
+                (),
+                (),
+                request.trigger.z,
+                s.grid_size,
+                s.grid_spacing,
+                s.grid_center_x,
+                s.grid_center_y,
+                request.trigger.z,
+                s.z_offset,
+            )
+            setup_error = f"could not prepare the capture: {exc}"
+            camera = NoCamera(setup_error)
+        for skipped in plan.skipped:
+            self._logger.warning(f"layer {layer} position {skipped.index}: {skipped.reason}")
+        store = CaptureStore(request.store_root)
+        sink = StoreSink(store, s, self._writer, camera.transform.for_storage(s.image_quality))
+        sequence = CaptureSequence(
+            printer=request.printer or self._make_printer(),
+            camera=camera,
+            sink=sink,
+            clock=self._clock or InterruptibleClock(self._stopping),
+            logger=self._logger,
+            on_progress=lambda phase, i, n: self._on_status(
+                {"state": State.CAPTURING, "layer": layer, "phase": phase, "index": i, "count": n}
+            ),
+        )
+        task = CaptureTask(
+            layer=layer,
+            layer_z=request.trigger.z,
+            plan=plan,
+            motion=request.motion,
+            settings=s,
+            held_line=request.held_line,
+            printed_top=request.trigger.printed_top,
+            max_z=None if request.bounds is None else request.bounds.max_z,
+            lines_checked=request.armed.lines_checked,
+        )
+        try:
+            with self._writer.held():
+                result = sequence.run(task)
+        finally:
+            # the job runs again from here on; the next layer may queue its capture
+            self._busy.clear()
+            camera.close()
+        self._on_finished(request, result)
+        # queued behind this layer's images: runs once they are written
+        self._writer.submit(
+            lambda: self._finish_layer(request, plan, result, sink, store, setup_error)
+        )
+
+    def _finish_layer(
+        self,
+        request: CaptureRequest,
+        plan: GridPlan,
+        result: SequenceResult,
+        sink: StoreSink,
+        store: CaptureStore,
+        setup_error: Optional[str],
+    ) -> None:
+        layer = request.trigger.layer
+        sink.settle(result, WRITE_WAIT)
+        for failure in result.failures:
+            if failure.phase == "write":
+                self._logger.warning(f"layer {layer}: {failure.message}")
+        metadata = build_metadata(request, plan, result, self._plugin_version)
+        if setup_error is not None:
+            metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
+        try:
+            path = store.save_metadata(metadata, result.started_at)
+        except OSError as exc:
+            self._logger.error(f"layer {layer}: could not write the metadata: {exc}")
+            path = None
+        if path is not None and self._on_layer_saved is not None:
+            try:
+                self._on_layer_saved(path)
+            except Exception:
+                self._logger.exception(f"layer {layer}: could not add the layer to the gallery")
+        self._logger.info(
+            f"layer {layer}: {len(metadata.images)}/{plan.count} images, "
+            f"{len(result.failures)} failures, outcome {result.outcome}, "
+            f"{result.timings.get('total', 0.0):.2f} s" + (f", metadata {path}" if path else "")
+        )
+        self._on_status(
+            {
+                "state": State.CAPTURED,
+                "layer": layer,
+                "outcome": result.outcome,
+                "images": len(metadata.images),
+                "failures": [f.message for f in result.failures],
+                "total_s": result.timings.get("total"),
+            }
+        )

@@ -1,0 +1,151 @@
+"""What the gallery keeps of one layer's metadata file: a JSON-ready record.
+
+Pure module. Only images whose names follow the storage patterns and that exist as regular
+files are kept, with paths relative to the capture folder (``<day>/<name>``): the gallery
+never learns, and so never serves, a path taken from a metadata file as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from ..numbers import finite_number
+from .names import parse_image_name, parse_metadata_name, thumbnail_name
+
+SizeOf = Callable[[str], Optional[int]]  # file name in the day folder -> bytes, None: absent
+
+
+def _number(value: Any) -> Optional[float]:
+    return finite_number(value, text=False)
+
+
+def _position(value: Any) -> Optional[Dict[str, Optional[float]]]:
+    if not isinstance(value, Mapping):
+        return None
+    return {axis: _number(value.get(axis)) for axis in ("x", "y", "z", "e") if axis in value}
+
+
+def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -> Dict[str, Any]:
+    """The gallery's record of metadata ``meta`` stored as ``key`` (``<day>/<file>``).
+
+    ``size_of`` answers for files of the day folder; ``size_bytes`` counts the images and
+    thumbnails (the caller adds the metadata file). Kept small: a listing of 10,000 images
+    carries one of these per layer.
+    """
+    raw_settings = meta.get("settings")
+    settings: Mapping[str, Any] = raw_settings if isinstance(raw_settings, Mapping) else {}
+    grid_size = settings.get("grid_size")
+    if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
+        grid_size = 1
+    images: List[Dict[str, Any]] = []
+    total = 0
+    seen = set()
+    for raw in meta.get("images") or []:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("path"), str):
+            continue
+        parsed = parse_image_name(raw["path"])
+        if parsed is None or parsed.is_thumbnail or raw["path"] in seen:
+            continue  # only our own names: nothing else is ever served
+        size = size_of(raw["path"])
+        if size is None:
+            continue  # deleted or never written
+        seen.add(raw["path"])
+        thumb = thumbnail_name(raw["path"])
+        thumb_size = size_of(thumb)
+        index = parsed.index
+        row, col = raw.get("row"), raw.get("col")
+        if not isinstance(row, int) or not isinstance(col, int):
+            row, col = divmod(index, grid_size)
+        # what the gallery grid needs; the rest is read from the metadata file on demand
+        images.append(
+            {
+                "index": index,
+                "row": row,
+                "col": col,
+                "path": f"{day}/{raw['path']}",
+                "thumbnail": None if thumb_size is None else f"{day}/{thumb}",
+                "position": _position(raw.get("position")),
+                "size_bytes": size,
+            }
+        )
+        total += size + (thumb_size or 0)
+    images.sort(key=lambda i: int(i["index"]))
+    failures = [
+        {"index": f.get("index"), "phase": f.get("phase"), "message": f.get("message")}
+        for f in meta.get("failures") or []
+        if isinstance(f, Mapping)
+    ]
+    skipped = [
+        {"index": s.get("index"), "reason": s.get("reason")}
+        for s in meta.get("skipped") or []
+        if isinstance(s, Mapping)
+    ]
+    raw_timings = meta.get("timings")
+    timings: Mapping[str, Any] = raw_timings if isinstance(raw_timings, Mapping) else {}
+    start = meta.get("print_start_time")
+    layer_number = meta.get("layer")
+    if not isinstance(layer_number, int) or isinstance(layer_number, bool):
+        layer_number = parse_metadata_name(key.rsplit("/", 1)[1]).layer  # type: ignore[union-attr]
+    return {
+        "metadata": key,
+        "layer": layer_number,
+        "z_height": _number(meta.get("z_height")),
+        "capture_z": _number(meta.get("capture_z")),
+        "timestamp": meta.get("timestamp") if isinstance(meta.get("timestamp"), str) else None,
+        "gcode_file": meta.get("gcode_file") if isinstance(meta.get("gcode_file"), str) else "",
+        "print_start_time": start if isinstance(start, str) else None,
+        "grid_size": grid_size,
+        "camera": meta.get("camera") if isinstance(meta.get("camera"), str) else "",
+        "images": images,
+        "skipped": skipped,
+        "failures": failures,
+        "total_s": _number(timings.get("total")),
+        "size_bytes": total,
+    }
+
+
+@dataclass
+class PrintEntry:
+    """One print's indexed layers, with its ordering and summary cached until a change."""
+
+    id: str
+    gcode_file: str
+    print_start_time: Optional[str]
+    layers: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # metadata path -> layer
+    encoded: Dict[str, str] = field(default_factory=dict)  # metadata path -> layer as JSON
+    _ordered: Optional[List[Dict[str, Any]]] = None
+    _summary: Optional[Dict[str, Any]] = None
+
+    def changed(self) -> None:
+        self._ordered = None
+        self._summary = None
+
+    def ordered(self) -> List[Dict[str, Any]]:
+        if self._ordered is None:
+            self._ordered = sorted(
+                self.layers.values(),
+                key=lambda d: (d["layer"], d["timestamp"] or "", d["metadata"]),
+            )
+        return self._ordered
+
+    def summary(self) -> Dict[str, Any]:
+        if self._summary is None:
+            layers = self.ordered()
+            stamps = [d["timestamp"] for d in layers if d["timestamp"]]
+            cover = next(
+                (i for d in layers for i in d["images"] if i["thumbnail"] or i["path"]), None
+            )
+            self._summary = {
+                "id": self.id,
+                "gcode_file": self.gcode_file,
+                "print_start_time": self.print_start_time,
+                "first_capture": min(stamps) if stamps else None,
+                "last_capture": max(stamps) if stamps else None,
+                "layer_count": len(layers),
+                "image_count": sum(len(d["images"]) for d in layers),
+                "failure_count": sum(len(d["failures"]) for d in layers),
+                "size_bytes": sum(d["size_bytes"] for d in layers),
+                "cover": None if cover is None else (cover["thumbnail"] or cover["path"]),
+            }
+        return self._summary

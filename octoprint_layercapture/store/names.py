@@ -1,0 +1,148 @@
+"""The capture folder's names: day folders, image, thumbnail and metadata files.
+
+Pure module, the one place for the file-name patterns; :func:`parse_image_name` and
+:func:`parse_metadata_name` read them back for the gallery. Layout under the capture root::
+
+    2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000.jpg
+    2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg
+    2024-01-15/layer_0003_metadata_20240115_103000.json
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Optional, Union
+
+DAY_FORMAT = "%Y-%m-%d"
+STAMP_FORMAT = "%Y%m%d_%H%M%S"
+IMAGE_EXT = ".jpg"
+THUMB_SUFFIX = "_thumb"
+METADATA_EXT = ".json"
+TEMP_PREFIX = "."
+TEMP_SUFFIX = ".tmp"
+
+_IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}_z_{z}_{stamp}" + IMAGE_EXT
+_METADATA_FORMAT = "layer_{layer:04d}_metadata_{stamp}" + METADATA_EXT
+_IMAGE_RE = re.compile(
+    r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})_z_(?P<zi>\d+)_(?P<zf>\d{2})"
+    r"_(?P<stamp>\d{8}_\d{6})(?P<thumb>"
+    + re.escape(THUMB_SUFFIX)
+    + r")?"
+    + re.escape(IMAGE_EXT)
+    + "$"
+)
+_METADATA_RE = re.compile(
+    r"^layer_(?P<layer>\d{4,})_metadata_(?P<stamp>\d{8}_\d{6})" + re.escape(METADATA_EXT) + "$"
+)
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime(STAMP_FORMAT)
+
+
+def _check_index(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+
+
+def z_text(z: float) -> str:
+    """``0.6 -> "0_60"``, ``10.25 -> "10_25"`` (two decimals, ``_`` for the point)."""
+    if not isinstance(z, (int, float)) or isinstance(z, bool) or not math.isfinite(z):
+        raise ValueError(f"Z must be a finite number, got {z!r}")
+    text = f"{z:.2f}"
+    if text == "-0.00":  # float noise just below zero
+        text = "0.00"
+    elif text.startswith("-"):
+        raise ValueError(f"Z must not be negative, got {z!r}")
+    return text.replace(".", "_")
+
+
+def image_name(layer: int, index: int, z: float, when: datetime) -> str:
+    """``layer_0003_pos_00_z_0_60_20240115_103000.jpg``; ``z`` is the layer's Z."""
+    _check_index("layer", layer)
+    _check_index("index", index)
+    return _IMAGE_FORMAT.format(layer=layer, index=index, z=z_text(z), stamp=_stamp(when))
+
+
+def thumbnail_name(image: str) -> str:
+    """``..._103000.jpg -> ..._103000_thumb.jpg``."""
+    if not image.endswith(IMAGE_EXT) or image.endswith(THUMB_SUFFIX + IMAGE_EXT):
+        raise ValueError(f"not a full-size image name: {image!r}")
+    return image[: -len(IMAGE_EXT)] + THUMB_SUFFIX + IMAGE_EXT
+
+
+def metadata_name(layer: int, when: datetime) -> str:
+    """``layer_0003_metadata_20240115_103000.json``."""
+    _check_index("layer", layer)
+    return _METADATA_FORMAT.format(layer=layer, stamp=_stamp(when))
+
+
+def day_folder(root: Path, when: Union[datetime, date]) -> Path:
+    """``<root>/YYYY-MM-DD`` for the date of ``when``."""
+    return Path(root) / when.strftime(DAY_FORMAT)
+
+
+def is_day_folder_name(name: str) -> bool:
+    """Whether ``name`` is a ``YYYY-MM-DD`` folder name of a real date."""
+    try:
+        return bool(_DAY_RE.match(name)) and bool(datetime.strptime(name, DAY_FORMAT))
+    except ValueError:
+        return False
+
+
+def _parse_stamp(stamp: str) -> Optional[datetime]:
+    try:
+        return datetime.strptime(stamp, STAMP_FORMAT)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ImageName:
+    """The parts of an image (or thumbnail) file name."""
+
+    layer: int
+    index: int
+    z: float
+    stamp: str
+    is_thumbnail: bool
+
+    @property
+    def when(self) -> Optional[datetime]:
+        return _parse_stamp(self.stamp)
+
+
+@dataclass(frozen=True)
+class MetadataName:
+    layer: int
+    stamp: str
+
+    @property
+    def when(self) -> Optional[datetime]:
+        return _parse_stamp(self.stamp)
+
+
+def parse_image_name(name: str) -> Optional[ImageName]:
+    """Read back an :func:`image_name` or :func:`thumbnail_name`; None for other names."""
+    m = _IMAGE_RE.match(name)
+    if m is None or _parse_stamp(m["stamp"]) is None:
+        return None
+    return ImageName(
+        layer=int(m["layer"]),
+        index=int(m["index"]),
+        z=float(f"{m['zi']}.{m['zf']}"),
+        stamp=m["stamp"],
+        is_thumbnail=m["thumb"] is not None,
+    )
+
+
+def parse_metadata_name(name: str) -> Optional[MetadataName]:
+    m = _METADATA_RE.match(name)
+    if m is None or _parse_stamp(m["stamp"]) is None:
+        return None
+    return MetadataName(layer=int(m["layer"]), stamp=m["stamp"])

@@ -1,0 +1,96 @@
+"""A captured layer's metadata record (the JSON file beside its images). Pure module."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+PositionRecord = Dict[str, float]  # {x, y, z} as the metadata stores it
+
+
+@dataclass
+class ImageRecord:
+    path: str  # file name, relative to the day folder
+    position: PositionRecord  # commanded {x, y, z}; z includes the offset
+    index: int
+    thumbnail: Optional[str] = None
+    row: Optional[int] = None
+    col: Optional[int] = None
+    measured: Optional[Dict[str, Optional[float]]] = None  # M114 {x, y, z, e}
+    captured_at: Optional[str] = None  # ISO local time
+    duration_s: Optional[float] = None
+    camera: str = ""
+    size_bytes: Optional[int] = None
+    content_type: str = "image/jpeg"
+
+
+@dataclass
+class SkippedRecord:
+    index: int
+    position: PositionRecord
+    reason: str
+
+
+@dataclass
+class FailureRecord:
+    index: Optional[int]
+    phase: str
+    message: str
+    duration_s: Optional[float] = None
+
+
+@dataclass
+class LayerMetadata:
+    """One captured layer. The field names are the JSON keys, in this order."""
+
+    layer: int
+    z_height: float
+    timestamp: str  # ISO local, e.g. "2024-01-15T10:30:00"
+    gcode_file: str
+    print_start_time: Optional[str]
+    images: List[ImageRecord]
+    settings: Dict[str, Any]  # grid_spacing, grid_center {x, y}, grid_size, z_offset, stop_mode
+    capture_z: Optional[float] = None
+    # where the job stopped, as the printer reported it: {x, y, z, e, source}
+    stop_position: Optional[Dict[str, Any]] = None
+    # where the head went back to: the stop position, or where the user's pause script
+    # parked it (pause mode): {x, y, z, e}
+    return_position: Optional[Dict[str, Any]] = None
+    travel_z: Optional[float] = None  # the height of every move away from the part
+    camera: str = ""
+    skipped: List[SkippedRecord] = field(default_factory=list)
+    failures: List[FailureRecord] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)  # stop, moves, ... total (s)
+    trigger: Dict[str, Any] = field(default_factory=dict)  # source, reasons
+    plugin_version: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        data: Dict[str, Any] = _json_safe(asdict(self))
+        return data
+
+    def to_json(self) -> bytes:
+        text = json.dumps(self.to_dict(), sort_keys=False, indent=2, ensure_ascii=False)
+        return (text + "\n").encode("utf-8")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null (they are not JSON); containers are copied recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def read_metadata(path: Path) -> Dict[str, Any]:
+    """Load a metadata file; ValueError when it is not a JSON object."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"{Path(path).name} does not hold a JSON object")
+    return data

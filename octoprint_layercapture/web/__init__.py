@@ -1,0 +1,1 @@
+"""The HTTP side: blueprint routes, large-file routes, request parsing and zip downloads."""

@@ -1,0 +1,219 @@
+"""What each blueprint route does, built from the collaborators it needs.
+
+The routes (``web/routes.py``) only check permissions and call one method here; the
+methods parse the request with :mod:`web.api`, ask the collaborators and answer with
+Flask responses. Nothing here reaches into the plugin object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence
+
+import flask
+
+from .. import settings as lc_settings
+from ..cameras.probe import camera_test_settings, probe_camera, unsaved_urls
+from ..cameras.sources import WebcamInfo, choose_camera
+from ..capture.status import LiveStatus, plan_layer_time
+from ..session import CaptureSession
+from ..settings_reader import SettingsReader
+from ..store.index import CaptureIndex, capture_days, is_print_id, print_id
+from . import api
+from .downloads import ZipDownloads
+from .push import SETTINGS_REJECTED, Pushes
+
+_logger = logging.getLogger("octoprint.plugins.layercapture.routes")
+
+
+def error(status: int, message: str) -> Any:
+    return flask.make_response(flask.jsonify(error=message), status)
+
+
+def _errors(status: int, errors: List[Dict[str, str]], **extra: Any) -> Any:
+    return flask.make_response(flask.jsonify(errors=errors, **extra), status)
+
+
+class Webcams(Protocol):
+    """OctoPrint's webcams, as :class:`cameras.webcams.OctoPrintWebcams` lists them."""
+
+    def all(self) -> List[WebcamInfo]: ...
+
+    def find(self, name: str) -> Optional[WebcamInfo]: ...
+
+
+@dataclass
+class Endpoints:
+    reader: SettingsReader
+    index: CaptureIndex
+    live_status: LiveStatus
+    session: Callable[[], Optional[CaptureSession]]  # the armed print, if any
+    zips: ZipDownloads
+    capturing: Callable[[], bool]  # a capture sequence is queued or moving the head
+    webcams: Webcams
+    pushes: Pushes
+    may_change_settings: Callable[[], bool]  # the requesting user has Settings
+
+    def __post_init__(self) -> None:
+        self._settings_errors: List[Dict[str, str]] = []
+        self._camera_test = threading.Lock()
+
+    # ---- the gallery
+
+    def gallery(self) -> CaptureIndex:
+        """The index, on the capture folder the settings name now."""
+        self.index.use_root(self.reader.capture_root())
+        return self.index
+
+    def current_print_id(self) -> Optional[str]:
+        """The gallery id of the print being captured (armed), else None."""
+        session = self.session()
+        if session is None:
+            return None
+        info = session.armed.print_info
+        return print_id(info.gcode_file, info.started_at.isoformat(timespec="seconds"), "")
+
+    def status(self) -> Any:
+        status = self.live_status.snapshot()
+        session = self.session()
+        if session is not None:
+            status["captured_layers"] = list(session.tracker.captured_layers())
+        return flask.jsonify(status=status, settings_errors=self._settings_errors)
+
+    def prints(self, args: Mapping[str, Any]) -> Any:
+        try:
+            offset, limit = api.parse_page(args)
+        except api.ApiError as exc:
+            return error(exc.status, exc.message)
+        answer = self.gallery().prints(offset, limit).to_dict("prints")
+        answer["current"] = self.current_print_id()
+        return flask.jsonify(answer)
+
+    def print_summary(self, pid: str) -> Any:
+        summary = self.gallery().print_summary(pid) if is_print_id(pid) else None
+        if summary is None:
+            return error(404, "no such print")
+        return flask.jsonify(summary)
+
+    def layers(self, pid: str, args: Mapping[str, Any]) -> Any:
+        try:
+            api.check_print_id(pid)
+            offset, limit = api.parse_page(args)
+        except api.ApiError as exc:
+            return error(exc.status, exc.message)
+        text = self.gallery().layers_json(pid, offset, limit)
+        if text is None:
+            return error(404, "no such print")
+        # compact, pre-serialised layers: a page may list thousands of images
+        return flask.Response(text, mimetype="application/json")
+
+    def delete_print(self, pid: str) -> Any:
+        if not is_print_id(pid):
+            return error(404, "no such print")
+        if pid == self.current_print_id():
+            return error(409, "this print is being captured; delete it when it has ended")
+        with self.zips.deleting(pid) as nobody_downloads:
+            if not nobody_downloads:
+                return error(409, "this print is being downloaded; delete it when that has ended")
+            result = self.gallery().delete_print(pid)
+        if result is None:
+            return error(404, "no such print")
+        if result.failed:
+            return error(500, f"could not delete {len(result.failed)} file(s), see the log")
+        _logger.info(f"Deleted print {pid}: {result.files} files")
+        return flask.jsonify(deleted=result.files)
+
+    def rescan(self) -> Any:
+        index = self.gallery()
+        index.rebuild()
+        prints, files = index.counts()
+        return flask.jsonify(prints=prints, files=files)
+
+    def follow_file_change(self, payload: Mapping[str, Any]) -> None:
+        """A file event of OctoPrint's file manager: the day folders of ours that it touched
+        are read again in the background, so the gallery stays true."""
+        if payload.get("storage") != "local":
+            return
+        try:
+            folder = self.reader.capture_root().relative_to(self.reader.uploads().resolve())
+        except (OSError, ValueError):
+            return
+        paths = [payload.get(key) for key in ("path", "source_path", "destination_path")]
+        touched = [capture_days(folder.as_posix(), p) for p in paths if isinstance(p, str)]
+        if any(days is None for days in touched):
+            self.gallery().refresh_later(None)  # the capture folder itself
+        elif any(touched):
+            self.gallery().refresh_later(set().union(*(days or set() for days in touched)))
+
+    # ---- settings
+
+    def validate_settings(self, body: Any) -> Any:
+        if not isinstance(body, dict):
+            return _errors(400, [{"key": "settings", "message": "expected a JSON object"}])
+        candidate = self.reader.with_form(body)
+        profile_bounds = self.reader.profile_bounds()
+        preview = api.grid_preview(candidate, profile_bounds)
+        try:
+            values = lc_settings.validate(candidate, profile_bounds)
+        except lc_settings.InvalidSettings as exc:
+            errors = api.settings_errors(exc.errors, candidate)
+            return _errors(400, errors, preview=preview, estimate=None)
+        measured_s, measured_layers = self.live_status.measured()
+        planned = plan_layer_time(values, values.bounds(profile_bounds))
+        estimate = {
+            "planned_s": planned.total_s,
+            "planned_parts": planned.parts(),
+            "measured_s": measured_s,
+            "measured_layers": measured_layers,
+        }
+        return flask.jsonify(errors=[], preview=preview, estimate=estimate)
+
+    def settings_accepted(self) -> None:
+        self._settings_errors = []
+
+    def settings_rejected(
+        self, errors: Sequence[lc_settings.SettingsError], data: Mapping[str, Any]
+    ) -> None:
+        """A save refused: logged, kept for ``GET status`` and pushed to Settings users,
+        with values that may carry credentials masked in all three."""
+        self._settings_errors = api.settings_errors(errors, data)
+        _logger.warning(
+            "Refused invalid Layer Capture settings, nothing saved: "
+            + "; ".join(f"{e['key']}: {e['message']}" for e in self._settings_errors)
+        )
+        self.pushes.send({"type": SETTINGS_REJECTED, "errors": self._settings_errors})
+
+    # ---- cameras
+
+    def webcam_list(self) -> Any:
+        return flask.jsonify(webcams=[webcam.to_json() for webcam in self.webcams.all()])
+
+    def test_camera(self, body: Any) -> Any:
+        saved = self.reader.stored()
+        unsaved = unsaved_urls(body, saved)
+        if unsaved and not self.may_change_settings():
+            message = (
+                f"{' and '.join(unsaved)} differ from the saved settings: trying a camera "
+                "address that is not saved needs the Settings permission (save it first, "
+                "or ask an administrator)"
+            )
+            return flask.make_response(flask.jsonify(ok=False, error=message), 403)
+        try:
+            values = camera_test_settings(body, saved)
+        except lc_settings.InvalidSettings as exc:
+            form = body if isinstance(body, dict) else {}
+            return _errors(400, api.settings_errors(exc.errors, form))
+        if self.capturing():
+            message = "a capture sequence is running; test the camera when it is done"
+            return flask.make_response(flask.jsonify(ok=False, error=message), 409)
+        # one test at a time: each may hold a web request thread for its timeouts
+        if not self._camera_test.acquire(blocking=False):
+            message = "another camera test is running"
+            return flask.make_response(flask.jsonify(ok=False, error=message), 409)
+        try:
+            camera = choose_camera(values, self.webcams.find)
+            return flask.jsonify(probe_camera(camera, values))
+        finally:
+            self._camera_test.release()

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from paths import metadata_schema
+
+from octoprint_layercapture.store.names import (
+    ImageName,
+    day_folder,
+    image_name,
+    is_day_folder_name,
+    metadata_name,
+    parse_image_name,
+    parse_metadata_name,
+    thumbnail_name,
+)
+
+WHEN = datetime(2024, 1, 15, 10, 30, 0)
+SCHEMA = metadata_schema()
+SPEC_KEYS = [
+    "layer",
+    "z_height",
+    "timestamp",
+    "gcode_file",
+    "print_start_time",
+    "images",
+    "settings",
+]
+
+
+def test_image_name_matches_the_spec_example():
+    assert image_name(3, 0, 0.6, WHEN) == "layer_0003_pos_00_z_0_60_20240115_103000.jpg"
+
+
+def test_thumbnail_and_metadata_names_match_the_spec():
+    name = image_name(3, 0, 0.6, WHEN)
+    assert thumbnail_name(name) == "layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg"
+    assert metadata_name(3, WHEN) == "layer_0003_metadata_20240115_103000.json"
+
+
+@pytest.mark.parametrize(
+    ("layer", "index", "z", "expected"),
+    [
+        (15, 4, 3.0, "layer_0015_pos_04_z_3_00_"),
+        (150, 24, 10.25, "layer_0150_pos_24_z_10_25_"),
+        (1, 0, 0.0, "layer_0001_pos_00_z_0_00_"),
+        (12345, 3, 123.456, "layer_12345_pos_03_z_123_46_"),
+        (2, 1, 0.2 + 0.1, "layer_0002_pos_01_z_0_30_"),
+        (2, 1, -1e-9, "layer_0002_pos_01_z_0_00_"),
+    ],
+)
+def test_image_name_fields(layer, index, z, expected):
+    assert image_name(layer, index, z, WHEN) == expected + "20240115_103000.jpg"
+
+
+@pytest.mark.parametrize(
+    ("layer", "index", "z"),
+    [(-1, 0, 1.0), (1, -1, 1.0), (1, 0, -0.6), (1, 0, float("nan")), (1.5, 0, 1.0)],
+)
+def test_image_name_refuses_impossible_values(layer, index, z):
+    with pytest.raises(ValueError):
+        image_name(layer, index, z, WHEN)
+
+
+def test_thumbnail_name_refuses_non_images():
+    for name in ("x.png", "layer_0001_pos_00_z_0_20_20240115_103000_thumb.jpg"):
+        with pytest.raises(ValueError):
+            thumbnail_name(name)
+
+
+def test_day_folder(tmp_path):
+    assert day_folder(tmp_path, WHEN) == tmp_path / "2024-01-15"
+    assert day_folder(tmp_path, date(2024, 2, 3)) == tmp_path / "2024-02-03"
+    assert is_day_folder_name("2024-01-15")
+    assert not is_day_folder_name("2024-13-01")
+    assert not is_day_folder_name("notes")
+
+
+def test_parse_image_name_round_trips():
+    name = image_name(150, 24, 10.25, WHEN)
+    parsed = parse_image_name(name)
+    assert parsed == ImageName(150, 24, 10.25, "20240115_103000", False)
+    assert parsed.when == WHEN
+    thumb = parse_image_name(thumbnail_name(name))
+    assert thumb is not None and thumb.is_thumbnail and thumb.index == 24
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "layer_0003_metadata_20240115_103000.json",
+        "layer_0003_pos_00_z_0_60_20240115_103000.png",
+        "layer_003_pos_00_z_0_60_20240115_103000.jpg",
+        "layer_0003_pos_00_z_0_6_20240115_103000.jpg",
+        "layer_0003_pos_00_z_0_60_20241315_103000.jpg",
+        "../layer_0003_pos_00_z_0_60_20240115_103000.jpg",
+        "layer_0003_pos_00_z_0_60_20240115_103000.jpg.tmp",
+        "",
+    ],
+)
+def test_parse_image_name_rejects_other_names(name):
+    assert parse_image_name(name) is None
+
+
+def test_parse_metadata_name():
+    parsed = parse_metadata_name(metadata_name(3, WHEN))
+    assert parsed is not None and parsed.layer == 3 and parsed.when == WHEN
+    assert parse_metadata_name("layer_0003_pos_00_z_0_60_20240115_103000.jpg") is None

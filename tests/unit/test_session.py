@@ -1,0 +1,153 @@
+"""The per-print session: what the job is owed, and in which order it is handed back."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any, List, Optional
+
+from fakes import make_settings
+
+from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
+from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
+from octoprint_layercapture.capture.results import SequenceResult
+from octoprint_layercapture.capture.worker import CaptureRequest
+from octoprint_layercapture.session import CaptureSession, PrintCounter
+
+LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
+HELD = "G1 X10 Y10 E0.5"
+
+
+class ResumingPort:
+    """A printer port whose release lets the user's Resume through at once: OctoPrint runs
+    beforePrintResumed (the scripts hook) while release() is still returning."""
+
+    def __init__(self) -> None:
+        self.session: Optional[CaptureSession] = None
+        self.resume_lines: List[Any] = []
+        self.released: List[tuple] = []
+
+    def release(self, continued: bool, interrupted: bool) -> None:
+        self.released.append((continued, interrupted))
+        assert self.session is not None
+        self.resume_lines.append(self.session.resume_script())
+
+    def stop_job(self) -> Optional[str]:
+        return None
+
+    def pause_script_suffix(self) -> Optional[List[str]]:
+        return None
+
+
+class Worker:
+    busy = False
+
+    def __init__(self) -> None:
+        self.requests: List[CaptureRequest] = []
+
+    def submit(self, request: CaptureRequest) -> None:
+        self.requests.append(request)
+
+
+def make_session(stop_mode: str) -> tuple[CaptureSession, ResumingPort]:
+    settings = make_settings(stop_mode=stop_mode)
+    armed = ArmedPrint(
+        settings, None, PrintInfo("a.gcode", datetime(2026, 1, 1)), Path("/tmp/x"), None
+    )
+    port = ResumingPort()
+    session = CaptureSession(armed, LayerTracker(LayerTargets()), port, 1, LOGGER)  # type: ignore[arg-type]
+    port.session = session
+    return session, port
+
+
+def result(continued: bool, outcome: str, owed: tuple = ()) -> SequenceResult:
+    return SequenceResult(
+        layer=3,
+        shots=[],
+        failures=[],
+        timings={},
+        stop_position=None,
+        stop_position_source="unknown",
+        continued=continued,
+        outcome=outcome,
+        started_at=datetime(2026, 1, 1),
+        owed_return=owed,
+    )
+
+
+def trigger() -> LayerTrigger:
+    return LayerTrigger(layer=3, z=0.6, next_z=0.8, source="motion", reasons=("every 3",))
+
+
+def test_a_resume_the_moment_the_hold_is_released_gets_the_held_line() -> None:
+    # hold mode, left paused by the user: the held line is owed; a Resume clicked while
+    # release() hands the job back must find it (it was recorded before the release)
+    session, port = make_session("hold")
+    worker = Worker()
+    assert session.stop_for(trigger(), HELD, worker)
+    [request] = worker.requests
+    assert request.held_line == HELD and request.printer is port and request.owner is session
+    session.sequence_finished(request, result(False, "left_paused_by_user"))
+    assert port.resume_lines == [(None, [HELD])]
+    assert session.resume_script() is None, "sent once"
+
+
+def test_pause_mode_owes_the_held_line_from_the_stop_on() -> None:
+    session, port = make_session("pause")
+    worker = Worker()
+    assert session.stop_for(trigger(), HELD, worker)
+    assert worker.requests[0].held_line is None
+    assert session.owes
+    session.sequence_finished(worker.requests[0], result(True, "completed"))
+    assert port.resume_lines == [(None, [HELD])]
+
+
+def test_a_head_left_away_is_brought_back_first() -> None:
+    back = ("G90", "G0 Z5.6 F600", "G0 X10 Y10 F6000", "G0 Z0.6 F600")
+    session, port = make_session("pause")
+    worker = Worker()
+    session.stop_for(trigger(), HELD, worker)
+    session.sequence_finished(worker.requests[0], result(False, "not_continued", back))
+    # pause mode: before the user's resume script (which expects the park position)
+    assert port.resume_lines == [(list(back), [HELD])]
+    session, port = make_session("hold")
+    worker = Worker()
+    session.stop_for(trigger(), HELD, worker)
+    session.sequence_finished(worker.requests[0], result(False, "not_continued", back))
+    # hold mode: after it (the user's scripts start and end where the plugin paused)
+    assert port.resume_lines == [(None, [*back, HELD])]
+
+
+def test_an_interrupted_sequence_owes_nothing() -> None:
+    session, port = make_session("hold")
+    worker = Worker()
+    session.stop_for(trigger(), HELD, worker)
+    session.sequence_finished(worker.requests[0], result(False, "interrupted", ("G0 Z5",)))
+    assert port.resume_lines == [None] and port.released == [(False, True)]
+
+
+def test_events_belong_to_the_print_that_started_last_in_either_order() -> None:
+    # OctoPrint fires PrintStarted, then runs beforePrintStarted (where the plugin arms):
+    # the event thread may count the event before or after the hook ran
+    counter = PrintCounter()
+    first, _ = make_session("hold")
+    first.number = counter.start()  # hook of print 1
+    assert not counter.is_current(first), "print 1's own PrintStarted has not arrived"
+    counter.event()
+    assert counter.is_current(first)
+    counter.event()  # print 2's PrintStarted, processed before its hook
+    second, _ = make_session("hold")
+    second.number = counter.start()
+    assert counter.is_current(second)
+
+
+def test_late_events_of_the_previous_print_are_not_the_new_ones() -> None:
+    counter = PrintCounter()
+    counter.start()
+    counter.event()  # print 1 runs
+    session, _ = make_session("pause")
+    session.number = counter.start()  # print 2 armed, print 1's PrintDone still queued
+    assert not counter.is_current(session)
+    counter.event()
+    assert counter.is_current(session)
