@@ -511,7 +511,7 @@ class _Run:
     ) -> Tuple[Optional[Position], Optional[str]]:
         """:meth:`_confirm_at`, sending ``commands`` again while the printer reports the
         head somewhere else (up to :data:`MOVE_RESENDS` times); ``again`` picks what to send
-        again from the report, when that differs, or None: send nothing more."""
+        again from the report, when that differs: nothing (only ask again) or None (stop)."""
         reported, mismatch = self._confirm_at(expected)
         for attempt in range(1, MOVE_RESENDS + 1):
             if mismatch is None:
@@ -521,15 +521,12 @@ class _Run:
                 if resend is None:
                     break
                 commands = resend
+            what = f"sending {' / '.join(commands)} again" if commands else "asking again"
             self.logger.warning(
-                "layer %d: %s; sending %s again (%d/%d)",
-                self.task.layer,
-                mismatch,
-                " / ".join(commands),
-                attempt,
-                MOVE_RESENDS,
+                "layer %d: %s; %s (%d/%d)", self.task.layer, mismatch, what, attempt, MOVE_RESENDS
             )
-            self.printer.send(commands)
+            if commands:
+                self.printer.send(commands)
             reported, mismatch = self._confirm_at(expected)
         return reported, mismatch
 
@@ -623,13 +620,14 @@ class _Run:
         def lower_again(reported: Optional[Position]) -> Optional[List[str]]:
             # still at travel height: the lowering never ran, unretract included; down at
             # the return XY: it did, and only Z is sent again (the E of an unretract is
-            # relative and must not run twice); down anywhere else: nothing more
+            # relative and must not run twice); down anywhere else: no move could be safe
+            # there, so the printer is only asked again
             if reported is not None and moves.reached(reported, Position(None, None, travel_z)):
                 return sent
             if batched and not (
                 reported is not None and moves.reached(reported, Position(x, y, None))
             ):
-                return None
+                return []
             return moves.lower_again_commands(z, s.z_speed)
 
         # The virtual printer applies G90/G91 before queued moves finish: the modes are

@@ -934,12 +934,14 @@ def test_checked_lines_confirm_every_grid_point_and_the_return():
 
 
 def test_checked_lines_a_head_down_away_from_the_return_point_is_lifted_back_up():
-    # confirm 2 is the return's (1x1): every report of it shows X 1 mm off
-    wrong = frozenset(range(2, 2 + MAX_REPORTS_PER_MOVE))
+    # confirm 2 is the return's (1x1): every report from then on shows X 1 mm off; the
+    # printer is asked again (no move: the head is down) before the head is lifted
+    wrong = frozenset(range(2, 2 + MAX_REPORTS_PER_MOVE * (1 + MOVE_RESENDS)))
     rig, _, result = run_sequence(
         size=1, lines_checked=True, faults=PrinterFaults(wrong_reports=wrong)
     )
     assert rig.printer.sent[-1] == "G0 Z5.6 F600", "lifted back to travel height"
+    assert rig.printer.sent.count("G0 X130.5 Y100 F6000") == 1, "no move while down"
     assert rig.printer.head.z == pytest.approx(5.6)
     assert "lifted back to Z 5.6 and stays up" in result.failures[0].message
     assert not result.continued and result.owed_return
