@@ -552,7 +552,9 @@ class _Run:
             raise
         finally:
             self.lift_unconfirmed = False
-        self.lifted = moves.reached(reported, Position(None, None, expected.z))
+        self.lifted = reported is not None and moves.reached(
+            reported, Position(None, None, expected.z)
+        )
         if not self.lifted:
             assert mismatch is not None
             self._fail(Phase.MOVES, f"lift to Z {expected.z:g} not confirmed: {mismatch}")
