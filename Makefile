@@ -10,9 +10,15 @@ SEMGREP_VERSION ?= 1.185.0
 SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
 SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test unit test-compat demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test test-packages unit test-compat check-fresh docs-screenshots demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
+
+# The Debian packages a target calls (debian-packages.txt, the one list): the missing ones
+# are installed when make runs as root (apt-get update once, one apt-get install);
+# otherwise make stops with the apt-get line. Usage: $(call debian_packages,WHAT,GROUPS)
+debian_packages = PYTHON="$(PYTHON)" scripts/system-packages.sh --for "$(1)" $(2)
 
 $(VENV)/.installed: pyproject.toml setup.py
+	@$(call debian_packages,make venv,venv)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(OCTOPRINT_SPEC)"
@@ -22,6 +28,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 venv: $(VENV)/.installed
 
 $(TOOLS_VENV)/.installed:
+	@$(call debian_packages,make lint,venv)
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install -q "semgrep==$(SEMGREP_VERSION)"
 	touch $@
@@ -29,8 +36,12 @@ $(TOOLS_VENV)/.installed:
 # The whole suite: static checks first (seconds), then unit, integration and browser tests.
 # A basetemp of this checkout's own: pytest rotates the shared /tmp/pytest-of-<user>
 # folders, which would delete the servers of another checkout's run under its feet.
-test: lint
+test: test-packages lint
 	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
+
+# ffmpeg, chromium... before the venv: on a fresh machine one apt-get run installs all
+test-packages:
+	@$(call debian_packages,make test,venv test)
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -38,6 +49,7 @@ unit: venv
 # OctoPrint 2.0 (Python 3.13) and 1.10 (Python 3.9), one venv each under .venv-compat/;
 # COMPAT_ARGS e.g. "--leg 2.0 -- -x" (see scripts/compat.py)
 test-compat: venv
+	@$(call debian_packages,make test-compat,test)
 	$(PY) scripts/compat.py $(COMPAT_ARGS)
 
 demo: venv
@@ -58,7 +70,18 @@ semgrep: $(TOOLS_VENV)/.installed
 	$(SEMGREP) scan --metrics=off --disable-version-check --error --quiet --config $(SEMGREP_RULES) octoprint_layercapture
 
 bench: venv
+	@$(call debian_packages,make bench,bench)
 	$(PY) benchmarks/run_all.py
+
+# The README's screenshots (docs/*.png): the browser tests take them, this shrinks three.
+docs-screenshots: test-packages venv
+	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" tests/browser
+	$(PY) scripts/docs_screenshots.py
+
+# The whole of .ci/run in a clean Debian bookworm (debootstrap + chroot, as root; 15-25 min):
+# proves .ci/run installs what the suite needs. Runs this checkout's HEAD, not the work tree.
+check-fresh:
+	scripts/check-fresh.sh
 
 # A long print with every layer captured (minutes): files complete, OctoPrint's RSS flat.
 soak: venv

@@ -19,8 +19,10 @@ from typing import Any, Callable, List, Optional, Set, Tuple
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "fixtures"))
+sys.path.insert(0, str(HERE.parent / "tests" / "support"))
 
 from common import Row, record  # noqa: E402
+from system_packages import find_program, missing_message  # noqa: E402
 
 CACHE = HERE / ".cache"
 BIG = CACHE / "big_cylinder.gcode"
@@ -36,7 +38,10 @@ def slice_big_file() -> Path:
     CACHE.mkdir(exist_ok=True)
     model = CACHE / "big_cylinder.stl"
     write_binary_stl(model, cylinder(80.0, 60.0, sides=64))
-    command = ["prusa-slicer", "--export-gcode", str(model), "--output", str(BIG)]
+    slicer = find_program("prusa-slicer")
+    if slicer is None:
+        raise SystemExit(missing_message("prusa-slicer"))
+    command = [slicer, "--export-gcode", str(model), "--output", str(BIG)]
     command += ["--center", "100,100", *NO_HEAT, "--gcode-flavor", "marlin2"]
     command += ["--layer-height", "0.1", "--first-layer-height", "0.2"]
     command += ["--fill-density", "20%", "--fill-pattern", "gyroid", "--retract-lift", "0.2"]

@@ -229,7 +229,7 @@ def render_fake_frame(
     font = _font(max(10, overlay // 4))
     lines = (
         f"FAKE CAMERA   layer {layer}   Z {layer_z:.2f} mm",
-        f"position {index + 1}/{count} (index {index})   X {x:.1f}  Y {y:.1f}  Z {z:.2f}",
+        f"position {index + 1} of {count}   X {x:.1f}  Y {y:.1f}  Z {z:.2f}",
         when.strftime("%Y-%m-%d %H:%M:%S"),
     )
     line_h = overlay / (len(lines) + 0.3)

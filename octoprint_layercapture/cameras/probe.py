@@ -40,6 +40,8 @@ CAMERA_TEST_KEYS = (
     "snapshot_retries",
     "image_quality",
 )
+# where the fake camera draws the head: the form's grid centre and height, not the defaults
+POSITION_KEYS = ("grid_center_x", "grid_center_y", "z_offset")
 
 CAMERA_TEST_LIMIT_S = 30.0
 
@@ -67,14 +69,16 @@ def unsaved_urls(body: Any, saved: Mapping[str, Any]) -> List[str]:
 def camera_test_settings(body: Any, saved: Mapping[str, Any]) -> CaptureSettings:
     """The saved camera settings with the body's values on top, validated.
 
-    Only the camera keys count: a grid that does not fit the bed must not stop a camera
-    test. Raises :class:`InvalidSettings` (one error per wrong key)."""
+    Only the camera keys and the grid centre and height (where the fake camera draws the
+    head) count: a grid that does not fit the bed must not stop a camera test.
+    Raises :class:`InvalidSettings` (one error per wrong key)."""
     if not isinstance(body, dict):
         raise InvalidSettings([SettingsError("settings", "expected a JSON object")])
-    unknown = sorted(set(body) - set(CAMERA_TEST_KEYS))
+    keys = CAMERA_TEST_KEYS + POSITION_KEYS
+    unknown = sorted(set(body) - set(keys))
     if unknown:
         raise InvalidSettings([SettingsError(k, "is not a camera setting") for k in unknown])
-    candidate = {key: saved.get(key, DEFAULTS[key]) for key in CAMERA_TEST_KEYS}
+    candidate = {key: saved.get(key, DEFAULTS[key]) for key in keys}
     candidate.update(body)
     return within_test_limit(validate(candidate))
 

@@ -396,7 +396,7 @@ class _Run:
 
     def _visit(self, number: int, point: PointLike, travel_z: float) -> None:
         s = self.settings
-        where = f"position {number}/{len(self.points)}"
+        where = f"position {point.index + 1} of {self.task.plan.count}"  # as named in the UI
         self._checkpoint()
         self.timer.enter(Phase.MOVES)
         self._progress(Step.MOVING, number)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..settings import Bounds, CaptureSettings
@@ -37,7 +38,27 @@ _PRINT_KEYS = (
 )
 
 
-def planned_layer_seconds(values: CaptureSettings, bounds: Optional[Bounds]) -> float:
+@dataclass(frozen=True)
+class PlannedLayer:
+    """The time a capture adds to a layer according to the settings, by where it goes."""
+
+    moves_s: float  # XY, Z and retract moves at the set speeds (no acceleration)
+    settle_s: float  # capture_delay + pre_capture_delay at every visited position
+    guessed_s: float  # what the plan cannot know: the camera, stopping and continuing the job
+
+    @property
+    def total_s(self) -> float:
+        return round(self.moves_s + self.settle_s + self.guessed_s, 2)
+
+    def parts(self) -> Dict[str, float]:
+        return {
+            "moves_s": round(self.moves_s, 2),
+            "settle_s": round(self.settle_s, 2),
+            "guessed_s": round(self.guessed_s, 2),
+        }
+
+
+def plan_layer_time(values: CaptureSettings, bounds: Optional[Bounds]) -> PlannedLayer:
     """Time a capture adds to a layer according to the settings (before any is measured).
 
     The head starts and ends at the grid centre (the real start is only known at the stop);
@@ -54,14 +75,18 @@ def planned_layer_seconds(values: CaptureSettings, bounds: Optional[Bounds]) -> 
     )
     points = len(plan.points)
     if points == 0:
-        return STOP_AND_CONTINUE_GUESS_S
+        return PlannedLayer(0.0, 0.0, STOP_AND_CONTINUE_GUESS_S)
     xy = travel_distance(plan, (values.grid_center_x, values.grid_center_y))
-    seconds = xy / (values.movement_speed / 60.0)
-    seconds += 2 * plan.capture_z / (values.z_speed / 60.0)
+    moves = xy / (values.movement_speed / 60.0)
+    moves += 2 * plan.capture_z / (values.z_speed / 60.0)
     if values.retract_length > 0:
-        seconds += 2 * values.retract_length / (values.retract_speed / 60.0)
-    per_point = values.capture_delay + values.pre_capture_delay + SNAPSHOT_GUESS_S
-    return round(seconds + points * per_point + STOP_AND_CONTINUE_GUESS_S, 2)
+        moves += 2 * values.retract_length / (values.retract_speed / 60.0)
+    settle = points * (values.capture_delay + values.pre_capture_delay)
+    return PlannedLayer(moves, settle, points * SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S)
+
+
+def planned_layer_seconds(values: CaptureSettings, bounds: Optional[Bounds]) -> float:
+    return plan_layer_time(values, bounds).total_s
 
 
 def next_every_n(layer: int, every_n: int, captured: Sequence[int]) -> Optional[int]:

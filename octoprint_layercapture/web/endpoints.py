@@ -17,7 +17,7 @@ import flask
 from .. import settings as lc_settings
 from ..cameras.probe import camera_test_settings, probe_camera, unsaved_urls
 from ..cameras.sources import WebcamInfo, choose_camera
-from ..capture.status import LiveStatus, planned_layer_seconds
+from ..capture.status import LiveStatus, plan_layer_time
 from ..session import CaptureSession
 from ..settings_reader import SettingsReader
 from ..store.index import CaptureIndex, capture_days, is_print_id, print_id
@@ -161,8 +161,10 @@ class Endpoints:
             errors = api.settings_errors(exc.errors, candidate)
             return _errors(400, errors, preview=preview, estimate=None)
         measured_s, measured_layers = self.live_status.measured()
+        planned = plan_layer_time(values, values.bounds(profile_bounds))
         estimate = {
-            "planned_s": planned_layer_seconds(values, values.bounds(profile_bounds)),
+            "planned_s": planned.total_s,
+            "planned_parts": planned.parts(),
             "measured_s": measured_s,
             "measured_layers": measured_layers,
         }

@@ -1,22 +1,21 @@
 """Browser tests: Debian's Chromium driven by Python Playwright against a real OctoPrint.
 
-They skip when /usr/bin/chromium or the playwright package is missing, unless
-``LAYERCAPTURE_REQUIRE_BROWSER=1`` (set by .ci/run): then a missing browser is an error.
-No browser is ever downloaded. Screenshots go to test-artifacts/browser/.
+They skip when /usr/bin/chromium (debian-packages.txt) or the playwright package is
+missing, unless ``LAYERCAPTURE_REQUIRE_PROGRAMS=1`` (set by .ci/run): then a missing
+browser is an error. No browser is ever downloaded. Screenshots go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from harness import ADMIN, OctoPrintServer, artifact_dir, item_failed
+from system_packages import REQUIRE_ENV, require_program, required_in_ci
 
 BROWSER_DIR = Path(__file__).resolve().parent
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_ENV = "LAYERCAPTURE_REQUIRE_BROWSER"
+CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -36,24 +35,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
             item.add_marker(pytest.mark.browser)
 
 
-def _missing() -> Optional[str]:
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
+@pytest.fixture(scope="session")
+def chromium_available() -> None:
+    require_program(CHROMIUM)
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "the playwright Python package is missing (pip install -e '.[test]')"
-    return None
-
-
-@pytest.fixture(scope="session")
-def chromium_available() -> None:
-    why = _missing()
-    if why is None:
-        return
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{why}; {REQUIRE_ENV}=1 makes this an error", pytrace=False)
-    pytest.skip(why)
+        why = "the playwright Python package is missing (pip install -e '.[test]')"
+        if required_in_ci():
+            pytest.fail(f"{why}; {REQUIRE_ENV}=1 makes this an error", pytrace=False)
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +97,7 @@ def browser_context(
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
+            executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000},

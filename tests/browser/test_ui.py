@@ -6,12 +6,17 @@ on each other (settings first, then a print, then its gallery, zip and deletion)
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from fake_frames import pixels_differing_below_overlay, probe_reference
+from gallery_tree import build_print
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
 
@@ -100,17 +105,18 @@ def test_settings_panel_draws_the_grid_and_follows_changes(ui: Any, screenshots:
     dialog.screenshot(path=str(screenshots / "settings_panel_movement.png"))
     page.locator(f"{PANEL} .lc-group-grid").scroll_into_view_if_needed()
 
-    estimate = page.locator(f"{PANEL} .lc-estimate")
+    estimate = page.locator(f"{PANEL} .lc-estimate-planned")
     estimate.wait_for(state="visible")
     three_by_three = estimate.inner_text()
-    assert "Each captured layer adds about" in three_by_three
+    assert three_by_three.startswith("Planned with these settings: about ")
+    assert not page.locator(f"{PANEL} .lc-estimate-measured").is_visible()  # nothing printed
     page.select_option(f"{PANEL} .lc-grid-size", "5")
     wait_points(page, 25, 0)
     # more points, more time: the estimate follows the unsaved grid
     page.wait_for_function(
         "([sel, old]) => { const e = document.querySelector(sel);"
         " return e && e.innerText && e.innerText !== old; }",
-        arg=[f"{PANEL} .lc-estimate", three_by_three],
+        arg=[f"{PANEL} .lc-estimate-planned", three_by_three],
     )
     # a 5 x 5 grid 60 mm apart reaches 20 mm past both edges of the bed
     page.fill(f"{PANEL} .lc-grid-spacing", "60")
@@ -139,7 +145,12 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
     page = open_settings(ui)
     camera = page.locator(f"{PANEL} .lc-group-camera")
     camera.scroll_into_view_if_needed()
-    # the fake camera is on in this module's settings: a drawn JPEG comes back
+    # the fake camera is on in this module's settings: a drawn JPEG comes back, with the
+    # head at the grid centre in the form (unsaved), not at the saved or default one
+    for field, value in (("lc-center-x", "60"), ("lc-center-y", "80")):
+        page.fill(f"{PANEL} .{field}", value)
+        page.press(f"{PANEL} .{field}", "Tab")
+    camera.scroll_into_view_if_needed()
     page.click(f"{PANEL} .lc-test-camera")
     image = page.locator(f"{PANEL} .lc-camera-image")
     image.wait_for(state="visible")
@@ -150,6 +161,11 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
         == 640
     )
     assert "fake camera: 640x480" in page.inner_text(f"{PANEL} .lc-camera-result")
+    drawn = base64.b64decode(image.get_attribute("src").split(",", 1)[1])
+    z_offset = float(ui.server.plugin_settings_now()["z_offset"])
+    assert pixels_differing_below_overlay(drawn, probe_reference(60, 80, z_offset)) == 0
+    saved = SETTINGS["grid_center_x"], SETTINGS["grid_center_y"]
+    assert pixels_differing_below_overlay(drawn, probe_reference(*saved, z_offset)) > 100
     camera.screenshot(path=str(screenshots / "settings_panel_camera_test.png"))
     # unsaved form values are what the test uses: a snapshot URL where nothing listens
     page.uncheck(f"{PANEL} .lc-group-camera input[type=checkbox] >> nth=0")
@@ -211,7 +227,7 @@ def test_the_tab_shows_the_live_status_of_a_print(
     mark = server.mark()
     server.start_print(write_square_print(tmp_path, PRINT_NAME, layers=6))
     page.wait_for_function(
-        """() => ["Waiting for layer 2", "Capturing layer 2: moving to position",
+        """() => ["Waiting for layer 2", "Capturing layer 2: moving to the next position",
                   "Captured layer 2", "Capturing layer 4", "Captured layer 4"]
             .every((want) => window.lcTexts.some((text) => text.startsWith(want)))""",
         timeout=60_000,
@@ -219,23 +235,83 @@ def test_the_tab_shows_the_live_status_of_a_print(
     server.wait_print_done(timeout=60, since=mark)
     page.wait_for_selector(f'{TAB} .lc-print a.lc-open-print:text("{PRINT_NAME}")')
     texts = page.evaluate("() => window.lcTexts")
-    assert any("position 9 of 9" in t for t in texts), texts
+    # progress counts pictures (in visiting order), it names no position
+    assert any("taking picture 9 of 9" in t for t in texts), texts
     estimate = page.inner_text(f"{TAB} .lc-estimate")
     assert "measured over 2 layers" in estimate, estimate
     page.locator(TAB).screenshot(path=str(screenshots / "tab_status.png"))
 
 
-def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:
-    page = ui.page
-    page.click(f'{TAB} .lc-print a.lc-open-print:text("{PRINT_NAME}")')
-    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="4"] .lc-cell img')
-    layers = page.locator(f"{TAB} .lc-layer")
-    assert layers.count() == 2
+def seconds_in(text: str) -> List[float]:
+    return [float(value) for value in re.findall(r"(\d+(?:\.\d+)?) s\b", text)]
+
+
+def test_the_settings_panel_labels_the_planned_and_the_measured_time(
+    ui: Any, screenshots: Path
+) -> None:
+    page = open_settings(ui)
+    measured = page.locator(f"{PANEL} .lc-estimate-measured")
+    measured.wait_for(state="visible")
+    planned_text = page.inner_text(f"{PANEL} .lc-estimate-planned")
+    measured_text = measured.inner_text()
+    # which is the plan, what it is made of, which was measured and on what
+    assert planned_text.startswith("Planned with these settings: about ")
+    total, moves, settle, guessed = seconds_in(planned_text)
+    assert total == pytest.approx(moves + settle + guessed, abs=0.15)
+    assert settle == pytest.approx(9 * SETTINGS["capture_delay"], abs=0.05)
+    assert "settle delays" in planned_text and "guessed for the camera" in planned_text
+    assert measured_text.startswith("Measured on the last print: ")
+    assert "(mean of 2 layers, with the settings of that print)" in measured_text
+    (per_layer,) = seconds_in(measured_text)
+    # the virtual printer moves in a tenth of the time: the two differ, and the panel says why
+    assert per_layer < 0.8 * total
+    why = page.locator(f"{PANEL} .lc-estimate-why")
+    assert why.is_visible() and why.inner_text().startswith("The two differ: the plan counts")
+    page.locator('[data-test-id="settings-dialog"]').screenshot(
+        path=str(screenshots / "settings_panel_estimate.png")
+    )
+    page.click('[data-test-id="settings-close-button"]')
+    page.wait_for_selector('[data-test-id="settings-dialog"]', state="hidden")
+
+
+def layer_numbers(page: Any) -> List[int]:
+    return [
+        int(n)
+        for n in page.eval_on_selector_all(f"{TAB} .lc-layer", "ls => ls.map(l => l.dataset.layer)")
+    ]
+
+
+def open_layers(page: Any) -> List[int]:
+    return [
+        int(n)
+        for n in page.eval_on_selector_all(
+            f"{TAB} .lc-layer.lc-layer-open", "ls => ls.map(l => l.dataset.layer)"
+        )
+    ]
+
+
+def wait_thumbnails(page: Any) -> None:
     page.wait_for_function(
         """() => [...document.querySelectorAll("#tab_plugin_layercapture .lc-cell img")]
             .every((img) => img.complete && img.naturalWidth > 0)"""
     )
-    assert page.locator(f"{TAB} .lc-cell img").count() == 18
+
+
+def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:
+    page = ui.page
+    page.click(f'{TAB} .lc-print a.lc-open-print:text("{PRINT_NAME}")')
+    # newest layer first and open, the other collapsed to its heading
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="4"] .lc-cell img')
+    assert layer_numbers(page) == [4, 2]
+    assert open_layers(page) == [4]
+    wait_thumbnails(page)
+    assert page.locator(f"{TAB} .lc-cell img").count() == 9
+    page.locator(TAB).screenshot(path=str(screenshots / "tab_gallery.png"))
+    page.click(f'{TAB} .lc-layer[data-layer="2"] .lc-layer-head')
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="2"] .lc-cell img')
+    assert open_layers(page) == [2], "one layer open at a time"
+    wait_thumbnails(page)
+    assert page.locator(f"{TAB} .lc-cell img").count() == 9
 
     def box(index: int) -> Any:
         cell = page.locator(f'{TAB} .lc-layer[data-layer="2"] .lc-cell[data-index="{index}"]')
@@ -256,7 +332,7 @@ def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screensho
             return img && img.complete && img.naturalWidth > 320;
         }"""
     )
-    viewer.locator(".lc-metadata th", has_text="Measured X / Y / Z / E").wait_for()
+    viewer.locator(".lc-metadata th", has_text="Job stopped at").wait_for()  # metadata read
     rows = dict(
         zip(
             viewer.locator(".lc-metadata th").all_inner_texts(),
@@ -265,13 +341,25 @@ def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screensho
     )
     assert rows["Layer"] == "2"
     assert rows["Commanded X / Y / Z"].startswith("100.00 / 100.00 / ")
-    assert rows["Position"].startswith("#4 (row 1, column 1)")
+    # one numbering: 1 to 9 from the front left; the file name keeps its 0-based index
+    assert viewer.locator(".modal-header h3").inner_text() == "Layer 2, position 5 of 9"
+    assert rows["Position"] == "5 of 9: row 2, column 2 from the front left"
+    assert "_pos_04_" in rows["File"]
     assert rows["G-code file"] == PRINT_NAME
-    assert rows["Measured X / Y / Z / E"].startswith("100.00 / 100.00 / ")  # from the file
+    # E only where the job stopped, not at the photo position (retracted there)
+    assert rows["Measured X / Y / Z"].startswith("100.00 / 100.00 / ")  # from the file
+    assert [name for name in rows if name.endswith("/ E")] == ["Job stopped at X / Y / Z / E"]
+    assert len(rows["Job stopped at X / Y / Z / E"].split(" / ")) == 4
     assert rows["Camera"] == "fake camera"
     page.wait_for_function(  # the dialog fades in
         "() => getComputedStyle(document.querySelector('#layercapture_viewer')).opacity === '1'"
     )
+    # the image sits in the middle of the dialog
+    body = viewer.locator(".modal-body").bounding_box()
+    picture = viewer.locator(".lc-full-image").bounding_box()
+    assert picture["width"] < body["width"] - 100, "a dialog wider than the image"
+    middle = body["x"] + body["width"] / 2
+    assert abs(picture["x"] + picture["width"] / 2 - middle) < 2
     viewer.screenshot(path=str(screenshots / "gallery_image.png"))
     viewer.locator(".modal-footer .btn-primary").click()
     viewer.wait_for(state="hidden")
@@ -314,6 +402,48 @@ def test_deleting_asks_first_and_removes_the_print(ui: Any) -> None:
     page.wait_for_selector(f"{TAB} .lc-empty", state="visible")
     assert list(root.rglob("layer_*")) == []
     assert page.locator(f"{TAB} .lc-layer").count() == 0
+
+
+def test_a_long_print_is_paged_newest_first_with_one_layer_open(ui: Any) -> None:
+    page = open_tab(ui)
+    built = build_print(
+        ui.server.uploads_dir / "layercapture",
+        "long_print.gcode",
+        datetime(2026, 1, 15, 10, 0, 0),
+        layers=25,  # layers 3, 6, ..., 75
+        skip_index=4,
+    )
+    page.click(f"{TAB} .lc-rescan")
+    page.click(f'{TAB} .lc-print a.lc-open-print:text("{built.gcode_file}")')
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="75"].lc-layer-open .lc-cell')
+    pager = page.locator(f"{TAB} .lc-layer-pager")
+    assert layer_numbers(page) == list(range(75, 45, -3))
+    assert open_layers(page) == [75]
+    assert pager.locator("span").inner_text() == "layers 1-10 of 25, newest first"
+    assert pager.locator(".lc-newer").is_disabled()
+    # the skipped position is named as everywhere else: 5 of 9, not index 4
+    empty = page.locator(f'{TAB} .lc-layer[data-layer="75"] .lc-cell[data-index="4"]')
+    assert empty.inner_text() == "5"
+    assert empty.get_attribute("title") == "Position 5 of 9: X is beyond bed max X"
+    tall = page.evaluate("() => document.querySelector('#tab_plugin_layercapture').scrollHeight")
+
+    pager.locator(".lc-older").click()
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="45"].lc-layer-open')
+    assert layer_numbers(page) == list(range(45, 15, -3))
+    assert open_layers(page) == [45]
+    pager.locator(".lc-older").click()
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="15"].lc-layer-open')
+    assert layer_numbers(page) == [15, 12, 9, 6, 3]
+    assert pager.locator("span").inner_text() == "layers 21-25 of 25, newest first"
+    assert pager.locator(".lc-older").is_disabled()
+    page.click(f'{TAB} .lc-layer[data-layer="15"] .lc-layer-head')  # closes the open one
+    page.wait_for_function(
+        "() => !document.querySelector('#tab_plugin_layercapture .lc-layer-open')"
+    )
+    pager.locator(".lc-newer").click()
+    page.wait_for_selector(f'{TAB} .lc-layer[data-layer="45"].lc-layer-open')
+    # ten headings and one grid: the page stays short (9 expanded layers were ~4,000 px)
+    assert tall < 1500, tall
 
 
 def test_a_user_without_the_view_permission_gets_no_tab(ui: Any) -> None:

@@ -33,7 +33,7 @@ from capture_checks import (
     split_blocks,
     wait_for_captured_layers,
 )
-from harness import OctoPrintServer
+from harness import OctoPrintServer, names_the_plugin
 
 pytestmark = pytest.mark.integration
 
@@ -265,7 +265,7 @@ def test_no_deprecation_warnings_or_hook_errors_about_the_plugin(flavour_run: Fl
     bad = [
         line
         for line in flavour_run.log.splitlines()
-        if ("layercapture" in line.lower())
+        if names_the_plugin(line)
         and (
             "deprecat" in line.lower()
             or " - ERROR - " in line

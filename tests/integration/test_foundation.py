@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 import yaml
-from harness import OctoPrintServer
+from harness import OctoPrintServer, names_the_plugin
 
 from octoprint_layercapture.settings import DEFAULTS
 
@@ -52,7 +52,7 @@ def test_startup_log_has_no_warnings_about_the_plugin(octoprint_server: OctoPrin
         text
         for _logger, level, text in log_records(log)
         if level in ("WARNING", "ERROR", "CRITICAL")
-        and ("layercapture" in text.lower() or "lc_test_recorder" in text)
+        and (names_the_plugin(text) or "lc_test_recorder" in text)
     ]
     assert not bad, "warnings/errors at start-up:\n" + "\n".join(bad)
 

@@ -43,6 +43,7 @@ from capture_checks import (
 )
 from expected_layers import Analysis, analyse
 from harness import Message, OctoPrintServer
+from system_packages import require_program
 
 FIXTURES = paths.FIXTURES
 TINY = FIXTURES / "prusa_tiny.gcode"  # 7 layers of 0.2 mm: every 3rd captures 3 and 6
@@ -278,10 +279,11 @@ def tiny_filesystem(folder: Path, size_kb: int, read_only: bool = False) -> Iter
     disk for the capture folder, unmounted afterwards."""
     if not can_mount():
         pytest.skip("mounting a small filesystem needs root")
+    mount = require_program("mount")
     folder.mkdir(parents=True, exist_ok=True)
     options = f"size={size_kb}k" + (",ro" if read_only else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+    subprocess.run([mount, "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
     try:
         yield folder
     finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+        subprocess.run([require_program("umount"), "-l", str(folder)], check=False)

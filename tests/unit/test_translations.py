@@ -37,7 +37,7 @@ def test_strings_of_templates_scripts_and_python_are_extracted():
     for expected in (
         "Centre on bed",  # settings template
         "Captured layer %(layer)s: %(images)s images in %(seconds)s s",  # tab script
-        "Position %(index)d is not visited: %(reason)s",  # settings script
+        "Position %(number)d is not visited: %(reason)s",  # settings script
         "Allows to see the capture status and the gallery",  # permission (Python)
     ):
         assert expected in messages

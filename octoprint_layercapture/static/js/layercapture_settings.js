@@ -6,7 +6,8 @@ $(function () {
     "use strict";
 
     var PLUGIN = "layercapture";
-    // what "Test camera" sends: the unsaved camera fields of the form
+    // what "Test camera" sends: the unsaved camera fields of the form, and the grid centre
+    // and height, where the fake camera draws the head (camera_probe.py takes these keys)
     var CAMERA_KEYS = [
         "use_fake_camera",
         "webcam",
@@ -14,7 +15,10 @@ $(function () {
         "stream_url",
         "snapshot_timeout",
         "snapshot_retries",
-        "image_quality"
+        "image_quality",
+        "grid_center_x",
+        "grid_center_y",
+        "z_offset"
     ];
 
     function LayerCaptureSettingsViewModel(parameters) {
@@ -29,24 +33,46 @@ $(function () {
         self.preview = ko.observable(null);
         self.estimate = ko.observable(null);
 
-        // time a captured layer adds: planned from the unsaved values, measured on the
-        // last print's layers (the tab shows the same figure during a print)
-        self.estimateText = ko.pureComputed(function () {
+        // time a captured layer adds, twice and labelled as such: planned from the unsaved
+        // values (moves at the set speeds, the settle delays, a guess for the rest), and
+        // measured on the last print's layers (the tab shows the same figure during a print)
+        var seconds = function (value) {
+            return Number(value).toFixed(1);
+        };
+        self.estimatePlanned = ko.pureComputed(function () {
             var estimate = self.estimate();
             if (!estimate || !estimate.planned_s) return "";
-            var text = _.sprintf(
-                gettext("Each captured layer adds about %(seconds)s s with these settings."),
-                {seconds: Number(estimate.planned_s).toFixed(1)}
+            var parts = estimate.planned_parts || {};
+            return _.sprintf(
+                gettext(
+                    "Planned with these settings: about %(total)s s per captured layer (moves %(moves)s s at the set speeds, settle delays %(settle)s s, and %(guessed)s s guessed for the camera and for stopping and continuing the job)."
+                ),
+                {
+                    total: seconds(estimate.planned_s),
+                    moves: seconds(parts.moves_s || 0),
+                    settle: seconds(parts.settle_s || 0),
+                    guessed: seconds(parts.guessed_s || 0)
+                }
             );
-            if (estimate.measured_layers) {
-                text +=
-                    " " +
-                    _.sprintf(gettext("The last print measured %(seconds)s s per layer (%(count)s layers)."), {
-                        seconds: Number(estimate.measured_s).toFixed(1),
-                        count: estimate.measured_layers
-                    });
-            }
-            return text;
+        });
+        self.estimateMeasured = ko.pureComputed(function () {
+            var estimate = self.estimate();
+            if (!estimate || !estimate.measured_layers) return "";
+            return _.sprintf(
+                gettext(
+                    "Measured on the last print: %(total)s s per captured layer (mean of %(count)s layers, with the settings of that print)."
+                ),
+                {total: seconds(estimate.measured_s), count: estimate.measured_layers}
+            );
+        });
+        self.estimateWhy = ko.pureComputed(function () {
+            var estimate = self.estimate();
+            if (!estimate || !estimate.measured_layers || !estimate.planned_s) return "";
+            var measured = Number(estimate.measured_s);
+            if (Math.abs(estimate.planned_s - measured) <= 0.2 * measured) return "";
+            return gettext(
+                "The two differ: the plan counts the moves at the set speeds and guesses the camera and the stop, the measurement is what the printer and the camera took (a simulated printer, like OctoPrint's virtual printer, moves much faster)."
+            );
         });
         self.webcams = ko.observableArray([]);
         self.webcamsError = ko.observable("");
@@ -265,7 +291,12 @@ $(function () {
                         r: span / 50,
                         stroke: stroke * 1.5,
                         cls: p.inside ? "lc-point" : "lc-point lc-point-outside",
-                        title: _.sprintf("#%(index)d X%(x)s Y%(y)s", p) + (p.inside ? "" : ": " + p.reason)
+                        title:
+                            _.sprintf(gettext("Position %(number)d: X %(x)s Y %(y)s"), {
+                                number: p.index + 1,
+                                x: p.x,
+                                y: p.y
+                            }) + (p.inside ? "" : ": " + p.reason)
                     };
                 })
             };
@@ -279,7 +310,11 @@ $(function () {
             });
             var shown = 4;
             var lines = _.map(outside.slice(0, shown), function (p) {
-                return _.sprintf(gettext("Position %(index)d is not visited: %(reason)s"), p);
+                // positions are numbered 1 to n as everywhere in the UI (p.index is 0-based)
+                return _.sprintf(gettext("Position %(number)d is not visited: %(reason)s"), {
+                    number: p.index + 1,
+                    reason: p.reason
+                });
             });
             if (outside.length > shown) {
                 lines.push(

@@ -12,6 +12,12 @@ $(function () {
         return value === null || value === undefined ? "-" : Number(value).toFixed(digits);
     }
 
+    // One numbering wherever a position is named: 1 to n, row by row from the front-left
+    // corner, the same on every layer (file names keep the 0-based index: pos_00 is 1).
+    function positionNumber(index) {
+        return index + 1;
+    }
+
     function LayerCaptureTabViewModel(parameters) {
         var self = this;
         self.loginState = parameters[0];
@@ -20,17 +26,18 @@ $(function () {
             return OctoPrint.plugins.layercapture;
         };
 
-        // gettext is only ready once the view models are built
+        // gettext is only ready once the view models are built. index/count here count the
+        // pictures in visiting order (a snake path), so they name no position.
         var phases = {
             stopping: gettext("stopping the job"),
-            moving: gettext("moving to position %(index)s of %(count)s"),
-            capturing: gettext("taking the picture at position %(index)s of %(count)s"),
+            moving: gettext("moving to the next position (picture %(index)s of %(count)s)"),
+            capturing: gettext("taking picture %(index)s of %(count)s"),
             returning: gettext("returning to the print"),
             resuming: gettext("continuing the job")
         };
 
         self.printPage = 10;
-        self.layerPage = 10;
+        self.layerPage = 10; // layers per page, newest first, one of them open
         self.unknownFile = gettext("(unknown file)");
 
         self.canView = ko.pureComputed(function () {
@@ -116,7 +123,7 @@ $(function () {
             var text =
                 st.estimate_source === "measured"
                     ? gettext("Each captured layer adds about %(seconds)s s (measured over %(layers)s layers)")
-                    : gettext("Each captured layer adds about %(seconds)s s (estimated from the settings)");
+                    : gettext("Each captured layer adds about %(seconds)s s (planned from the settings)");
             return _.sprintf(text, {
                 seconds: number(st.estimate_s, 1),
                 layers: st.measured_layers
@@ -152,9 +159,12 @@ $(function () {
         self.selectedId = ko.pureComputed(function () {
             return self.selected() ? self.selected().id : null;
         });
-        self.layers = ko.observableArray([]);
+        self.layers = ko.observableArray([]); // one page, newest first
         self.layersTotal = ko.observable(0);
-        self.layersOffset = ko.observable(0);
+        self.layersPageIndex = ko.observable(0); // 0: the newest layers
+        // the layer shown with its images: null until chosen (then the newest opens),
+        // false when the user closed it
+        self.openLayer = ko.observable(null);
         self.galleryError = ko.observable("");
         self.viewer = ko.observable(null);
         self.deleting = ko.observable(null);
@@ -225,20 +235,47 @@ $(function () {
         };
 
         self.openPrint = function (print) {
-            if (!self.selected() || self.selected().id !== print.id) self.layersOffset(0);
+            if (!self.selected() || self.selected().id !== print.id) {
+                self.layersPageIndex(0);
+                self.layersTotal(print.layer_count);
+                self.openLayer(null);
+            }
             self.selected(print);
             self.loadLayers();
         };
 
-        self.loadLayers = function () {
+        // The API lists a print's layers lowest first: a page of the newest is a slice
+        // from the end of that list.
+        self.layerSlice = function (total) {
+            var end = Math.max(0, total - self.layersPageIndex() * self.layerPage);
+            var start = Math.max(0, end - self.layerPage);
+            return {offset: start, limit: Math.max(1, end - start)};
+        };
+
+        self.loadLayers = function (sliceAgain) {
             var print = self.selected();
             if (!print) return;
+            var total = self.layersTotal();
+            var slice = self.layerSlice(total);
             self.client()
-                .getLayers(print.id, self.layersOffset(), self.layerPage)
+                .getLayers(print.id, slice.offset, slice.limit)
                 .done(function (response) {
                     if (!self.selected() || self.selected().id !== print.id) return;
-                    self.layers(_.map(response.layers, self.layerView));
                     self.layersTotal(response.total);
+                    if (response.total !== total && sliceAgain !== false) {
+                        // layers were added (a print running) or deleted meanwhile
+                        self.loadLayers(false);
+                        return;
+                    }
+                    var newestBefore = self.layers().length ? self.layers()[0].layer : null;
+                    var layers = _.map(response.layers, self.layerView).reverse();
+                    self.layers(layers);
+                    var open = self.openLayer();
+                    var shown = _.pluck(layers, "layer");
+                    var following = open === newestBefore && self.layersPageIndex() === 0;
+                    if (open === null || following || (open !== false && !_.contains(shown, open))) {
+                        self.openLayer(layers.length ? layers[0].layer : null);
+                    }
                 })
                 .fail(function (xhr) {
                     if (xhr.status === 404) {
@@ -251,9 +288,33 @@ $(function () {
                 });
         };
 
+        // step -1: newer layers, 1: older ones
         self.pageLayers = function (step) {
-            self.layersOffset(Math.max(0, self.layersOffset() + step * self.layerPage));
+            var pages = Math.max(1, Math.ceil(self.layersTotal() / self.layerPage));
+            self.layersPageIndex(Math.min(pages - 1, Math.max(0, self.layersPageIndex() + step)));
+            self.openLayer(null);
             self.loadLayers();
+        };
+
+        self.hasOlderLayers = ko.pureComputed(function () {
+            return (self.layersPageIndex() + 1) * self.layerPage < self.layersTotal();
+        });
+
+        self.layerPageText = ko.pureComputed(function () {
+            var first = self.layersPageIndex() * self.layerPage;
+            return _.sprintf(gettext("layers %(first)s-%(last)s of %(total)s, newest first"), {
+                first: self.layers().length ? first + 1 : 0,
+                last: first + self.layers().length,
+                total: self.layersTotal()
+            });
+        });
+
+        self.isOpen = function (layer) {
+            return self.openLayer() === layer;
+        };
+
+        self.toggleLayer = function (layer) {
+            self.openLayer(self.isOpen(layer) ? false : layer);
         };
 
         self.layerView = function (layer) {
@@ -267,6 +328,7 @@ $(function () {
                 "index"
             );
             var cells = [];
+            var count = size * size;
             // rows from the back of the bed (top) to the front (bottom), as seen from above
             for (var row = size - 1; row >= 0; row--) {
                 for (var col = 0; col < size; col++) {
@@ -281,15 +343,17 @@ $(function () {
                         index: index,
                         image: image,
                         thumbUrl: image ? self.fileUrl(image.thumbnail || image.path) : "",
-                        label: "#" + index,
+                        label: String(positionNumber(index)),
                         tooltip: image
-                            ? _.sprintf(gettext("Position %(index)s: X %(x)s Y %(y)s"), {
-                                  index: index,
+                            ? _.sprintf(gettext("Position %(number)s of %(count)s: X %(x)s Y %(y)s"), {
+                                  number: positionNumber(index),
+                                  count: count,
                                   x: number(image.position && image.position.x, 1),
                                   y: number(image.position && image.position.y, 1)
                               })
-                            : _.sprintf(gettext("Position %(index)s: %(why)s"), {
-                                  index: index,
+                            : _.sprintf(gettext("Position %(number)s of %(count)s: %(why)s"), {
+                                  number: positionNumber(index),
+                                  count: count,
                                   why: why
                               })
                     });
@@ -312,6 +376,7 @@ $(function () {
 
         self.openImage = function (layer, image) {
             var position = image.position || {};
+            var count = (layer.grid_size || 1) * (layer.grid_size || 1);
             var row = function (name, value) {
                 return {name: name, value: String(value)};
             };
@@ -320,8 +385,17 @@ $(function () {
                 row(gettext("Layer Z"), number(layer.z_height, 2) + " mm"),
                 row(
                     gettext("Position"),
-                    _.sprintf(gettext("#%(index)s (row %(row)s, column %(col)s)"), image)
+                    _.sprintf(
+                        gettext("%(number)s of %(count)s: row %(row)s, column %(col)s from the front left"),
+                        {
+                            number: positionNumber(image.index),
+                            count: count,
+                            row: image.row + 1,
+                            col: image.col + 1
+                        }
+                    )
                 ),
+                row(gettext("File"), String(image.path).split("/").pop()),
                 row(
                     gettext("Commanded X / Y / Z"),
                     [number(position.x, 2), number(position.y, 2), number(position.z, 2)].join(" / ")
@@ -330,9 +404,10 @@ $(function () {
                 row(gettext("G-code file"), layer.gcode_file || "-")
             ]);
             self.viewer({
-                title: _.sprintf(gettext("Layer %(layer)s, position %(index)s"), {
+                title: _.sprintf(gettext("Layer %(layer)s, position %(number)s of %(count)s"), {
                     layer: layer.layer,
-                    index: image.index
+                    number: positionNumber(image.index),
+                    count: count
                 }),
                 imageUrl: self.fileUrl(image.path),
                 metadataUrl: self.fileUrl(layer.metadata),
@@ -345,15 +420,14 @@ $(function () {
                 .done(function (meta) {
                     var shot = _.findWhere(meta.images || [], {index: image.index}) || {};
                     var measured = shot.measured || {};
+                    // E only where the job stopped: during the capture the extruder is
+                    // retracted (and may report in relative mode), so its E means nothing there
                     var extra = [
                         row(
-                            gettext("Measured X / Y / Z / E"),
-                            [
-                                number(measured.x, 2),
-                                number(measured.y, 2),
-                                number(measured.z, 2),
-                                number(measured.e, 3)
-                            ].join(" / ")
+                            gettext("Measured X / Y / Z"),
+                            [number(measured.x, 2), number(measured.y, 2), number(measured.z, 2)].join(
+                                " / "
+                            )
                         ),
                         row(gettext("Camera"), shot.camera || meta.camera || "-"),
                         row(gettext("Captured at"), self.when(shot.captured_at)),
@@ -363,6 +437,20 @@ $(function () {
                             number((meta.timings || {}).total, 2) + " s"
                         )
                     ];
+                    var stop = meta.stop_position;
+                    if (stop) {
+                        extra.push(
+                            row(
+                                gettext("Job stopped at X / Y / Z / E"),
+                                [
+                                    number(stop.x, 2),
+                                    number(stop.y, 2),
+                                    number(stop.z, 2),
+                                    number(stop.e, 3)
+                                ].join(" / ")
+                            )
+                        );
+                    }
                     _.each(meta.failures || [], function (failure) {
                         extra.push(row(gettext("Failure"), failure.message));
                     });
@@ -407,7 +495,9 @@ $(function () {
         };
 
         self.refreshGallery = function () {
-            self.loadPrints().done(self.loadLayers);
+            self.loadPrints().done(function () {
+                self.loadLayers();
+            });
         };
 
         self.rescan = function () {

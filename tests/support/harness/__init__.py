@@ -44,7 +44,18 @@ __all__ = [
     "artifact_dir",
     "free_port",
     "item_failed",
+    "names_the_plugin",
 ]
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def names_the_plugin(text: str, checkout: Path = CHECKOUT) -> bool:
+    """Whether a log line names the plugin (its package, logger or hooks). The checkout's
+    own path is taken out first: a fresh clone is called OctoPrint-LayerCapture, and every
+    OctoPrint file in its .venv would name the plugin too."""
+    return "layercapture" in text.replace(str(checkout), "<checkout>").lower()
 
 
 def item_failed(item: object) -> bool:

@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, List
 
 import pytest
 import requests
+from fake_frames import pixels_differing_below_overlay, probe_reference
 from fakes import tiny_jpeg
 from PIL import Image
 
@@ -391,6 +392,26 @@ def test_probe_answers_with_the_image_or_the_exact_error():
         "duration_s": answer["duration_s"],
     }
     assert closed == [True, True], "the probe closes the camera"
+
+
+def test_camera_test_settings_take_the_grid_centre_from_the_form_then_the_saved_values():
+    saved = {"grid_center_x": 90.0, "grid_center_y": 95.0, "z_offset": 3.0, "grid_size": 5}
+    values = camera_test_settings({"grid_center_x": "60", "use_fake_camera": True}, saved)
+    assert (values.grid_center_x, values.grid_center_y, values.z_offset) == (60.0, 95.0, 3.0)
+    assert values.grid_size == 3, "only the camera and position keys are taken"
+    with pytest.raises(InvalidSettings) as error:
+        camera_test_settings({"grid_center_y": "front"}, saved)
+    assert [e.key for e in error.value.errors] == ["grid_center_y"]
+
+
+def test_the_fake_camera_test_draws_the_head_at_the_forms_centre():
+    values = camera_test_settings({"use_fake_camera": True, "grid_center_x": 60}, {})
+    answer = probe_camera(choose_camera(values, lambda name: None), values)
+    drawn = base64.b64decode(answer["image"].split(",", 1)[1])
+    at_form = probe_reference(60.0, 105.0, values.z_offset)
+    at_default = probe_reference(125.0, 105.0, values.z_offset)
+    assert pixels_differing_below_overlay(drawn, at_form) == 0
+    assert pixels_differing_below_overlay(drawn, at_default) > 100
 
 
 def test_probe_with_the_fake_camera():

@@ -303,7 +303,7 @@ def test_camera_failure_is_recorded_and_the_rest_captured():
     assert len(saved) == 8 and len(result.shots) == 9
     [failure] = result.failures
     assert failure.phase == "capture" and failure.index == 1
-    assert "position 2/9: snapshot timed out after 5.0 s" in failure.message
+    assert "position 2 of 9: snapshot timed out after 5.0 s" in failure.message
     assert result.outcome == "completed_with_failures" and result.continued
 
 
@@ -408,7 +408,7 @@ def test_an_unrecognised_answer_at_a_grid_point_abandons_the_grid_and_returns():
     first = result.failures[0]
     assert first.phase == "moves" and first.index == 1
     assert first.message == (
-        "position 2/9: move not confirmed (the printer answered M114 with 'Position 5/6/7')"
+        "position 2 of 9: move not confirmed (the printer answered M114 with 'Position 5/6/7')"
     )
     assert len(rig.camera.requests) == 1
     assert "G0 X145 Y85 F6000" not in rig.printer.sent  # no further grid position
@@ -746,7 +746,8 @@ def test_return_to_origin_off_still_returns_and_says_so_once(caplog):
 def test_failures_are_logged_with_context(caplog):
     caplog.set_level(logging.WARNING, logger=LOGGER.name)
     run_sequence(camera_fails=frozenset({4}))
-    assert "layer 3: position 4/9: snapshot timed out after 5.0 s" in caplog.text
+    # the 4th picture of the snake path is position 6: the middle row runs right to left
+    assert "layer 3: position 6 of 9: snapshot timed out after 5.0 s" in caplog.text
 
 
 # ---- random fault injection

@@ -9,6 +9,7 @@ from octoprint_layercapture.capture.status import (
     STOP_AND_CONTINUE_GUESS_S,
     LiveStatus,
     next_every_n,
+    plan_layer_time,
     planned_layer_seconds,
 )
 from octoprint_layercapture.settings import DEFAULTS, Bounds, validate
@@ -47,6 +48,20 @@ def test_planned_seconds_grow_with_the_grid_and_the_delays():
     assert planned(grid_size=3, retract_length=0, capture_delay=1.0) == pytest.approx(
         nine + 9.0, abs=0.02
     )
+
+
+def test_the_plan_says_what_it_is_made_of():
+    values = validate(
+        {**DEFAULTS, "grid_center_x": 100, "grid_center_y": 100, "capture_delay": 0.5}, BED
+    )
+    plan = plan_layer_time(values, BED)
+    assert plan.total_s == planned_layer_seconds(values, BED)
+    assert plan.settle_s == pytest.approx(9 * 0.5)
+    assert plan.guessed_s == pytest.approx(9 * SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S)
+    # Z up and down 5 mm at 10 mm/s, the 1 mm retract and back at 35 mm/s, XY at 100 mm/s
+    assert plan.moves_s > 1.0 + 2 / 35
+    assert sum(plan.parts().values()) == pytest.approx(plan.total_s, abs=0.02)
+    assert set(plan.parts()) == {"moves_s", "settle_s", "guessed_s"}
 
 
 def test_planned_seconds_when_every_point_is_outside():
