@@ -89,6 +89,7 @@ class LayerCapturePlugin(
                 webcams=self._webcams,
                 pushes=self._pushes,
                 may_change_settings=lambda: bool(Permissions.SETTINGS.can()),
+                motion_limits=lambda: sessions.motion_limits(self._reader, self._firmware),
             )
         )
 

@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 from .capture.armed import ArmedPrint, PrintInfo
+from .capture.estimate import MotionLimits
+from .capture.estimate import motion_limits as estimate_limits
 from .capture.firmware import ConnectedFirmware
 from .capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from .capture.printer_port import OctoPrintPrinterPort
@@ -248,6 +250,7 @@ def arm(
         reader.capture_root(values.capture_folder),
         family,
         lines_checked=reader.lines_checked(),
+        motion_limits=motion_limits(reader, firmware),
     )
     targets = LayerTargets(
         every_n=values.capture_every_n_layers,
@@ -264,10 +267,16 @@ def arm(
     return CaptureSession(armed, LayerTracker(targets, family=family), port, number, logger)
 
 
+def motion_limits(reader: SettingsReader, firmware: ConnectedFirmware) -> MotionLimits:
+    """The printer's limits the time estimates assume (see capture.estimate)."""
+    return estimate_limits(firmware.motion, reader.profile_feedrates())
+
+
 def planned_seconds(session: CaptureSession) -> Optional[float]:
     """What a captured layer should add, planned from the settings (None: can't tell)."""
     try:
-        return planned_layer_seconds(session.armed.settings, session.armed.bounds)
+        armed = session.armed
+        return planned_layer_seconds(armed.settings, armed.bounds, armed.motion_limits)
     except (ValueError, ZeroDivisionError):
         return None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from . import settings as lc_settings
+from .capture.estimate import profile_feedrates
 from .capture.profile import bounds_from_profile
 from .store.files import resolve_inside
 
@@ -49,6 +50,14 @@ class SettingsReader:
             _logger.exception("Could not read the active printer profile")
             return None
         return bounds_from_profile(profile)
+
+    def profile_feedrates(self) -> Optional[Dict[str, float]]:
+        """The active printer profile's axis speeds (mm/s), or None when unknown."""
+        try:
+            return profile_feedrates(self._current_profile())
+        except Exception:
+            _logger.exception("Could not read the active printer profile")
+            return None
 
     def current(self) -> lc_settings.CaptureSettings:
         """The stored settings, validated (raises :class:`settings.InvalidSettings`)."""

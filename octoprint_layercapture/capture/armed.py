@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..settings import Bounds, CaptureSettings
+from .estimate import STOCK, MotionLimits
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,4 @@ class ArmedPrint:
     # OctoPrint sending (see SettingsReader.lines_checked): moves may then go out in one
     # batch, confirmed once at the end (capture.sequence).
     lines_checked: bool = False
+    motion_limits: MotionLimits = STOCK  # what the time estimates assume of the printer

@@ -16,7 +16,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..settings import Bounds, CaptureSettings
 from ..vocabulary import State
-from .grid import plan_grid, travel_distance
+from .estimate import STOCK, MotionLimits, sequence_moves, sequence_seconds
+from .grid import plan_grid
+from .moves import travel_height
 
 # What the plan cannot know, from the fake camera and the virtual printer on a slow machine:
 # one snapshot, and stopping plus continuing the job. Replaced by measurements after the
@@ -42,27 +44,33 @@ _PRINT_KEYS = (
 class PlannedLayer:
     """The time a capture adds to a layer according to the settings, by where it goes."""
 
-    moves_s: float  # XY, Z and retract moves at the set speeds (no acceleration)
+    moves_s: float  # the capture's moves as a printer with ``limits`` runs them
     settle_s: float  # capture_delay + pre_capture_delay at every visited position
     guessed_s: float  # what the plan cannot know: the camera, stopping and continuing the job
+    limits: str = ""  # the printer limits the moves are timed with, and where they came from
 
     @property
     def total_s(self) -> float:
         return round(self.moves_s + self.settle_s + self.guessed_s, 2)
 
-    def parts(self) -> Dict[str, float]:
+    def parts(self) -> Dict[str, Any]:
         return {
             "moves_s": round(self.moves_s, 2),
             "settle_s": round(self.settle_s, 2),
             "guessed_s": round(self.guessed_s, 2),
+            "limits": self.limits,
         }
 
 
-def plan_layer_time(values: CaptureSettings, bounds: Optional[Bounds]) -> PlannedLayer:
+def plan_layer_time(
+    values: CaptureSettings, bounds: Optional[Bounds], limits: MotionLimits = STOCK
+) -> PlannedLayer:
     """Time a capture adds to a layer according to the settings (before any is measured).
 
-    The head starts and ends at the grid centre (the real start is only known at the stop);
-    Z travels the offset up and down, the retract is pulled and pushed back once.
+    The head starts and ends at the grid centre on the bed (the real start is only known
+    at the stop); the moves are those the sequence sends, timed with
+    :mod:`capture.estimate` under the printer's ``limits`` (accelerations and maximum axis
+    speeds included, so a real printer's Z is usually slower than ``z_speed`` asks).
     """
     plan = plan_grid(
         values.grid_center_x,
@@ -75,18 +83,30 @@ def plan_layer_time(values: CaptureSettings, bounds: Optional[Bounds]) -> Planne
     )
     points = len(plan.points)
     if points == 0:
-        return PlannedLayer(0.0, 0.0, STOP_AND_CONTINUE_GUESS_S)
-    xy = travel_distance(plan, (values.grid_center_x, values.grid_center_y))
-    moves = xy / (values.movement_speed / 60.0)
-    moves += 2 * plan.capture_z / (values.z_speed / 60.0)
-    if values.retract_length > 0:
-        moves += 2 * values.retract_length / (values.retract_speed / 60.0)
+        return PlannedLayer(0.0, 0.0, STOP_AND_CONTINUE_GUESS_S, limits.describe())
+    start = (values.grid_center_x, values.grid_center_y, 0.0)
+    path = sequence_moves(
+        start,
+        [(p.x, p.y) for p in plan.points],
+        travel_height(plan.capture_z, 0.0, 0.0),
+        movement_speed=values.movement_speed,
+        z_speed=values.z_speed,
+        retract_length=values.retract_length,
+        retract_speed=values.retract_speed,
+    )
     settle = points * (values.capture_delay + values.pre_capture_delay)
-    return PlannedLayer(moves, settle, points * SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S)
+    return PlannedLayer(
+        sequence_seconds(path, limits),
+        settle,
+        points * SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S,
+        limits.describe(),
+    )
 
 
-def planned_layer_seconds(values: CaptureSettings, bounds: Optional[Bounds]) -> float:
-    return plan_layer_time(values, bounds).total_s
+def planned_layer_seconds(
+    values: CaptureSettings, bounds: Optional[Bounds], limits: MotionLimits = STOCK
+) -> float:
+    return plan_layer_time(values, bounds, limits).total_s
 
 
 def next_every_n(layer: int, every_n: int, captured: Sequence[int]) -> Optional[int]:

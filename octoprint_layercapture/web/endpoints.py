@@ -17,6 +17,7 @@ import flask
 from .. import settings as lc_settings
 from ..cameras.probe import camera_test_settings, probe_camera, unsaved_urls
 from ..cameras.sources import WebcamInfo, choose_camera
+from ..capture.estimate import MotionLimits
 from ..capture.status import LiveStatus, plan_layer_time
 from ..session import CaptureSession
 from ..settings_reader import SettingsReader
@@ -55,6 +56,7 @@ class Endpoints:
     webcams: Webcams
     pushes: Pushes
     may_change_settings: Callable[[], bool]  # the requesting user has Settings
+    motion_limits: Callable[[], MotionLimits]  # what the time estimate assumes of the printer
 
     def __post_init__(self) -> None:
         self._settings_errors: List[Dict[str, str]] = []
@@ -161,7 +163,7 @@ class Endpoints:
             errors = api.settings_errors(exc.errors, candidate)
             return _errors(400, errors, preview=preview, estimate=None)
         measured_s, measured_layers = self.live_status.measured()
-        planned = plan_layer_time(values, values.bounds(profile_bounds))
+        planned = plan_layer_time(values, values.bounds(profile_bounds), self.motion_limits())
         estimate = {
             "planned_s": planned.total_s,
             "planned_parts": planned.parts(),

@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
-from octoprint_layercapture.cameras.fake import render_fake_frame
 from PIL import Image, ImageChops
+
+from octoprint_layercapture.cameras.fake import render_fake_frame
 
 # the probe draws layer 1 at Z 0.2 as position 1 of 1 (camera_probe.probe_camera)
 PROBE_LAYER_Z = 0.2

@@ -45,13 +45,14 @@ $(function () {
             var parts = estimate.planned_parts || {};
             return _.sprintf(
                 gettext(
-                    "Planned with these settings: about %(total)s s per captured layer (moves %(moves)s s at the set speeds, settle delays %(settle)s s, and %(guessed)s s guessed for the camera and for stopping and continuing the job)."
+                    "Planned with these settings: about %(total)s s per captured layer (moves %(moves)s s at the set speeds within the printer's limits, with acceleration; settle delays %(settle)s s; and %(guessed)s s guessed for the camera and for stopping and continuing the job). Printer limits: %(limits)s."
                 ),
                 {
                     total: seconds(estimate.planned_s),
                     moves: seconds(parts.moves_s || 0),
                     settle: seconds(parts.settle_s || 0),
-                    guessed: seconds(parts.guessed_s || 0)
+                    guessed: seconds(parts.guessed_s || 0),
+                    limits: parts.limits || gettext("unknown")
                 }
             );
         });

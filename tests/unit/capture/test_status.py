@@ -4,6 +4,11 @@ import threading
 
 import pytest
 
+from octoprint_layercapture.capture.estimate import (
+    ReportedLimits,
+    motion_limits,
+    trapezoid_seconds,
+)
 from octoprint_layercapture.capture.status import (
     SNAPSHOT_GUESS_S,
     STOP_AND_CONTINUE_GUESS_S,
@@ -41,8 +46,21 @@ def test_planned_seconds_grow_with_the_grid_and_the_delays():
         )
 
     one = planned(grid_size=1, retract_length=0, z_offset=5, z_speed=600, capture_delay=0)
-    # 1 point at the centre: Z up and down 2 x 5 mm at 10 mm/s + one snapshot + stop/continue
-    assert one == pytest.approx(1.0 + SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S, abs=0.01)
+    # 1 point at the centre: Z up and down 2 x 5 mm, asked at 10 mm/s but at most Marlin's
+    # stock 5 mm/s and 100 mm/s², + one snapshot + stop/continue
+    z = trapezoid_seconds(5.0, 5.0, 100.0)
+    assert one == pytest.approx(2 * z + SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S, abs=0.01)
+    fast_z = motion_limits(ReportedLimits(max_feedrate={"x": 300, "y": 300, "z": 20, "e": 25}))
+    faster = planned_layer_seconds(
+        validate({**DEFAULTS, "grid_center_x": 100, "grid_center_y": 100, "grid_size": 1,
+                  "retract_length": 0, "capture_delay": 0}, BED),
+        BED,
+        fast_z,
+    )  # fmt: skip
+    assert faster == pytest.approx(
+        2 * trapezoid_seconds(5.0, 10.0, 100.0) + SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S,
+        abs=0.01,
+    )
     nine = planned(grid_size=3, retract_length=0, capture_delay=0)
     assert nine > one + 8 * SNAPSHOT_GUESS_S
     assert planned(grid_size=3, retract_length=0, capture_delay=1.0) == pytest.approx(
@@ -58,10 +76,14 @@ def test_the_plan_says_what_it_is_made_of():
     assert plan.total_s == planned_layer_seconds(values, BED)
     assert plan.settle_s == pytest.approx(9 * 0.5)
     assert plan.guessed_s == pytest.approx(9 * SNAPSHOT_GUESS_S + STOP_AND_CONTINUE_GUESS_S)
-    # Z up and down 5 mm at 10 mm/s, the 1 mm retract and back at 35 mm/s, XY at 100 mm/s
-    assert plan.moves_s > 1.0 + 2 / 35
-    assert sum(plan.parts().values()) == pytest.approx(plan.total_s, abs=0.02)
-    assert set(plan.parts()) == {"moves_s", "settle_s", "guessed_s"}
+    # Z up and down 5 mm at (stock Marlin's) 5 mm/s, the 1 mm retract, XY at 100 mm/s
+    assert plan.moves_s > 2.0 + 1 / 25
+    parts = plan.parts()
+    assert parts["moves_s"] + parts["settle_s"] + parts["guessed_s"] == pytest.approx(
+        plan.total_s, abs=0.02
+    )
+    assert set(parts) == {"moves_s", "settle_s", "guessed_s", "limits"}
+    assert "Marlin's stock values" in parts["limits"]
 
 
 def test_planned_seconds_when_every_point_is_outside():
