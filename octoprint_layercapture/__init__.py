@@ -68,7 +68,7 @@ class LayerCapturePlugin(
         self._reader = SettingsReader(
             self._settings, self._printer_profile_manager.get_current_or_default
         )
-        self._pushes = Pushes(self._plugin_manager, self._identifier)
+        self._pushes = Pushes(self._plugin_manager, self._identifier, self._logger)
         self._worker = CaptureWorker(
             make_printer=lambda: sessions.port_of(self._session),
             make_camera=lambda request, plan: camera_for(request, plan, self._webcams.find),
@@ -96,6 +96,7 @@ class LayerCapturePlugin(
     ##~~ StartupPlugin, ShutdownPlugin
 
     def on_after_startup(self) -> None:
+        self._pushes.start()
         self._worker.start()
         threading.Thread(target=self._build_gallery, name="layercapture-index", daemon=True).start()
         try:
@@ -121,6 +122,7 @@ class LayerCapturePlugin(
             session.port.interrupt("shutdown")
         self._worker.stop()
         self._zips.close()
+        self._pushes.stop()
 
     ##~~ EventHandlerPlugin
 

@@ -3,11 +3,18 @@
 OctoPrint sends plugin messages to every user with its Status permission, and delivers
 what it held back for a socket that had not logged in yet unchecked at login; the
 ``octoprint.server.sockjs.emit`` hook (:meth:`Pushes.allows`) filters both.
+
+Once started, pushes go out from their own thread, in order: OctoPrint hands a plugin
+message to every socket before it returns, and the capture sequence reports its progress
+while the head is away, where it must not wait for browsers.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import logging
+import queue
+import threading
+from typing import Any, Dict, Optional
 
 STATUS = "status"
 SETTINGS_REJECTED = "settings_rejected"
@@ -23,14 +30,43 @@ def _permission(kind: Any) -> Any:
 
 
 class Pushes:
-    def __init__(self, plugin_manager: Any, identifier: str) -> None:
+    def __init__(self, plugin_manager: Any, identifier: str, logger: logging.Logger) -> None:
         self._plugin_manager = plugin_manager
         self._identifier = identifier
+        self._logger = logger
+        self._queue: queue.Queue[Optional[Dict[str, Any]]] = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="layercapture-push", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
 
     def send(self, data: Dict[str, Any]) -> None:
+        if self._thread is not None:
+            self._queue.put(data)
+        else:
+            self._deliver(data)
+
+    def _deliver(self, data: Dict[str, Any]) -> None:
         self._plugin_manager.send_plugin_message(
             self._identifier, data, permissions=[_permission(data.get("type"))]
         )
+
+    def _run(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            try:
+                self._deliver(data)
+            except Exception:
+                self._logger.exception("Could not push %s to the browsers", data.get("type"))
 
     def status(self, snapshot: Dict[str, Any]) -> None:
         self.send({"type": STATUS, "status": snapshot})
