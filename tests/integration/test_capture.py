@@ -59,12 +59,13 @@ from integration.safety_support import (
     check_scripted_block,
     scripted_block,
 )
+from octoprint_layercapture.schemas import load_schema
 
 pytestmark = pytest.mark.integration
 
 TESTS = Path(__file__).resolve().parents[1]
 FIXTURES = TESTS / "fixtures"
-SCHEMA = json.loads((TESTS / "metadata_schema.json").read_text(encoding="utf-8"))
+SCHEMA = load_schema("metadata")
 BED = (0.0, 0.0, 200.0, 200.0)  # OctoPrint's default printer profile
 PRINT_TIMEOUT = 120.0
 

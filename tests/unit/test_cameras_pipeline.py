@@ -21,10 +21,11 @@ from octoprint_layercapture.camera_base import Transform
 from octoprint_layercapture.image_writer import ImageWriter
 from octoprint_layercapture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.ports import ShotRequest, Snapshot
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
 from octoprint_layercapture.worker import CaptureRequest, CaptureWorker, PrintInfo
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "metadata_schema.json").read_text())
+SCHEMA = load_schema("metadata")
 BED = Bounds(0, 0, 200, 200, 200)
 PHOTO = tiny_jpeg((10, 200, 90), size=(64, 32))
 

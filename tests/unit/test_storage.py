@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from octoprint_layercapture import storage
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.storage import (
     CaptureStore,
     FailureRecord,
@@ -33,7 +34,7 @@ from octoprint_layercapture.storage import (
 )
 
 WHEN = datetime(2024, 1, 15, 10, 30, 0)
-SCHEMA = json.loads((Path(__file__).parents[1] / "metadata_schema.json").read_text("utf-8"))
+SCHEMA = load_schema("metadata")
 SPEC_KEYS = [
     "layer",
     "z_height",

@@ -11,10 +11,11 @@ import pytest
 from fakes import FakeCamera, FakeClock, HeadState, RecorderPrinter
 
 from octoprint_layercapture.layers import LayerTrigger, MotionState
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
 from octoprint_layercapture.worker import CaptureRequest, CaptureWorker, PrintInfo
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "metadata_schema.json").read_text())
+SCHEMA = load_schema("metadata")
 BED = Bounds(0, 0, 200, 200, 200)
 
 
