@@ -21,9 +21,12 @@ from octoprint.events import Events
 
 from . import api, firmware
 from . import settings as lc_settings
+from .analysis.events import EVENT_NAME, LAYER_CAPTURED, layer_event_payload
+from .analysis.gcode_file import GcodeFile
+from .analysis.records import PROCESS_CODES, PrintRecords, ProcessState, printer_profile_record
 from .camera_probe import camera_test_settings, probe_camera, unsaved_urls
 from .cameras import WebcamInfo, choose_camera, webcam_info
-from .gallery import CaptureIndex
+from .gallery import CaptureIndex, print_id
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import CameraPort, SequenceResult
@@ -31,6 +34,7 @@ from .printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, p
 from .routes import FILE_EVENTS, GalleryRoutes, file_routes
 from .session import ArmedPrint, CaptureSession
 from .status import LiveStatus, next_every_n, planned_layer_seconds
+from .storage import read_metadata
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
 
 __plugin_name__ = "Layer Capture"
@@ -70,6 +74,9 @@ class LayerCapturePlugin(
         self._firmware_name: Optional[str] = None
         self._soft_limits: Optional[firmware.SoftLimits] = None
         self._limits_watch: Optional[firmware.SoftLimitsWatch] = None
+        # feed-rate/flow factors, fan and tool as sent since the printer connected (the
+        # queuing hook feeds it, from every source but the plugin's own lines)
+        self._process = ProcessState()
 
     # the routes read these (see routes.GalleryRoutes)
     @property
@@ -117,7 +124,25 @@ class LayerCapturePlugin(
             self._logger.exception("Could not index the capture folder")
 
     def _on_layer_saved(self, path: Path) -> None:
+        """The image writer's thread, once a layer's files are all written."""
         self._gallery.add_metadata_file(path)
+        self._fire_layer_captured(path)
+
+    def _fire_layer_captured(self, path: Path) -> None:
+        try:
+            meta = read_metadata(path)
+        except (OSError, ValueError) as exc:
+            self._logger.warning(f"No {LAYER_CAPTURED} event for {path.name}: {exc}")
+            return
+        start = meta.get("print_start_time")
+        pid = print_id(
+            str(meta.get("gcode_file") or ""), start if isinstance(start, str) else None, ""
+        )
+        uploads = Path(self._settings.global_get_basefolder("uploads")).resolve()
+        payload = layer_event_payload(path.resolve(), meta, uploads, pid)
+        # registered at start-up through register_custom_events (the string if not)
+        event = getattr(Events, "PLUGIN_LAYERCAPTURE_LAYER_CAPTURED", EVENT_NAME)
+        self._event_bus.fire(event, payload)
 
     ##~~ ShutdownPlugin mixin
 
@@ -142,6 +167,8 @@ class LayerCapturePlugin(
         if event in FILE_EVENTS:
             self._follow_file_change(payload)
             return
+        if event == Events.CONNECTED:
+            self._process = ProcessState()  # the firmware starts from its defaults
         session = self._session
         if event in (Events.DISCONNECTING, Events.DISCONNECTED, Events.ERROR):
             self._firmware_name = self._soft_limits = None
@@ -251,8 +278,37 @@ class LayerCapturePlugin(
             ),
             family=family,
         )
-        self._session = CaptureSession(armed, tracker, port, number, self._logger)
+        records = self._print_records(payload, bounds, family)
+        self._session = CaptureSession(
+            armed, tracker, port, number, self._logger, records=records, process=self._process
+        )
         self._publish_status({"state": "waiting", "layer": 0})
+
+    def _print_records(
+        self, job_file: Dict[str, Any], bounds: Optional[lc_settings.Bounds], family: Any
+    ) -> PrintRecords:
+        """What the metadata records about the print: its file on disk (hashed and read
+        on the image writer's thread, never here), the printer profile, the heaters."""
+        disk_path: Optional[Path] = None
+        storage_path = job_file.get("path")
+        if job_file.get("origin") == "local" and isinstance(storage_path, str):
+            try:
+                disk_path = Path(self._file_manager.path_on_disk("local", storage_path))
+            except Exception:
+                self._logger.exception(f"Could not locate {storage_path} on disk")
+        try:
+            profile = self._printer_profile_manager.get_current_or_default()
+        except Exception:
+            self._logger.exception("Could not read the active printer profile")
+            profile = None
+        return PrintRecords(
+            gcode_path=disk_path,
+            gcode_storage_path=storage_path if isinstance(storage_path, str) else None,
+            firmware_family=family,
+            printer_profile=printer_profile_record(profile, bounds),
+            read_temperatures=self._printer.get_current_temperatures,
+            gcode=None if disk_path is None else GcodeFile(disk_path),
+        )
 
     def _disarm(self, reason: str) -> None:
         session = self._session
@@ -277,6 +333,8 @@ class LayerCapturePlugin(
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        if gcode in PROCESS_CODES and (not tags or PLUGIN_TAG not in tags):
+            self._process.feed(gcode, cmd)  # M220/M221/M106/M107/T from any source
         session = self._session
         if session is None or not tags:
             return None
@@ -284,7 +342,10 @@ class LayerCapturePlugin(
             if "script:afterPrintPaused" in tags and PLUGIN_TAG not in tags:
                 session.port.on_pause_script_line(cmd, gcode)
             return None
-        trigger = session.tracker.feed(cmd)
+        tracker = session.tracker
+        trigger = tracker.feed(cmd)
+        if tracker.layer != session.spans.layer:  # once per layer: where it starts
+            session.spans.started(tracker.layer, tags, tracker.layer_start_state)
         if trigger is not None and self._stop_job_for(session, trigger, held_line=cmd):
             # the first move of the next layer waits until the capture is done
             return (None,)
@@ -303,7 +364,10 @@ class LayerCapturePlugin(
         session = self._session
         if session is None or command.upper() != "LAYERCAPTURE":
             return
-        trigger = session.tracker.feed_marker(parameters or "")
+        tracker = session.tracker
+        trigger = tracker.feed_marker(parameters or "")
+        if tracker.layer != session.spans.layer:
+            session.spans.started(tracker.layer, tags, tracker.layer_start_state)
         if trigger is not None:
             self._stop_job_for(session, trigger, held_line=None)
 
@@ -675,6 +739,13 @@ class LayerCapturePlugin(
             },
         ]
 
+    ##~~ custom events hook
+
+    def register_custom_events(self, *args: Any, **kwargs: Any) -> List[str]:
+        """``Events.PLUGIN_LAYERCAPTURE_LAYER_CAPTURED`` ("plugin_layercapture_layer_captured"),
+        fired once per captured layer when its files are written (see analysis.events)."""
+        return [LAYER_CAPTURED]
+
     ##~~ Software update hook
 
     def get_update_information(self) -> Dict[str, Any]:
@@ -704,6 +775,7 @@ __plugin_hooks__ = {
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
     "octoprint.server.http.routes": __plugin_implementation__.route_hook,
     "octoprint.server.sockjs.emit": __plugin_implementation__.on_socket_emit,
+    "octoprint.events.register_custom_events": __plugin_implementation__.register_custom_events,
     "octoprint.plugin.softwareupdate.check_config": (
         __plugin_implementation__.get_update_information
     ),

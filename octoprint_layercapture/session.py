@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Protocol, Tuple
 
+from .analysis.records import LayerContext, LayerSpans, PrintRecords, ProcessState
 from .layers import LayerTracker, LayerTrigger
 from .ports import OUTCOME_INTERRUPTED, SequenceResult
 from .printer_port import OctoPrintPrinterPort
@@ -60,12 +61,19 @@ class CaptureSession:
         port: OctoPrintPrinterPort,
         number: int,
         logger: logging.Logger,
+        records: Optional[PrintRecords] = None,
+        process: Optional[ProcessState] = None,
     ) -> None:
         self.armed = armed
         self.tracker = tracker
         self.port = port
         self.number = number
         self._logger = logger
+        # for the metadata's records (analysis.records): the print's file and profile, the
+        # factors/fan/tool the plugin follows, and where each layer starts in the file
+        self.records = records
+        self.process = process
+        self.spans = LayerSpans()
         self._lock = threading.Lock()
         # the held first line of a layer, owed to the job (pause mode: sent with the resume)
         self._owed_line: Optional[str] = None
@@ -104,9 +112,17 @@ class CaptureSession:
                 store_root=self.armed.store_root,
                 printer=self.port,
                 owner=self,
+                context=self._context(trigger.layer),
             )
         )
         return True
+
+    def _context(self, layer: int) -> Optional[LayerContext]:
+        """What the metadata needs from this moment: the layer's span, the factors."""
+        if self.records is None:
+            return None
+        process = self.process.snapshot() if self.process is not None else ProcessState().snapshot()
+        return LayerContext(self.records, self.spans.completed(layer), process)
 
     # ---- worker thread
 

@@ -41,6 +41,9 @@ TEMP_SUFFIX = ".tmp"
 
 _IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}_z_{z}_{stamp}" + IMAGE_EXT
 _METADATA_FORMAT = "layer_{layer:04d}_metadata_{stamp}" + METADATA_EXT
+TOOLPATH_EXT = ".json"
+TOOLPATH_SVG_EXT = ".svg"
+_TOOLPATH_FORMAT = "layer_{layer:04d}_toolpath_{stamp}"  # + TOOLPATH_EXT or TOOLPATH_SVG_EXT
 _IMAGE_RE = re.compile(
     r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})_z_(?P<zi>\d+)_(?P<zf>\d{2})"
     r"_(?P<stamp>\d{8}_\d{6})(?P<thumb>"
@@ -51,6 +54,13 @@ _IMAGE_RE = re.compile(
 )
 _METADATA_RE = re.compile(
     r"^layer_(?P<layer>\d{4,})_metadata_(?P<stamp>\d{8}_\d{6})" + re.escape(METADATA_EXT) + "$"
+)
+_TOOLPATH_RE = re.compile(
+    r"^layer_(?P<layer>\d{4,})_toolpath_(?P<stamp>\d{8}_\d{6})(?P<ext>"
+    + re.escape(TOOLPATH_EXT)
+    + "|"
+    + re.escape(TOOLPATH_SVG_EXT)
+    + ")$"
 )
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -94,6 +104,20 @@ def metadata_name(layer: int, when: datetime) -> str:
     """``layer_0003_metadata_20240115_103000.json``."""
     _check_index("layer", layer)
     return _METADATA_FORMAT.format(layer=layer, stamp=_stamp(when))
+
+
+def toolpath_name(layer: int, when: datetime, svg: bool = False) -> str:
+    """``layer_0003_toolpath_20240115_103000.json`` (the layer's extrusion moves), or its
+    ``.svg`` preview; ``when`` is the layer's metadata time, so the three names match."""
+    _check_index("layer", layer)
+    ext = TOOLPATH_SVG_EXT if svg else TOOLPATH_EXT
+    return _TOOLPATH_FORMAT.format(layer=layer, stamp=_stamp(when)) + ext
+
+
+def is_toolpath_name(name: str) -> bool:
+    """Whether ``name`` is a :func:`toolpath_name` (JSON or SVG)."""
+    m = _TOOLPATH_RE.match(name)
+    return m is not None and _parse_stamp(m["stamp"]) is not None
 
 
 def day_folder(root: Path, when: Union[datetime, date]) -> Path:
@@ -275,6 +299,8 @@ def make_thumbnail(jpeg: bytes, max_size: Tuple[int, int] = (320, 240), quality:
 # ---- metadata ------------------------------------------------------------------------------
 
 Position = Dict[str, float]
+#: The metadata layout written now; files without ``schema_version`` are version 1.
+METADATA_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -291,6 +317,11 @@ class ImageRecord:
     camera: str = ""
     size_bytes: Optional[int] = None
     content_type: str = "image/jpeg"
+    # schema version 2 (see analysis.records): the stored file and the camera's answer
+    sha256: Optional[str] = None  # of the file as stored
+    width: Optional[int] = None  # pixels of the stored image
+    height: Optional[int] = None
+    camera_latency_s: Optional[float] = None  # from asking the camera to having the JPEG
 
 
 @dataclass
@@ -332,6 +363,14 @@ class LayerMetadata:
     timings: Dict[str, float] = field(default_factory=dict)  # stop, moves, ... total (s)
     trigger: Dict[str, Any] = field(default_factory=dict)  # source, reasons
     plugin_version: str = ""
+    # schema version 2 (docs/metadata.md; filled in by analysis.records): files without
+    # the key are version 1 and hold none of the fields below
+    schema_version: int = METADATA_SCHEMA_VERSION
+    gcode: Optional[Dict[str, Any]] = None  # the printed file: hash, size, the layer's lines
+    process: Optional[Dict[str, Any]] = None  # temperatures, factors, fan, tool at the stop
+    printer_profile: Optional[Dict[str, Any]] = None  # OctoPrint's profile, the bounds used
+    camera_info: Optional[Dict[str, Any]] = None  # which camera, what it delivered
+    toolpath: Optional[Dict[str, Any]] = None  # the layer's toolpath files and totals
 
     def to_dict(self) -> Dict[str, Any]:
         data: Dict[str, Any] = _json_safe(asdict(self))

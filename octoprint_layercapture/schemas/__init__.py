@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-SCHEMA_NAMES = ("metadata",)
+SCHEMA_NAMES = ("metadata", "toolpath")
 _FOLDER = Path(__file__).resolve().parent
 
 

@@ -4,6 +4,7 @@ with what failed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -107,9 +108,16 @@ def test_camera_bytes_are_stored_as_received(tmp_path):
     for image in meta["images"]:
         assert (meta["_folder"] / image["path"]).read_bytes() == PHOTO
         assert image["size_bytes"] == len(PHOTO)
+        # schema version 2: the stored file's hash and size, the camera's answer time
+        assert image["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+        assert (image["width"], image["height"]) == (64, 32)
+        assert image["camera_latency_s"] == 0.01
         thumb = Image.open(meta["_folder"] / image["thumbnail"])
         assert thumb.format == "JPEG" and thumb.size == (64, 32)
     assert rig.camera.closed, "the worker closes the camera after the sequence"
+    assert meta["schema_version"] == 2
+    assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
+    assert meta["camera_info"]["kind"] == "none"  # a test double, none of the plugin's
 
 
 def test_flip_and_rotate_are_applied_when_the_webcam_asks(tmp_path):
@@ -120,6 +128,10 @@ def test_flip_and_rotate_are_applied_when_the_webcam_asks(tmp_path):
     assert stored != PHOTO
     assert Image.open(io.BytesIO(stored)).size == (32, 64)
     assert image["size_bytes"] == len(stored)
+    assert image["sha256"] == hashlib.sha256(stored).hexdigest()
+    assert (image["width"], image["height"]) == (32, 64)
+    # the camera's resolution is what it delivered, before the rotation
+    assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
     assert Image.open(meta["_folder"] / image["thumbnail"]).size == (32, 64)
 
 
