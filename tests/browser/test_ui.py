@@ -290,9 +290,10 @@ def test_the_zip_download_holds_the_print(ui: Any, tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         images = [n for n in names if n.endswith(".jpg")]
-        metadata = [n for n in names if n.endswith(".json")]
-        assert (len(images), len(metadata)) == (18, 2)
-        for name in images + metadata:
+        metadata = [n for n in names if "_metadata_" in n]
+        toolpaths = [n for n in names if "_toolpath_" in n]  # a JSON and an SVG per layer
+        assert (len(images), len(metadata), len(toolpaths)) == (18, 2, 4)
+        for name in images + metadata + toolpaths:
             relative = name.split("/", 1)[1]
             assert archive.read(name) == (root / relative).read_bytes(), name
         layers = sorted(json.loads(archive.read(n))["layer"] for n in metadata)

@@ -24,7 +24,7 @@ from harness.camera_servers import SnapshotServer
 from harness.mjpeg_servers import MjpegRelay, ffmpeg_listen
 from PIL import Image, ImageStat
 
-from integration.capture_checks import apply_settings, capture_files
+from integration.capture_checks import METADATA_RE, apply_settings, capture_files
 
 pytestmark = pytest.mark.integration
 
@@ -278,7 +278,7 @@ def finish_print(server: OctoPrintServer, known: set, mark: int) -> List[Dict[st
         return len(seen) >= wanted
 
     server.events.wait_for(captured, 30, since=mark, description="the layer captures")
-    paths = sorted(p for p in capture_files(server) - known if p.suffix == ".json")
+    paths = sorted(p for p in capture_files(server) - known if METADATA_RE.match(p.name))
     metadata = []
     for path in paths:
         data = json.loads(path.read_text(encoding="utf-8"))

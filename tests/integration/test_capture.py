@@ -206,7 +206,11 @@ def run_print(server: OctoPrintServer, spec: RunSpec) -> PrintRun:
         pass  # the layer checks below say what is missing
     new_files = capture_files(server) - known
     metadata = sorted(
-        ((p, json.loads(p.read_text(encoding="utf-8"))) for p in new_files if p.suffix == ".json"),
+        (
+            (p, json.loads(p.read_text(encoding="utf-8")))
+            for p in new_files
+            if METADATA_RE.match(p.name)
+        ),
         key=lambda item: int(item[1]["layer"]),
     )
     # resent lines (the virtual printer's simulated errors) come without tags: skip them
