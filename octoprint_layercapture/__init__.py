@@ -714,7 +714,17 @@ class LayerCapturePlugin(
     ##~~ http routes hook (large files: images, thumbnails, metadata, zips)
 
     def route_hook(self, server_routes: Any, *args: Any, **kwargs: Any) -> List[Any]:
-        return file_routes(self._gallery_index, self._downloads)
+        return file_routes(
+            self._gallery_index,
+            self._downloads,
+            capture_busy=self._capture_busy,
+            plugin_version=str(self._plugin_version),
+        )
+
+    def _capture_busy(self) -> bool:
+        """A capture sequence is queued or moving the head (exports wait meanwhile)."""
+        worker = self._worker
+        return worker is not None and worker.busy
 
     ##~~ access permissions hook
 

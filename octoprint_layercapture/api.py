@@ -22,9 +22,11 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from zipstream import ZipStream
 
 from . import settings as lc_settings
+from .analysis.dataset import DatasetPlan, dataset_zip, export_layers
 from .camera_base import redact_url
-from .gallery import is_print_id
+from .gallery import CaptureIndex, is_print_id
 from .grid import plan_grid
+from .storage import read_metadata
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 2000
@@ -90,6 +92,11 @@ def zip_name(gcode_file: str, print_start_time: Optional[str], print_id: str) ->
     when = re.sub(r"[^0-9]", "", print_start_time or "")[:14]
     stamp = f"{when[:8]}_{when[8:]}" if len(when) == 14 else print_id
     return f"layercapture-{stem}-{stamp}.zip"
+
+
+def dataset_name(gcode_file: str, print_start_time: Optional[str], print_id: str) -> str:
+    """``layercapture-<file stem>-<YYYYmmdd_HHMMSS>-dataset.zip`` (see :func:`zip_name`)."""
+    return zip_name(gcode_file, print_start_time, print_id)[: -len(".zip")] + "-dataset.zip"
 
 
 def _finite(value: Any) -> Optional[float]:
@@ -371,3 +378,25 @@ class ZipBody:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+
+
+def dataset_body(
+    index: CaptureIndex, pid: str, folder: str, plugin_version: str, now: datetime
+) -> Optional[ZipBody]:
+    """A print's captures as a Hugging Face ImageFolder dataset (:mod:`analysis.dataset`)
+    below ``folder/``; None when no image of it is left. Reads every metadata file twice:
+    a worker thread's job. RuntimeError when one can no longer be read."""
+    page = index.layers(pid)
+    if page is None:
+        return None
+    layers = export_layers(page.items)
+    wanted: List[str] = []
+    for layer in layers:
+        wanted += [*layer.images, layer.metadata]
+        wanted += [extra for extra in (layer.toolpath, layer.toolpath_svg) if extra]
+    found = index.files_on_disk(wanted)
+    plan = DatasetPlan(pid, layers, found, lambda relative: read_metadata(found[relative]))
+    plan.measure()
+    if plan.image_count == 0:
+        return None
+    return ZipBody(dataset_zip(plan, folder, plugin_version, now), len(wanted) - len(found))

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-SCHEMA_NAMES = ("metadata", "toolpath")
+SCHEMA_NAMES = ("metadata", "toolpath", "manifest")
 _FOLDER = Path(__file__).resolve().parent
 
 

@@ -11,8 +11,10 @@ reading of the G-code, and the custom event per layer against the push API.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -271,3 +273,51 @@ def test_one_event_per_captured_layer_on_the_push_api(run: Run) -> None:
         assert (uploads / payload["toolpath"]).is_file()
         assert payload["gcode_file"] == run.gcode.name and payload["failures"] == 0
         assert str(uploads) not in json.dumps(payload)
+
+
+def test_the_dataset_export_loads_with_the_datasets_library(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets  # the test extra's; never goes online for a local folder
+
+    prints = run.server.get_json("/plugin/layercapture/prints")["prints"]
+    (pid,) = [p["id"] for p in prints if p["gcode_file"] == run.gcode.name]
+    response = run.server.api("GET", f"/plugin/layercapture/export/{pid}.zip")
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/zip"
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    assert "research_tiny-" in response.headers["Content-Disposition"]
+    target = tmp_path / "dataset"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        (top,) = {name.split("/", 1)[0] for name in archive.namelist()}
+        archive.extractall(target)
+    folder = target / top
+    loaded = datasets.load_dataset(
+        "imagefolder", data_dir=str(folder), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    images = [image for _path, meta in run.metadata for image in meta["images"]]
+    assert loaded.num_rows == len(images) == 18  # one row per image
+    manifest = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    assert manifest["gcode"]["sha256"] == hashlib.sha256(run.gcode.read_bytes()).hexdigest()
+    assert manifest["printer_profile"]["name"] == "Default" and manifest["images"] == 18
+    dtypes = {"string": "string", "int": "int64", "float": "float64", "timestamp": "timestamp[s]"}
+    for column in manifest["columns"][1:]:
+        assert loaded.features[column["name"]].dtype == dtypes[column["type"]], column
+    for wanted in ("gcode_sha256", "layer_first_line", "temperature_bed_actual", "sha256"):
+        assert wanted in loaded.features, wanted
+    by_hash = {row["sha256"]: row for row in loaded.remove_columns("image")}
+    for _path, meta in run.metadata:
+        for image in meta["images"]:
+            row = by_hash[image["sha256"]]
+            assert (row["layer"], row["index"]) == (meta["layer"], image["index"])
+            assert row["layer_first_line"] == meta["gcode"]["first_line"]
+            assert row["temperature_bed_actual"] == 23.4 and row["flow_percent"] == 97.0
+            assert (folder / row["toolpath_file"]).is_file()
+    # a bad id changes nothing and says why
+    for bad in ("0123456789abcdef", "..%2F..%2Fetc", "nope"):
+        answer = run.server.api("GET", f"/plugin/layercapture/export/{bad}.zip")
+        assert answer.status_code == 404 and answer.json()["error"] == "no such print", bad
+    denied = run.server.api_as("viewer", "GET", f"/plugin/layercapture/export/{pid}.zip")
+    assert denied.status_code == 403
