@@ -331,9 +331,12 @@ class CaptureWorker:
         if setup_error is not None:
             metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
         # the hashes, the layer's lines and its toolpath: disk work, here off the printer's path
-        complete_metadata(
-            metadata, request.context, observed, sink.written(), store, result.started_at
-        )
+        try:
+            complete_metadata(
+                metadata, request.context, observed, sink.written(), store, result.started_at
+            )
+        except Exception:  # the layer's metadata is written all the same
+            self._logger.exception(f"layer {layer}: could not complete the metadata's records")
         try:
             path = store.save_metadata(metadata, result.started_at)
         except OSError as exc:

@@ -439,10 +439,10 @@ def _toolpath(
         meta.z_height,
         {k: gcode[k] for k in ("path", "sha256", "first_line", "last_line", "byte_range")},
     )
-    folder = store.folder_for(meta.layer, when)
     json_name = toolpath_name(meta.layer, when)
     svg_name = toolpath_name(meta.layer, when, svg=True)
     try:
+        folder = store.folder_for(meta.layer, when)
         body = json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
         write_atomic(folder / json_name, body.encode("utf-8"), store.file_mode)
         write_atomic(folder / svg_name, toolpath_svg(path).encode("utf-8"), store.file_mode)

@@ -96,7 +96,16 @@ def write_print(root: Path, layers: List[int], version: int = 2) -> None:
                 "name": "fake camera",
                 "resolution": {"width": 32, "height": 24},
             }
-        store.save_metadata(meta, when)
+        path = store.save_metadata(meta, when)
+        if version == 1:  # as version 1 wrote it: none of the version 2 keys
+            data = json.loads(path.read_text())
+            for key in ("schema_version", "gcode", "process", "printer_profile", "camera_info"):
+                del data[key]
+            del data["toolpath"]
+            for image in data["images"]:
+                for key in ("sha256", "width", "height", "camera_latency_s"):
+                    del image[key]
+            path.write_text(json.dumps(data))
 
 
 def export(root: Path, folder: str = "export") -> Dict[str, bytes]:
@@ -168,15 +177,15 @@ def test_the_real_datasets_library_loads_it_typed(tmp_path: Path) -> None:
     assert first["image"].size == (32, 24) and first["layer"] in (3, 6)
 
 
-def test_an_old_print_exports_with_the_columns_it_has(tmp_path: Path) -> None:
+def test_a_version_1_print_exports_with_the_columns_it_has(tmp_path: Path) -> None:
     write_print(tmp_path / "captures", [2], version=1)
     files = export(tmp_path / "captures")
     rows = [json.loads(line) for line in files["export/metadata.jsonl"].splitlines()]
     assert len(rows) == 9 and "gcode_sha256" not in rows[0] and rows[0]["position_x"] == 80.0
     manifest = json.loads(files["export/dataset.json"])
     jsonschema.validate(manifest, load_schema("manifest"))
-    assert manifest["metadata_schema_version"] == 2  # LayerMetadata writes 2, fields empty
-    assert "gcode_sha256" in manifest["empty_columns"]
+    assert manifest["metadata_schema_version"] == 1
+    assert "gcode_sha256" in manifest["empty_columns"] and "sha256" in manifest["empty_columns"]
 
 
 def test_every_column_is_documented() -> None:
