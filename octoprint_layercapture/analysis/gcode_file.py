@@ -15,7 +15,6 @@ about once. Pure module (stdlib only).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +106,3 @@ class GcodeFile:
         width = float(widths[-1].group(1)) if widths else None
         kind = types[-1].group(1).decode("utf-8", "replace").strip() if types else None
         return (width if width and width > 0 else None), (kind or None)
-
-
-def file_size(path: Path) -> Optional[int]:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
