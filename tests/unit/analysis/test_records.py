@@ -300,3 +300,38 @@ def test_event_payload(tmp_path: Path) -> None:
     assert payload["toolpath"] == "layercapture/2024-01-15/t.json"
     assert (payload["layer"], payload["print_id"], payload["image_count"]) == (2, "abc", 2)
     assert str(tmp_path) not in json.dumps(payload)
+
+
+def test_with_markers_a_layer_spans_from_its_marker_to_the_next(tmp_path: Path) -> None:
+    lines = [
+        "G90",
+        "M83",
+        "@LAYERCAPTURE 0 0.2",  # layer 1 starts here (index 2)
+        "G1 Z0.2",
+        "G1 X10 Y10 E0.5",
+        "@LAYERCAPTURE 1 0.4",  # layer 2 (index 5)
+        "G1 Z0.4",
+        "G1 X20 Y10 E0.5",
+        "@LAYERCAPTURE 2 0.6",  # layer 3 (index 8): layer 2 is complete
+        "G1 Z0.6",
+    ]
+    path, ends = write_gcode(tmp_path, lines)
+    tracker = LayerTracker(LayerTargets(every_n=2))
+    spans = LayerSpans()
+    trigger = None
+    for line, end in zip(lines, ends):
+        tags = {"source:file", f"filepos:{end}"}
+        if line.startswith("@"):  # the at-command hook
+            found = tracker.feed_marker(line.split(None, 1)[1])
+        else:
+            found = tracker.feed(line)
+        if tracker.layer != spans.layer:
+            spans.started(tracker.layer, tags, tracker.layer_start_state)
+        trigger = trigger or found
+    assert trigger is not None and (trigger.layer, trigger.source) == (2, "marker")
+    context = LayerContext(records(lines, GcodeFile(path)), spans.completed(2), {})
+    meta = layer_metadata()
+    complete_metadata(meta, context, None, {}, CaptureStore(tmp_path / "c"), WHEN)
+    gcode = meta.to_dict()["gcode"]
+    assert (gcode["first_line"], gcode["last_line"]) == (6, 8)  # the marker to before the next
+    assert meta.toolpath is not None and meta.toolpath["extruded_e"] == pytest.approx(0.5)
