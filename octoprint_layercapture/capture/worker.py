@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from ..analysis.records import LayerContext, StopObservation, complete_metadata, observe_stop
 from ..cameras.sources import NoCamera
 from ..settings import Bounds, CaptureSettings
 from ..store.files import CaptureStore
@@ -46,6 +47,8 @@ class CaptureRequest:
     # print, or none, by the time the sequence runs or ends), and who asked
     printer: Optional[PrinterPort] = None
     owner: Optional[object] = None
+    # what the comm thread knew at the stop, for the metadata's version 2 records
+    context: Optional[LayerContext] = None
 
     @property
     def settings(self) -> CaptureSettings:
@@ -105,7 +108,7 @@ def build_metadata(
                 col=point.col,
                 position={"x": point.x, "y": point.y, "z": point.z},
                 measured=None if shot.measured is None else position_record(shot.measured),
-                captured_at=shot.captured_at.isoformat(timespec="seconds"),
+                captured_at=shot.captured_at.isoformat(timespec="milliseconds"),
                 duration_s=round(shot.duration, 4),
                 camera=shot.snapshot_camera,
                 size_bytes=shot.saved.size_bytes,
@@ -288,6 +291,7 @@ class CaptureWorker:
                 {"state": State.CAPTURING, "layer": layer, "phase": phase, "index": i, "count": n}
             ),
         )
+        observed = observe_stop(request.context, camera)
         task = CaptureTask(
             layer=layer,
             layer_z=request.trigger.z,
@@ -309,7 +313,7 @@ class CaptureWorker:
         self._on_finished(request, result)
         # queued behind this layer's images: runs once they are written
         self._writer.submit(
-            lambda: self._finish_layer(request, plan, result, sink, store, setup_error)
+            lambda: self._finish_layer(request, plan, result, sink, store, setup_error, observed)
         )
 
     def _finish_layer(
@@ -320,6 +324,7 @@ class CaptureWorker:
         sink: StoreSink,
         store: CaptureStore,
         setup_error: Optional[str],
+        observed: Optional[StopObservation] = None,
     ) -> None:
         layer = request.trigger.layer
         sink.settle(result, WRITE_WAIT)
@@ -329,6 +334,13 @@ class CaptureWorker:
         metadata = build_metadata(request, plan, result, self._plugin_version)
         if setup_error is not None:
             metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
+        # the hashes, the layer's lines and its toolpath: disk work, here off the printer's path
+        try:
+            complete_metadata(
+                metadata, request.context, observed, sink.written(), store, result.started_at
+            )
+        except Exception:  # the layer's metadata is written all the same
+            self._logger.exception(f"layer {layer}: could not complete the metadata's records")
         try:
             path = store.save_metadata(metadata, result.started_at)
         except OSError as exc:

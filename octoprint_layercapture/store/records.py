@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 PositionRecord = Dict[str, float]  # {x, y, z} as the metadata stores it
+#: The metadata layout written now; files without ``schema_version`` are version 1.
+METADATA_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -25,6 +27,11 @@ class ImageRecord:
     camera: str = ""
     size_bytes: Optional[int] = None
     content_type: str = "image/jpeg"
+    # schema version 2 (see analysis.records): the stored file and the camera's answer
+    sha256: Optional[str] = None  # of the file as stored
+    width: Optional[int] = None  # pixels of the stored image
+    height: Optional[int] = None
+    camera_latency_s: Optional[float] = None  # from asking the camera to having the JPEG
 
 
 @dataclass
@@ -66,6 +73,14 @@ class LayerMetadata:
     timings: Dict[str, float] = field(default_factory=dict)  # stop, moves, ... total (s)
     trigger: Dict[str, Any] = field(default_factory=dict)  # source, reasons
     plugin_version: str = ""
+    # schema version 2 (docs/metadata.md; filled in by analysis.records): files without
+    # the key are version 1 and hold none of the fields below
+    schema_version: int = METADATA_SCHEMA_VERSION
+    gcode: Optional[Dict[str, Any]] = None  # the printed file: hash, size, the layer's lines
+    process: Optional[Dict[str, Any]] = None  # temperatures, factors, fan, tool at the stop
+    printer_profile: Optional[Dict[str, Any]] = None  # OctoPrint's profile, the bounds used
+    camera_info: Optional[Dict[str, Any]] = None  # which camera, what it delivered
+    toolpath: Optional[Dict[str, Any]] = None  # the layer's toolpath files and totals
 
     def to_dict(self) -> Dict[str, Any]:
         data: Dict[str, Any] = _json_safe(asdict(self))

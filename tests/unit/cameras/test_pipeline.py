@@ -4,6 +4,7 @@ with what failed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -14,7 +15,6 @@ from typing import Any, Dict, List, Optional
 import jsonschema
 import pytest
 from fakes import FakeClock, HeadState, RecorderPrinter, tiny_jpeg
-from paths import metadata_schema
 from PIL import Image
 
 from octoprint_layercapture.cameras.base import Transform
@@ -22,11 +22,12 @@ from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.capture.ports import ShotRequest, Snapshot
 from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
 from octoprint_layercapture.store import writer as image_writer
 from octoprint_layercapture.store.writer import ImageWriter
 
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 BED = Bounds(0, 0, 200, 200, 200)
 PHOTO = tiny_jpeg((10, 200, 90), size=(64, 32))
 
@@ -111,9 +112,16 @@ def test_camera_bytes_are_stored_as_received(tmp_path):
     for image in meta["images"]:
         assert (meta["_folder"] / image["path"]).read_bytes() == PHOTO
         assert image["size_bytes"] == len(PHOTO)
+        # schema version 2: the stored file's hash and size, the camera's answer time
+        assert image["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+        assert (image["width"], image["height"]) == (64, 32)
+        assert image["camera_latency_s"] == 0.01
         thumb = Image.open(meta["_folder"] / image["thumbnail"])
         assert thumb.format == "JPEG" and thumb.size == (64, 32)
     assert rig.camera.closed, "the worker closes the camera after the sequence"
+    assert meta["schema_version"] == 2
+    assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
+    assert meta["camera_info"]["kind"] == "none"  # a test double, none of the plugin's
 
 
 def test_flip_and_rotate_are_applied_when_the_webcam_asks(tmp_path):
@@ -124,6 +132,10 @@ def test_flip_and_rotate_are_applied_when_the_webcam_asks(tmp_path):
     assert stored != PHOTO
     assert Image.open(io.BytesIO(stored)).size == (32, 64)
     assert image["size_bytes"] == len(stored)
+    assert image["sha256"] == hashlib.sha256(stored).hexdigest()
+    assert (image["width"], image["height"]) == (32, 64)
+    # the camera's resolution is what it delivered, before the rotation
+    assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
     assert Image.open(meta["_folder"] / image["thumbnail"]).size == (32, 64)
 
 
