@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 import jsonschema
 import pytest
 
-from octoprint_layercapture.analysis.events import layer_event_payload
+from octoprint_layercapture.analysis.events import layer_event, layer_event_payload
 from octoprint_layercapture.analysis.gcode_file import GcodeFile
 from octoprint_layercapture.analysis.records import (
     PROCESS_CODES,
@@ -33,6 +33,7 @@ from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker
 from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds
 from octoprint_layercapture.store.files import CaptureStore
+from octoprint_layercapture.store.index import print_id
 from octoprint_layercapture.store.records import ImageRecord, LayerMetadata
 from octoprint_layercapture.store.writer import WrittenImage
 
@@ -302,6 +303,22 @@ def test_event_payload(tmp_path: Path) -> None:
     assert payload["toolpath"] == "layercapture/2024-01-15/t.json"
     assert (payload["layer"], payload["print_id"], payload["image_count"]) == (2, "abc", 2)
     assert str(tmp_path) not in json.dumps(payload)
+
+
+def test_the_layer_event_is_read_back_from_the_metadata_file_written(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    store = CaptureStore(uploads / "layercapture")
+    meta = layer_metadata()
+    meta.print_start_time = "2024-01-15T10:00:00"
+    path = store.save_metadata(meta, WHEN)
+    payload = layer_event(path, uploads)
+    assert payload is not None
+    assert payload["print_id"] == print_id("print.gcode", "2024-01-15T10:00:00", "")
+    assert payload["metadata"] == f"layercapture/2024-01-15/{path.name}"
+    assert payload["image_count"] == 2 and payload["toolpath"] is None
+    path.write_text("[]")  # no JSON object: no event, a warning
+    assert layer_event(path, uploads) is None
+    assert layer_event(tmp_path / "gone.json", uploads) is None
 
 
 def test_with_markers_a_layer_spans_from_its_marker_to_the_next(tmp_path: Path) -> None:
