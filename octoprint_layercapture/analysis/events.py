@@ -6,8 +6,9 @@ Registered through the ``octoprint.events.register_custom_events`` hook as
 once the layer's images, toolpath and metadata are on disk.
 
 Paths in the payload are relative to OctoPrint's uploads folder, like the ``path`` of
-OctoPrint's own file events (events reach every client with the Status permission, so no
-absolute path of the server is in them). Pure module.
+OctoPrint's own file events (events reach browsers too, so no absolute path of the server
+is in them; ``web.push`` lets this one through to users with View captures only). Pure
+module.
 """
 
 from __future__ import annotations
