@@ -3,8 +3,9 @@
 The safe path these build, in order::
 
     G90                       absolute XYZ, only when the job is in G91
-    M83                       relative E, only when we retract with E moves
-    G1 E-1 F2100              retract (G10 when the file uses firmware retraction; none
+    M83                       relative E, only when we retract with relative E moves
+    G1 E-1 F2100              retract (G1 E<e - 1> in an absolute job whose E the printer
+                              confirmed; G10 when the file uses firmware retraction; none
                               when the length is 0 or the job's E mode is not known)
     G0 Z5.6 F600              lift to travel height before any XY move
     G0 X105 Y85 F6000         one move per grid point, each confirmed (M400 + M114,
@@ -12,8 +13,9 @@ The safe path these build, in order::
     ...
     G0 X130.5 Y100 F6000      back above the return point, still at travel height
     G1 Z0.6 E1 F600           lower last, once the head is confirmed above the return
-                              point, unretracting on the way down (G11 after it with
-                              firmware retraction) so no blob is left standing still
+                              point, unretracting on the way down (E<e> in an absolute
+                              job, G11 after it with firmware retraction) so no blob is
+                              left standing still
     G91 / M83 ... / G1 F..    the job's modes given back, as its own mode commands in
                               their order (see :mod:`firmware`), after a confirm
 
@@ -56,6 +58,18 @@ def format_number(value: float) -> str:
     return f"{rounded:.3f}".rstrip("0").rstrip(".")
 
 
+def format_e(value: float) -> str:
+    """An absolute E as the job wrote it: up to five decimals (slicers write five), so the
+    job's next move extrudes exactly what the file says."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite E: {value!r}")
+    rounded = round(number, 5)
+    if rounded == 0:
+        return "0"
+    return f"{rounded:.5f}".rstrip("0").rstrip(".")
+
+
 def as_sent(value: float) -> float:
     """The value the printer receives for ``value`` (what its position report should show)."""
     return float(format_number(value))
@@ -90,30 +104,53 @@ def travel_height(
     return as_sent(max(floors))
 
 
-# How the sequence retracts: not at all, with E moves in relative E, or with the
-# firmware's own retraction (G10/G11) where the file uses it.
+# How the sequence retracts: not at all, with E moves in relative E, with E moves in the
+# job's absolute E, or with the firmware's own retraction (G10/G11) where the file uses it.
 RETRACT_NONE = "none"
 RETRACT_E = "e"
+RETRACT_E_ABSOLUTE = "e_absolute"
 RETRACT_FIRMWARE = "firmware"
+
+# Largest difference between the file's E and the printer's report of it that still counts
+# as the same (Marlin reports E with two decimals)
+E_REPORT_TOLERANCE = 0.01
 
 
 def retract_kind(
-    retract_length: float, modes: ModeHistory, firmware_retraction: bool, retracted: bool
+    retract_length: float,
+    modes: ModeHistory,
+    firmware_retraction: bool,
+    retracted: bool,
+    confirmed_e: Optional[float] = None,
 ) -> str:
     """How to retract where the job left the head (its modes and firmware retraction).
 
     With firmware retraction in the file, G10/G11 need no E mode at all; when the file's
     last G10 is not recovered yet the filament is already retracted, and the job's own G11
-    will recover it. E moves need relative E (M83), so only a job whose E mode the file
-    established can be given it back; a mode set outside the file (a start macro) is left
-    alone and nothing is retracted."""
+    will recover it. In a job in G90 whose E every firmware family reads as absolute, and
+    whose E the printer confirmed (``confirmed_e``: the file's E, which the printer's
+    report agreed with), the retract and the unretract are absolute E moves to that E minus
+    and plus the length: no mode changes at all. Otherwise E moves need relative E (M83),
+    so only a job whose E mode the file established can be given it back; a mode set
+    outside the file (a start macro) is left alone and nothing is retracted."""
     if retract_length <= 0:
         return RETRACT_NONE
     if firmware_retraction:
         return RETRACT_NONE if retracted else RETRACT_FIRMWARE
     if modes.e is None:
         return RETRACT_NONE
+    if confirmed_e is not None and not modes.xyz_relative and modes.absolute_e(None) is True:
+        return RETRACT_E_ABSOLUTE
     return RETRACT_E
+
+
+def confirmed_e(file_e: Optional[float], reported_e: Optional[float]) -> Optional[float]:
+    """The file's E when the printer's report agrees with it, else None."""
+    if file_e is None or reported_e is None:
+        return None
+    if not (math.isfinite(file_e) and math.isfinite(reported_e)):
+        return None
+    return file_e if abs(file_e - reported_e) <= E_REPORT_TOLERANCE else None
 
 
 def setup_commands(modes: ModeHistory, kind: str) -> List[str]:
@@ -129,10 +166,18 @@ def changes_modes(modes: ModeHistory, kind: str) -> bool:
     return bool(setup_commands(modes, kind))
 
 
-def retract_commands(kind: str, length: float, speed: float) -> List[str]:
+def retract_commands(
+    kind: str, length: float, speed: float, e_at: Optional[float] = None
+) -> List[str]:
+    """``e_at``: the job's E, for an absolute retract."""
     if kind == RETRACT_FIRMWARE:
         return ["G10"]
-    if kind != RETRACT_E or length <= 0:
+    if length <= 0:
+        return []
+    if kind == RETRACT_E_ABSOLUTE:
+        assert e_at is not None
+        return [f"G1 E{format_e(e_at - length)} F{format_number(speed)}"]
+    if kind != RETRACT_E:
         return []
     return [f"G1 E-{format_number(length)} F{format_number(speed)}"]
 
@@ -146,11 +191,17 @@ def move_commands(x: float, y: float, speed: float) -> List[str]:
     return [f"G0 X{format_number(x)} Y{format_number(y)} F{format_number(speed)}"]
 
 
-def lower_commands(z: float, z_speed: float, kind: str, length: float) -> List[str]:
+def lower_commands(
+    z: float, z_speed: float, kind: str, length: float, e_at: Optional[float] = None
+) -> List[str]:
     """Once the head is confirmed above the return XY: back down to its Z, unretracting on
-    the way (E moves) or right after (firmware retraction)."""
+    the way (E moves: by the length, or to the job's E ``e_at`` when absolute) or right
+    after (firmware retraction)."""
     if kind == RETRACT_E and length > 0:
         return [f"G1 Z{format_number(z)} E{format_number(length)} F{format_number(z_speed)}"]
+    if kind == RETRACT_E_ABSOLUTE and length > 0:
+        assert e_at is not None
+        return [f"G1 Z{format_number(z)} E{format_e(e_at)} F{format_number(z_speed)}"]
     commands = [_z_move(z, z_speed)]
     if kind == RETRACT_FIRMWARE:
         commands.append("G11")

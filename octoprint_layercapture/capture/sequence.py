@@ -140,6 +140,7 @@ class _ReturnPoint:
     retracted: bool
     feedrate: Optional[float]
     parked: bool  # the pause script moved the head away from the stop position
+    reported: bool  # the position (E included) is the printer's report, not the file's
 
 
 class _Run:
@@ -167,6 +168,7 @@ class _Run:
         self.moved = False  # our first commands went out: the return path is owed
         self.head_back = True  # the head is where the job stopped, in the job's modes
         self.retract = moves.RETRACT_NONE
+        self.retract_e: Optional[float] = None  # the job's E, confirmed by the printer
         self.lifted = False  # the lift to travel height is confirmed: XY moves may go out
         self.lift_unconfirmed = False  # the lift went out with the first move, unconfirmed yet
         self.xy_moved = False  # an XY move of ours went out
@@ -218,8 +220,14 @@ class _Run:
             return
         self.result.travel_z = self.travel_z = travel_z
         self.back = back
+        if back.reported:
+            self.retract_e = moves.confirmed_e(self.task.motion.e, back.position.e)
         self.retract = moves.retract_kind(
-            self.settings.retract_length, back.modes, back.firmware_retraction, back.retracted
+            self.settings.retract_length,
+            back.modes,
+            back.firmware_retraction,
+            back.retracted,
+            self.retract_e,
         )
         try:
             self._leave(travel_z)
@@ -275,8 +283,9 @@ class _Run:
                 f"the pause script left the head at {park.describe()}; it goes back there"
             )
         self.result.return_position = park
+        reported = park is not stop or self.result.stop_position_source != StopSource.TRACKER
         return _ReturnPoint(
-            park, modes, motion.firmware_retraction, retracted, feedrate, park is not stop
+            park, modes, motion.firmware_retraction, retracted, feedrate, park is not stop, reported
         )
 
     def _find_stop_position(self, report: StopReport) -> Optional[Position]:
@@ -367,7 +376,9 @@ class _Run:
         s = self.settings
         assert self.back is not None
         commands = moves.setup_commands(self.back.modes, self.retract)
-        commands += moves.retract_commands(self.retract, s.retract_length, s.retract_speed)
+        commands += moves.retract_commands(
+            self.retract, s.retract_length, s.retract_speed, self.retract_e
+        )
         lift = moves.lift_commands(travel_z, s.z_speed)
         if self.task.lines_checked:
             first = self.points[0]
@@ -607,7 +618,9 @@ class _Run:
         assert point.x is not None and point.y is not None and point.z is not None
         x, y, z = moves.as_sent(point.x), moves.as_sent(point.y), moves.as_sent(point.z)
         back_xy = moves.move_commands(point.x, point.y, s.movement_speed) if self.lifted else []
-        lower = moves.lower_commands(point.z, s.z_speed, self.retract, s.retract_length)
+        lower = moves.lower_commands(
+            point.z, s.z_speed, self.retract, s.retract_length, self.retract_e
+        )
         batched = self.task.lines_checked and bool(back_xy)
         if back_xy and not batched:
             if not self._return_step(back_xy):
@@ -699,7 +712,7 @@ class _Run:
         if self.travel_z is not None:
             commands += moves.lift_commands(self.travel_z, s.z_speed)
         commands += moves.move_commands(point.x, point.y, s.movement_speed)
-        commands += moves.lower_commands(point.z, s.z_speed, kind, s.retract_length)
+        commands += moves.lower_commands(point.z, s.z_speed, kind, s.retract_length, self.retract_e)
         commands += moves.restore_mode_commands(back.modes, self.retract, back.feedrate)
         return commands
 

@@ -175,7 +175,8 @@ class RecorderPrinter:
             raise UnrecognisedReply("the printer answered M114 with 'Position 5/6/7'")
         self.clock.advance(min(self.confirm_seconds, timeout))
         off = 1.0 if number in self.faults.wrong_reports else 0.0
-        return Position(self.head.x + off, self.head.y, self.head.z, self.head.e)
+        # Marlin reports E with two decimals
+        return Position(self.head.x + off, self.head.y, self.head.z, round(self.head.e, 2))
 
     def wait_stopped(self, timeout: float) -> Optional[Position]:
         self._after_interrupt("wait_stopped")
@@ -191,7 +192,7 @@ class RecorderPrinter:
         self.clock.advance(0.12)
         off = self.faults.pause_position_off
         stop: Optional[Position] = Position(
-            self.head.x + off, self.head.y, self.head.z, self.head.e
+            self.head.x + off, self.head.y, self.head.z, round(self.head.e, 2)
         )
         if self.faults.no_pause_position:
             stop = None

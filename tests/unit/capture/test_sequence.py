@@ -62,13 +62,14 @@ def run_sequence(
     pause_script: Tuple[str, ...] = (),
     motion: Optional[FakeMotion] = None,
     lines_checked: bool = False,
+    e: float = 1234.5,
     **setting_overrides: Any,
 ) -> Tuple[Rig, CaptureTask, SequenceResult]:
     job_settings = make_settings(**setting_overrides)
     clock = FakeClock()
     head = HeadState(
         *stop,
-        e=1234.5,
+        e=e,
         absolute_xyz=absolute_xyz is not False,
         # a file that never set E: the printer's E follows its XYZ mode (Marlin 2)
         absolute_e=absolute_e if absolute_e is not None else absolute_xyz is not False,
@@ -84,7 +85,7 @@ def run_sequence(
     )
     rig = Rig(clock, printer, FakeCamera(clock, camera_fails), RecordingSink(clock, sink_fails))
     x, y, z = stop if tracker_knows_position else (None, None, None)
-    motion = motion or FakeMotion(x, y, z, 1234.5, absolute_xyz, absolute_e, feedrate)
+    motion = motion or FakeMotion(x, y, z, e, absolute_xyz, absolute_e, feedrate)
     if motion.firmware_retraction:
         head.retracted = motion.retracted
     job = CaptureTask(
@@ -192,15 +193,15 @@ def test_non_finite_numbers_are_refused():
 
 def test_1x1_absolute_e_exact_gcode():
     rig, _, result = run_sequence(size=1, absolute_e=True)
-    # a G90 job: no G90 (on Marlin it would reset the E mode); the modes come back as the
-    # job's own mode commands in their order; the unretract rides on the lowering
+    # a G90/M82 job whose E the pause report confirmed: the retract and the unretract are
+    # absolute E moves (no mode changes to give back); the unretract rides on the lowering
     assert rig.printer.log == [
         WAIT_STOPPED,
-        "M83", "G1 E-1 F2100", "G0 Z5.6 F600", CONFIRM,
+        "G1 E1233.5 F2100", "G0 Z5.6 F600", CONFIRM,
         "G0 X125 Y105 F6000", CONFIRM,
         "G0 X130.5 Y100 F6000", CONFIRM,
-        "G1 Z0.6 E1 F600", CONFIRM,
-        "G90", "M82", "G1 F1800",
+        "G1 Z0.6 E1234.5 F600", CONFIRM,
+        "G1 F1800",
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
     assert result.outcome == "completed"
@@ -228,9 +229,37 @@ def test_3x3_relative_e_exact_gcode():
     assert {r.count for r in rig.camera.requests} == {9}
 
 
-def test_3x3_absolute_e_restores_m82():
+def test_3x3_absolute_e_changes_no_mode():
     rig, _, _ = run_sequence(size=3, absolute_e=True)
-    assert rig.printer.sent[-3:] == ["M82", "G1 F1800", HELD_LINE]
+    assert rig.printer.sent[-2:] == ["G1 F1800", HELD_LINE]
+    assert not {"M82", "M83", "G90", "G91"} & set(rig.printer.sent)
+
+
+def test_an_absolute_e_job_whose_e_the_printer_does_not_confirm_retracts_relatively():
+    # the file's E (1000) is not what the printer reports (1234.5): a G92 the tracker
+    # missed, say; an absolute retract to the file's E would push 234 mm of filament
+    motion = FakeMotion(*STOP, 1000.0, True, True, 1800.0)
+    rig, _, result = run_sequence(size=1, motion=motion)
+    assert rig.printer.sent[:2] == ["M83", "G1 E-1 F2100"]
+    assert "G1 Z0.6 E1 F600" in rig.printer.sent
+    assert rig.printer.sent[-4:-1] == ["G90", "M82", "G1 F1800"]
+    assert result.continued
+
+
+def test_a_stop_known_only_from_the_file_retracts_relatively():
+    # hold mode, the printer never answers the stop question: nothing confirmed the E
+    rig, _, result = run_sequence(
+        size=1, hold=True, faults=PrinterFaults(unrecognised_replies=frozenset({1}))
+    )
+    assert result.stop_position_source == StopSource.TRACKER
+    assert rig.printer.sent[:2] == ["M83", "G1 E-1 F2100"]
+
+
+def test_the_e_goes_back_exactly_as_the_file_wrote_it():
+    # PrusaSlicer writes five decimals; Marlin reports two (the fake printer too)
+    rig, _, _ = run_sequence(size=1, e=1234.50437)
+    assert rig.printer.sent[0] == "G1 E1233.50437 F2100"
+    assert "G1 Z0.6 E1234.50437 F600" in rig.printer.sent
 
 
 def test_hold_mode_relative_xyz_confirms_the_stop_and_restores_g91():
@@ -283,7 +312,12 @@ def test_travel_height_keeps_clearance_above_a_high_stop():
 
 def test_speeds_and_retract_come_from_the_settings():
     rig, _, _ = run_sequence(
-        size=1, movement_speed=9000, z_speed=300, retract_length=0.8, retract_speed=1800
+        size=1,
+        absolute_e=False,
+        movement_speed=9000,
+        z_speed=300,
+        retract_length=0.8,
+        retract_speed=1800,
     )
     assert rig.printer.sent[:4] == [
         "M83",
@@ -318,7 +352,9 @@ def test_disk_failure_is_recorded_and_the_rest_captured():
 
 def test_a_wrong_report_is_asked_again():
     # confirm 1 is the lift's, confirm 2 the first grid point's
-    rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=frozenset({2})))
+    rig, _, result = run_sequence(
+        absolute_e=False, faults=PrinterFaults(wrong_reports=frozenset({2}))
+    )
     assert result.outcome == "completed"
     assert rig.printer.log[5:8] == ["G0 X105 Y85 F6000", CONFIRM, CONFIRM]
 
@@ -338,7 +374,11 @@ def test_a_position_that_never_matches_skips_that_shot_only():
 def test_wrong_reports_stop_at_the_movement_timeout():
     wrong = frozenset(range(2, 100))
     rig, _, result = run_sequence(
-        size=1, movement_timeout=1.0, confirm_seconds=0.4, faults=PrinterFaults(wrong_reports=wrong)
+        size=1,
+        absolute_e=False,
+        movement_timeout=1.0,
+        confirm_seconds=0.4,
+        faults=PrinterFaults(wrong_reports=wrong),
     )
     move = "G0 X125 Y105 F6000"
     # each send of the move gets confirms for at most 1 s (0.4 + 0.4 + 0.2 s)
@@ -480,7 +520,7 @@ def test_timeouts_while_returning_still_lower_restore_and_continue():
     # Confirms 11 and 12 are the two return confirms of a 3x3 run (1 is the lift's).
     rig, _, result = run_sequence(faults=PrinterFaults(confirm_timeouts=frozenset({11, 12})))
     assert [f.phase for f in result.failures] == ["return", "return"]
-    assert rig.printer.sent[-3:] == ["M82", "G1 F1800", HELD_LINE]
+    assert rig.printer.sent[-2:] == ["G1 F1800", HELD_LINE]
     assert result.continued
 
 
@@ -529,7 +569,7 @@ def test_an_xy_return_that_never_happens_never_lowers():
 
 def test_a_lost_lowering_is_sent_again_with_its_unretract():
     # the line never ran (the head is still at travel height): all of it goes again
-    rig, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G1 Z0.6": 1}))
+    rig, _, result = run_sequence(absolute_e=False, faults=PrinterFaults(lost_lines={"G1 Z0.6": 1}))
     assert rig.printer.sent.count("G1 Z0.6 E1 F600") == 2
     assert result.outcome == "completed" and result.continued
 
@@ -538,7 +578,7 @@ def test_a_lowering_reported_elsewhere_is_sent_again_without_unretracting_twice(
     # confirm 12 is the lowering's (3x3: lift, 9 points, XY return): the line ran, the
     # report was off in X; the second send must not unretract again
     wrong = frozenset(range(12, 12 + MAX_REPORTS_PER_MOVE))
-    rig, _, result = run_sequence(faults=PrinterFaults(wrong_reports=wrong))
+    rig, _, result = run_sequence(absolute_e=False, faults=PrinterFaults(wrong_reports=wrong))
     assert rig.printer.sent.count("G1 Z0.6 E1 F600") == 1
     assert rig.printer.sent.count("G0 Z0.6 F600") == 1
     assert result.outcome == "completed" and result.continued
@@ -837,7 +877,7 @@ def test_a_travel_height_above_max_z_moves_nothing():
 def test_the_head_goes_back_where_the_pause_script_parked_it():
     # the user's script lifts 10 mm relatively; their resume script lowers 10 mm
     script = ["G91", "G1 Z10 F600", "G90"]
-    rig, _, result = run_sequence(size=1, pause_script=script)
+    rig, _, result = run_sequence(size=1, absolute_e=False, pause_script=script)
     log = rig.printer.log
     assert log[:5] == [WAIT_STOPPED, *script, CONFIRM]  # the park is measured
     assert result.stop_position == Position(*STOP, 1234.5)
@@ -897,7 +937,9 @@ def test_firmware_retraction_uses_g10_and_g11():
 
 
 def test_a_head_that_stays_up_owes_the_way_back():
-    _, _, result = run_sequence(faults=PrinterFaults(lost_lines={"G0 X130.5 Y100": 99}))
+    _, _, result = run_sequence(
+        absolute_e=False, faults=PrinterFaults(lost_lines={"G0 X130.5 Y100": 99})
+    )
     assert not result.continued
     assert result.owed_return == (
         "M83",
@@ -905,7 +947,7 @@ def test_a_head_that_stays_up_owes_the_way_back():
         "G0 X130.5 Y100 F6000",
         "G1 Z0.6 E1 F600",
         "G90",
-        "M82",
+        "M83",
         "G1 F1800",
     )
 
@@ -917,9 +959,9 @@ def test_checked_lines_batch_the_lift_with_the_first_move_and_the_way_back_with_
     rig, _, result = run_sequence(size=1, lines_checked=True)
     assert rig.printer.log == [
         WAIT_STOPPED,
-        "M83", "G1 E-1 F2100", "G0 Z5.6 F600", "G0 X125 Y105 F6000", CONFIRM,
-        "G0 X130.5 Y100 F6000", "G1 Z0.6 E1 F600", CONFIRM,
-        "G90", "M82", "G1 F1800",
+        "G1 E1233.5 F2100", "G0 Z5.6 F600", "G0 X125 Y105 F6000", CONFIRM,
+        "G0 X130.5 Y100 F6000", "G1 Z0.6 E1234.5 F600", CONFIRM,
+        "G1 F1800",
         HELD_LINE, CONTINUE,
     ]  # fmt: skip
     assert result.outcome == "completed"
@@ -954,7 +996,7 @@ def test_checked_lines_a_single_wrong_report_back_down_is_asked_again():
         size=1, lines_checked=True, faults=PrinterFaults(wrong_reports=frozenset({2}))
     )
     assert result.outcome == "completed" and result.continued
-    assert rig.printer.sent.count("G1 Z0.6 E1 F600") == 1
+    assert rig.printer.sent.count("G1 Z0.6 E1234.5 F600") == 1
 
 
 @pytest.mark.parametrize("at_check", [2, 3])
