@@ -374,6 +374,20 @@ def _path_start(state: Any, width: Optional[float], kind: Optional[str]) -> Path
     )
 
 
+def _no_toolpath(error: Optional[str]) -> Dict[str, Any]:
+    """The metadata's ``toolpath`` record before (or without) the layer's toolpath."""
+    return {
+        "path": None,
+        "svg": None,
+        "extruded_e": None,
+        "path_length": None,
+        "polylines": None,
+        "moves": None,
+        "widths": [],
+        "error": error,
+    }
+
+
 def _toolpath(
     meta: LayerMetadata,
     context: LayerContext,
@@ -382,16 +396,7 @@ def _toolpath(
     store: CaptureStore,
     when: datetime,
 ) -> Dict[str, Any]:
-    summary: Dict[str, Any] = {
-        "path": None,
-        "svg": None,
-        "extruded_e": None,
-        "path_length": None,
-        "polylines": None,
-        "moves": None,
-        "widths": [],
-        "error": None,
-    }
+    summary = _no_toolpath(None)
     source = context.print_records.gcode
     if source is None or byte_range is None or context.span is None:
         summary["error"] = gcode["error"] or "the layer's lines are not known"
@@ -474,13 +479,4 @@ def complete_metadata(
         meta.toolpath = _toolpath(meta, context, gcode, byte_range, store, when)
     except Exception as exc:
         _logger.exception(f"layer {meta.layer}: could not make the toolpath")
-        meta.toolpath = {
-            "path": None,
-            "svg": None,
-            "extruded_e": None,
-            "path_length": None,
-            "polylines": None,
-            "moves": None,
-            "widths": [],
-            "error": f"could not make the toolpath: {exc!r}",
-        }
+        meta.toolpath = _no_toolpath(f"could not make the toolpath: {exc!r}")
