@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+TEST_WORKERS ?= 2
 PIP := $(VENV)/bin/pip
 OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
 # Semgrep pins a click that OctoPrint refuses: it lives in a venv of its own.
@@ -36,8 +37,10 @@ $(TOOLS_VENV)/.installed:
 # The whole suite: static checks first (seconds), then unit, integration and browser tests.
 # A basetemp of this checkout's own: pytest rotates the shared /tmp/pytest-of-<user>
 # folders, which would delete the servers of another checkout's run under its feet.
+# Two workers (pytest-xdist), each test file on one of them (its module's OctoPrint server is
+# shared by its tests): the integration tests spend most of their time waiting for prints.
 test: test-packages lint
-	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
 
 # ffmpeg, chromium... before the venv: on a fresh machine one apt-get run installs all
 test-packages:

@@ -198,6 +198,11 @@ def run_leg(
             "no:cacheprovider",
             "-m",
             "not browser",
+            # two workers, each test file on one of them, as `make test`
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
             # a basetemp of our own, as `make test`: pytest rotates the shared ones
             f"--basetemp={ROOT / '.pytest-tmp' / f'compat-{leg.name}'}",
             f"--junitxml={junit}",
