@@ -20,6 +20,7 @@ from octoprint.events import Events
 
 from . import session as sessions
 from . import settings as lc_settings
+from .cameras import probe
 from .cameras.sources import camera_for
 from .cameras.webcams import OctoPrintWebcams
 from .capture.firmware import ConnectedFirmware
@@ -323,6 +324,9 @@ class LayerCapturePlugin(
         return saved
 
     ##~~ TemplatePlugin, AssetPlugin
+
+    def get_template_vars(self) -> Dict[str, Any]:
+        return {"camera_test_keys": list(probe.TEST_KEYS)}
 
     def get_template_configs(self) -> List[Dict[str, Any]]:
         return [

@@ -196,8 +196,10 @@ def run_leg(
             "-ra",
             "-p",
             "no:cacheprovider",
+            # the responsiveness measurements (`alone`) need the machine to themselves:
+            # `make test` runs them; they say nothing about a version
             "-m",
-            "not browser",
+            "not browser and not alone",
             # two workers, each test file on one of them, as `make test`
             "-n",
             "2",
