@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+TEST_WORKERS ?= 2
 PIP := $(VENV)/bin/pip
 OCTOPRINT_SPEC ?= OctoPrint>=1.11,<1.12
 # Semgrep pins a click that OctoPrint refuses: it lives in a venv of its own.
@@ -38,8 +39,12 @@ $(TOOLS_VENV)/.installed:
 # The whole suite: static checks first (seconds), then unit, integration and browser tests.
 # A basetemp of this checkout's own: pytest rotates the shared /tmp/pytest-of-<user>
 # folders, which would delete the servers of another checkout's run under its feet.
+# Two workers (pytest-xdist), each test file on one of them (its module's OctoPrint server is
+# shared by its tests): the integration tests spend most of their time waiting for prints.
+# The tests that measure OctoPrint's responsiveness (marker `alone`) run afterwards, alone.
 test: test-packages lint
-	$(PY) -m pytest -q -ra --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile -m "not alone" --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -m alone --basetemp="$(CURDIR)/.pytest-tmp/alone" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # ffmpeg, chromium... before the venv: on a fresh machine one apt-get run installs all
 test-packages:

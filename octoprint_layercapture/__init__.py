@@ -23,6 +23,7 @@ from . import session as sessions
 from . import settings as lc_settings
 from .analysis.events import EVENT_NAME, LAYER_CAPTURED, layer_event
 from .analysis.records import PROCESS_CODES, ProcessState
+from .cameras import probe
 from .cameras.sources import camera_for
 from .cameras.webcams import OctoPrintWebcams
 from .capture.firmware import ConnectedFirmware
@@ -347,6 +348,9 @@ class LayerCapturePlugin(
         return saved
 
     ##~~ TemplatePlugin, AssetPlugin
+
+    def get_template_vars(self) -> Dict[str, Any]:
+        return {"camera_test_keys": list(probe.TEST_KEYS)}
 
     def get_template_configs(self) -> List[Dict[str, Any]]:
         return [

@@ -199,8 +199,15 @@ def run_leg(
             "-ra",
             "-p",
             "no:cacheprovider",
+            # the responsiveness measurements (`alone`) need the machine to themselves:
+            # `make test` runs them; they say nothing about a version
             "-m",
-            "not browser",
+            "not browser and not alone",
+            # two workers, each test file on one of them, as `make test`
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
             # a basetemp of our own, as `make test`: pytest rotates the shared ones
             f"--basetemp={ROOT / '.pytest-tmp' / f'compat-{leg.name}'}",
             f"--junitxml={junit}",

@@ -42,6 +42,8 @@ CAMERA_TEST_KEYS = (
 )
 # where the fake camera draws the head: the form's grid centre and height, not the defaults
 POSITION_KEYS = ("grid_center_x", "grid_center_y", "z_offset")
+# every key a camera test may carry (the settings panel is given this list)
+TEST_KEYS = CAMERA_TEST_KEYS + POSITION_KEYS
 
 CAMERA_TEST_LIMIT_S = 30.0
 
@@ -74,7 +76,7 @@ def camera_test_settings(body: Any, saved: Mapping[str, Any]) -> CaptureSettings
     Raises :class:`InvalidSettings` (one error per wrong key)."""
     if not isinstance(body, dict):
         raise InvalidSettings([SettingsError("settings", "expected a JSON object")])
-    keys = CAMERA_TEST_KEYS + POSITION_KEYS
+    keys = TEST_KEYS
     unknown = sorted(set(body) - set(keys))
     if unknown:
         raise InvalidSettings([SettingsError(k, "is not a camera setting") for k in unknown])
