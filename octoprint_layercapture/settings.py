@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .cameras.mounting import CameraMounting, parse_mounting
+from .cameras.toolhead import FakeToolheadOptions, parse_options
 from .capture.firmware import AUTO, FIRMWARE_CHOICES
 
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3
 
 STOP_MODES = ("pause", "hold")
 # How a move is awaited before M114 confirms it: the G-code that waits for the printer's
@@ -74,7 +76,17 @@ DEFAULTS: Dict[str, Any] = {
     "emergency_resume_attempts": 3,
     # capture folder, relative to OctoPrint's uploads folder
     "capture_folder": "layercapture",
+    # the camera's mounting (cameras.mounting): fixed, or on the toolhead with its geometry
+    "camera_mounting": CameraMounting().to_dict(),
+    # the fake camera when mounted on the toolhead (cameras.toolhead): defect and noise
+    "fake_toolhead": FakeToolheadOptions().to_dict(),
+    # the toolhead mosaic (analysis.mosaic): the largest correction of a shot's place (mm)
+    # and the departure score that warns in the tab (0: no warning)
+    "mosaic_max_correction": 1.5,
+    "departure_warning_score": 0.02,
 }
+# settings whose value is a mapping of its own (a form may send a part of it)
+MAPPING_KEYS = ("camera_mounting", "fake_toolhead")
 
 # The plugin's earlier public version split some settings per axis; version 2 keeps one
 # value per setting. Maps old key -> new key (the X axis wins when both axes differ).
@@ -176,6 +188,10 @@ class CaptureSettings:
     movement_timeout: float
     emergency_resume_attempts: int
     capture_folder: str
+    camera_mounting: CameraMounting = field(default_factory=CameraMounting)
+    fake_toolhead: FakeToolheadOptions = field(default_factory=FakeToolheadOptions)
+    mosaic_max_correction: float = 1.5
+    departure_warning_score: float = 0.02
 
     def bounds(self, profile_bounds: Optional[Bounds]) -> Optional[Bounds]:
         """Explicit bed settings override the printer profile, per edge."""
@@ -343,7 +359,11 @@ def merge_form(stored: Mapping[str, Any], form: Mapping[str, Any]) -> Dict[str, 
     """Every setting as stored, with the values of a form (saved or not) on top: what the
     settings panel, its checks and the camera test work on."""
     candidate = {key: stored.get(key, DEFAULTS[key]) for key in DEFAULTS}
-    candidate.update(form)
+    for key, value in form.items():
+        old = candidate.get(key)
+        if key in MAPPING_KEYS and isinstance(old, Mapping) and isinstance(value, Mapping):
+            value = {**old, **value}
+        candidate[key] = value
     return candidate
 
 
@@ -374,6 +394,11 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         c.fail("stop_mode", f"must be 'pause' or 'hold', got {stop_mode!r}")
         stop_mode = DEFAULTS["stop_mode"]
     wait_for_moves = _check_wait_for_moves(c)
+    mounting, problems = parse_mounting(merged["camera_mounting"])
+    fake_toolhead, fake_problems = parse_options(merged["fake_toolhead"])
+    for prefix, found in (("camera_mounting", problems), ("fake_toolhead", fake_problems)):
+        for field_name, message in found:
+            c.fail(f"{prefix}.{field_name}" if field_name else prefix, message)
 
     values = CaptureSettings(
         enabled=c.boolean("enabled"),
@@ -413,6 +438,10 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         movement_timeout=c.number("movement_timeout", 0, exclusive=True, maximum=3600),
         emergency_resume_attempts=c.integer("emergency_resume_attempts", 0, 20),
         capture_folder=_check_folder(c),
+        camera_mounting=mounting,
+        fake_toolhead=fake_toolhead,
+        mosaic_max_correction=c.number("mosaic_max_correction", 0, maximum=20),
+        departure_warning_score=c.number("departure_warning_score", 0, maximum=1),
     )
     _check_bounds(c, values, profile_bounds)
     if c.errors:
@@ -501,6 +530,12 @@ def migrate(data: Mapping[str, Any], from_version: Optional[int]) -> Dict[str, A
                 result["capture_z_heights"] = list(parse_z_heights(result["capture_z_heights"]))
             except ValueError:
                 result["capture_z_heights"] = []
+    if version < 3:
+        # version 3 adds the camera's mounting as one mapping; a hand-written
+        # ``camera_mounting: toolhead`` (a word) becomes that mapping's mode
+        mounting = result.get("camera_mounting")
+        if isinstance(mounting, str):
+            result["camera_mounting"] = {**DEFAULTS["camera_mounting"], "mode": mounting}
     return result
 
 
@@ -508,6 +543,8 @@ def to_storable(values: CaptureSettings) -> Dict[str, Any]:
     """The validated settings as the plain values config.yaml stores."""
     stored = {key: getattr(values, key) for key in DEFAULTS}
     stored["capture_z_heights"] = list(values.capture_z_heights)
+    stored["camera_mounting"] = values.camera_mounting.to_dict()
+    stored["fake_toolhead"] = values.fake_toolhead.to_dict()
     for key in ("grid_size", "capture_every_n_layers", "image_quality"):
         stored[key] = int(stored[key])
     return stored

@@ -314,7 +314,8 @@ DEFAULT_WIDTH = 0.4
 MARGIN_MM = 2.0
 
 
-def _colour(kind: Optional[str]) -> str:
+def feature_colour(kind: Optional[str]) -> str:
+    """The ``#rrggbb`` colour a feature type is drawn in (grey for unknown types)."""
     name = (kind or "").lower()
     return next((colour for word, colour in _COLOURS if word in name), "#555555")
 
@@ -342,7 +343,7 @@ def toolpath_svg(path: Toolpath) -> str:
         )
         stroke = line.width if line.width is not None else DEFAULT_WIDTH
         out.append(
-            f'<polyline points="{points}" stroke="{_colour(line.kind)}" '
+            f'<polyline points="{points}" stroke="{feature_colour(line.kind)}" '
             f'stroke-width="{stroke:.3f}"/>'
         )
     out.append("</g></svg>")

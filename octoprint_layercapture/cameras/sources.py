@@ -34,6 +34,7 @@ from .base import (
 from .fake import FakeCamera
 from .http import SnapshotUrlCamera
 from .mjpeg import MjpegStreamCamera
+from .toolhead_camera import SceneLoader, ToolheadFakeCamera, printed_so_far
 
 WEBCAM_SETTINGS_HINT = "(Settings > Webcam & Timelapse)"
 
@@ -139,11 +140,16 @@ def choose_camera(
     find_webcam: Callable[[str], Optional[WebcamInfo]],
     bounds: Optional[Bounds] = None,
     grid_points: Sequence[Tuple[float, float]] = (),
+    load_scene: Optional[SceneLoader] = None,
 ) -> CameraPort:
     """The camera the settings ask for. First match wins: ``use_fake_camera``,
     ``stream_url``, ``snapshot_url``, the webcam named in ``webcam``, OctoPrint's snapshot
     webcam. ``find_webcam("")`` returns OctoPrint's snapshot webcam."""
     timeout, retries = values.snapshot_timeout, values.snapshot_retries
+    if values.use_fake_camera and values.camera_mounting.on_toolhead:
+        return ToolheadFakeCamera(
+            values.camera_mounting, values.fake_toolhead, values.image_quality, load_scene
+        )
     if values.use_fake_camera:
         return FakeCamera(values.image_quality, bounds, grid_points)
     if values.stream_url:
@@ -170,7 +176,21 @@ def camera_for(
 ) -> CameraPort:
     """The camera of a capture request (the fake camera draws the plan's points)."""
     points = [(p.x, p.y) for p in plan.points]
-    return choose_camera(request.settings, find_webcam, request.bounds, points)
+    return choose_camera(
+        request.settings, find_webcam, request.bounds, points, _scene_loader(request)
+    )
+
+
+def _scene_loader(request: CaptureRequest) -> Optional[SceneLoader]:
+    """What the fake toolhead camera sees printed: the file read up to the layer's end."""
+    context = request.context
+    source = None if context is None else context.print_records.gcode
+    if context is None or source is None:
+        return None
+    end = None if context.span is None else context.span.next_line_end
+    family = context.print_records.firmware_family
+    options = request.settings.fake_toolhead
+    return lambda layer, z: printed_so_far(source.path, end, family, z, options, layer)
 
 
 def webcam_info(provided: Any, snapshot_webcam: Optional[str]) -> WebcamInfo:

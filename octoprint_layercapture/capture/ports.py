@@ -134,6 +134,8 @@ class ShotRequest:
     x: float
     y: float
     z: float
+    # where the printer reported the head before the snapshot (None: not confirmed)
+    measured: Optional[Position] = None
 
 
 @dataclass(frozen=True)

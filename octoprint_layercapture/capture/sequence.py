@@ -43,7 +43,7 @@ ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..settings import WAIT_POLL
@@ -459,7 +459,7 @@ class _Run:
         """False when the camera gave no picture (a failed save is not the camera's)."""
         started = self.clock.monotonic()
         try:
-            snapshot = self.camera.take(shot.request)
+            snapshot = self.camera.take(replace(shot.request, measured=shot.measured))
         except CameraError as exc:
             self._fail(Phase.CAPTURE, f"{where}: {exc}", shot.index, started)
             return False
