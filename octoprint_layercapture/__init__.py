@@ -22,6 +22,8 @@ from octoprint.events import Events
 from . import session as sessions
 from . import settings as lc_settings
 from .analysis.events import EVENT_NAME, LAYER_CAPTURED, layer_event
+from .analysis.mosaic.layer import options_from
+from .analysis.mosaic.worker import MosaicWorker
 from .analysis.records import PROCESS_CODES, ProcessState
 from .cameras import probe
 from .cameras.sources import camera_for
@@ -84,6 +86,13 @@ class LayerCapturePlugin(
             logger=self._logger,
             on_layer_saved=self._on_layer_saved,
         )
+        self._mosaics = MosaicWorker(
+            lambda: options_from(self._reader.current()),
+            self._worker.wait_idle,
+            self._index.add_metadata_file,
+            self._pushes.mosaic,
+            self._logger,
+        )
         self.serve(
             Endpoints(
                 reader=self._reader,
@@ -104,6 +113,7 @@ class LayerCapturePlugin(
     def on_after_startup(self) -> None:
         self._pushes.start()
         self._worker.start()
+        self._mosaics.start()
         threading.Thread(target=self._build_gallery, name="layercapture-index", daemon=True).start()
         try:
             values = self._reader.current()
@@ -125,6 +135,7 @@ class LayerCapturePlugin(
     def _on_layer_saved(self, path: Path) -> None:
         """The image writer's thread, once a layer's files are all written."""
         self._index.add_metadata_file(path)
+        self._mosaics.submit(path)  # a toolhead camera's layer: stitched once the head is back
         payload = layer_event(path, self._reader.uploads())
         if payload is not None:  # registered at start-up (register_custom_events)
             event = getattr(Events, "PLUGIN_LAYERCAPTURE_LAYER_CAPTURED", EVENT_NAME)
@@ -135,6 +146,7 @@ class LayerCapturePlugin(
         if session is not None:
             session.port.interrupt("shutdown")
         self._worker.stop()
+        self._mosaics.stop()
         self._zips.close()
         self._pushes.stop()
 

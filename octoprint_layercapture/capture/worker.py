@@ -128,6 +128,7 @@ def build_metadata(
             "grid_size": s.grid_size,
             "z_offset": s.z_offset,
             "stop_mode": s.stop_mode,
+            "camera_mounting": s.camera_mounting.to_dict(),
         },
         capture_z=plan.capture_z,
         stop_position=(
@@ -153,6 +154,8 @@ def build_metadata(
         timings={k: round(v, 4) for k, v in result.timings.items()},
         trigger={"source": request.trigger.source, "reasons": list(request.trigger.reasons)},
         plugin_version=plugin_version,
+        # the mosaic thread stitches a toolhead camera's layer once it is written
+        mosaic={"status": "pending"} if s.camera_mounting.on_toolhead else None,
     )
 
 
@@ -217,6 +220,16 @@ class CaptureWorker:
             if self._thread.is_alive():
                 self._logger.warning(f"{_THREAD_NAME} did not stop within {timeout:g} s")
         self._writer.stop(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether no sequence is queued or has the head away (waits up to ``timeout``):
+        where the analysis threads may use the processor."""
+        deadline = time.monotonic() + timeout
+        while self._busy.is_set() or self._writer.head_away:
+            if time.monotonic() >= deadline or self._stopping.is_set():
+                return False
+            self._stopping.wait(0.05)
+        return True
 
     def submit(self, request: CaptureRequest) -> None:
         self._busy.set()

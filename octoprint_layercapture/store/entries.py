@@ -8,10 +8,16 @@ never learns, and so never serves, a path taken from a metadata file as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..numbers import finite_number
-from .names import is_toolpath_name, parse_image_name, parse_metadata_name, thumbnail_name
+from .names import (
+    is_mosaic_name,
+    is_toolpath_name,
+    parse_image_name,
+    parse_metadata_name,
+    thumbnail_name,
+)
 
 SizeOf = Callable[[str], Optional[int]]  # file name in the day folder -> bytes, None: absent
 
@@ -90,6 +96,8 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         size = size_of(name) if isinstance(name, str) and is_toolpath_name(name) else None
         toolpath_files[kind] = None if size is None else f"{day}/{name}"
         total += size or 0
+    mosaic_files, mosaic = _mosaic(meta.get("mosaic"), day, size_of)
+    total += sum(size for _, size in mosaic_files.values())
     raw_timings = meta.get("timings")
     timings: Mapping[str, Any] = raw_timings if isinstance(raw_timings, Mapping) else {}
     start = meta.get("print_start_time")
@@ -113,6 +121,56 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         "size_bytes": total,
         "toolpath": toolpath_files["path"],
         "toolpath_svg": toolpath_files["svg"],
+        "mosaic": mosaic_files["path"][0],
+        "mosaic_toolpath": mosaic_files["toolpath_overlay"][0],
+        "mosaic_departure": mosaic_files["departure_overlay"][0],
+        "mosaic_info": mosaic,
+    }
+
+
+def _mosaic(
+    raw: Any, day: str, size_of: Callable[[str], Optional[int]]
+) -> Tuple[Dict[str, Tuple[Optional[str], int]], Optional[Dict[str, Any]]]:
+    """A toolhead layer's mosaic files (ours only, when present) and what the gallery
+    shows of its record: state, extent, score, warning, regions, the error."""
+    record: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    files: Dict[str, Tuple[Optional[str], int]] = {}
+    for kind in ("path", "toolpath_overlay", "departure_overlay"):
+        name = record.get(kind)
+        size = size_of(name) if isinstance(name, str) and is_mosaic_name(name) else None
+        files[kind] = (None, 0) if size is None else (f"{day}/{name}", size)
+    if not record:
+        return files, None
+    raw_departure = record.get("departure")
+    departure: Mapping[str, Any] = raw_departure if isinstance(raw_departure, Mapping) else {}
+    raw_regions = departure.get("regions")
+    regions: List[Any] = raw_regions if isinstance(raw_regions, list) else []
+    status = record.get("status")
+    raw_extent = record.get("extent")
+    extent: Optional[Mapping[str, Any]] = raw_extent if isinstance(raw_extent, Mapping) else None
+    return files, {
+        "status": status if isinstance(status, str) else None,
+        "extent": None if extent is None else {k: _number(extent.get(k)) for k in _EXTENT},
+        "score": _number(departure.get("score")),
+        "warning": departure.get("warning") is True,
+        "regions": [_region(r) for r in regions[:20] if isinstance(r, Mapping)],
+        "error": record.get("error") if isinstance(record.get("error"), str) else None,
+    }
+
+
+_EXTENT = ("min_x", "min_y", "max_x", "max_y")
+_REGION_KINDS = ("unprinted", "unexpected")
+
+
+def _region(raw: Mapping[str, Any]) -> Dict[str, Any]:
+    """A departure region as numbers and a known kind only (the file is not trusted)."""
+    raw_centre = raw.get("center")
+    centre: Mapping[str, Any] = raw_centre if isinstance(raw_centre, Mapping) else {}
+    kind = raw.get("kind")
+    return {
+        "kind": kind if kind in _REGION_KINDS else None,
+        "center": {"x": _number(centre.get("x")), "y": _number(centre.get("y"))},
+        "area_mm2": _number(raw.get("area_mm2")),
     }
 
 

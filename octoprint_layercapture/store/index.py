@@ -119,9 +119,13 @@ def _read_layer(
     return _Layer(key, record, json.dumps(record, separators=(",", ":")))
 
 
+LAYER_FILE_KEYS = ("toolpath", "toolpath_svg", "mosaic", "mosaic_toolpath", "mosaic_departure")
+
+
 def _layer_files(record: Mapping[str, Any]) -> List[str]:
-    """A layer's files besides its images and metadata: the toolpath JSON and SVG."""
-    return [record[key] for key in ("toolpath", "toolpath_svg") if record.get(key)]
+    """A layer's files besides its images and metadata: the toolpath JSON and SVG, the
+    mosaic and its overlays."""
+    return [record[key] for key in LAYER_FILE_KEYS if record.get(key)]
 
 
 class _State:

@@ -1,4 +1,5 @@
-"""The capture folder's names: day folders, image, thumbnail, metadata and toolpath files.
+"""The capture folder's names: day folders, image, thumbnail, metadata, toolpath and mosaic
+files.
 
 Pure module, the one place for the file-name patterns; :func:`parse_image_name` and
 :func:`parse_metadata_name` read them back for the gallery. Layout under the capture root::
@@ -7,6 +8,9 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
     2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg
     2024-01-15/layer_0003_metadata_20240115_103000.json
     2024-01-15/layer_0003_toolpath_20240115_103000.json   (and .svg)
+    2024-01-15/layer_0003_mosaic_20240115_103000.jpg      (toolhead camera, see analysis.mosaic)
+    2024-01-15/layer_0003_mosaic_20240115_103000_toolpath.png   (its overlays)
+    2024-01-15/layer_0003_mosaic_20240115_103000_departure.png
 """
 
 from __future__ import annotations
@@ -47,6 +51,14 @@ _TOOLPATH_RE = re.compile(
     + re.escape(TOOLPATH_EXT)
     + "|"
     + re.escape(TOOLPATH_SVG_EXT)
+    + ")$"
+)
+# a toolhead camera's stitched layer and the overlays drawn on its lattice
+MOSAIC_PARTS = {"image": ".jpg", "toolpath": "_toolpath.png", "departure": "_departure.png"}
+_MOSAIC_FORMAT = "layer_{layer:04d}_mosaic_{stamp}"  # + a MOSAIC_PARTS ending
+_MOSAIC_RE = re.compile(
+    r"^layer_(?P<layer>\d{4,})_mosaic_(?P<stamp>\d{8}_\d{6})(?P<part>"
+    + "|".join(re.escape(end) for end in MOSAIC_PARTS.values())
     + ")$"
 )
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -104,6 +116,22 @@ def toolpath_name(layer: int, when: datetime, svg: bool = False) -> str:
 def is_toolpath_name(name: str) -> bool:
     """Whether ``name`` is a :func:`toolpath_name` (JSON or SVG)."""
     m = _TOOLPATH_RE.match(name)
+    return m is not None and _parse_stamp(m["stamp"]) is not None
+
+
+def mosaic_name(layer: int, when: datetime, part: str = "image") -> str:
+    """``layer_0003_mosaic_20240115_103000.jpg`` (``part`` "image"), or one of its overlays
+    (``"toolpath"``, ``"departure"``: ``..._toolpath.png``); ``when`` is the layer's metadata
+    time."""
+    _check_index("layer", layer)
+    if part not in MOSAIC_PARTS:
+        raise ValueError(f"part must be one of {', '.join(MOSAIC_PARTS)}, got {part!r}")
+    return _MOSAIC_FORMAT.format(layer=layer, stamp=_stamp(when)) + MOSAIC_PARTS[part]
+
+
+def is_mosaic_name(name: str) -> bool:
+    """Whether ``name`` is a :func:`mosaic_name` (the picture or an overlay)."""
+    m = _MOSAIC_RE.match(name)
     return m is not None and _parse_stamp(m["stamp"]) is not None
 
 

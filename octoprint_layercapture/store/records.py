@@ -81,6 +81,8 @@ class LayerMetadata:
     printer_profile: Optional[Dict[str, Any]] = None  # OctoPrint's profile, the bounds used
     camera_info: Optional[Dict[str, Any]] = None  # which camera, what it delivered
     toolpath: Optional[Dict[str, Any]] = None  # the layer's toolpath files and totals
+    # a toolhead camera's stitched layer (analysis.mosaic): "pending" until it is made
+    mosaic: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         data: Dict[str, Any] = _json_safe(asdict(self))

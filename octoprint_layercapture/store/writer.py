@@ -131,6 +131,11 @@ class ImageWriter:
             self._gate.set()
 
     @property
+    def head_away(self) -> bool:
+        """A sequence holds the writer (see :meth:`held`)."""
+        return not self._gate.is_set()
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
