@@ -126,13 +126,13 @@ def decompose(a: Matrix) -> Tuple[float, float, bool]:
     ``a`` (a matrix of the form of :func:`similarity`, up to measurement noise)."""
     a00, a01, a10, a11 = a
     det = a00 * a11 - a01 * a10
-    mirrored = det > 0
+    mirrored = bool(det > 0)
     m = -1.0 if mirrored else 1.0
     # rows: scale * m * (cos, sin) and scale * (sin, -cos)
     cos_sum = a00 * m - a11
     sin_sum = a01 * m + a10
-    rotation = math.degrees(math.atan2(sin_sum, cos_sum))
-    scale = math.sqrt(abs(det))
+    rotation = math.degrees(math.atan2(float(sin_sum), float(cos_sum)))
+    scale = math.sqrt(abs(float(det)))
     if rotation <= -180.0:
         rotation += 360.0
     return scale, rotation, mirrored

@@ -161,3 +161,37 @@ def test_validator_never_crashes_and_accepted_grids_fit(data):
     for dx in offsets:
         for dy in offsets:
             assert bounds.contains_xy(values.grid_center_x + dx, values.grid_center_y + dy)
+
+
+def test_the_camera_mounting_is_one_mapping_checked_field_by_field():
+    values = s.validate(s.DEFAULTS)
+    assert values.camera_mounting.mode == "fixed" and not values.camera_mounting.on_toolhead
+    with pytest.raises(s.InvalidSettings) as caught:
+        s.validate(
+            {
+                **s.DEFAULTS,
+                "camera_mounting": {"mode": "toolhead", "scale": 0},
+                "fake_toolhead": {"defect": "crack"},
+                "departure_warning_score": 2,
+            }
+        )
+    keys = {e.key for e in caught.value.errors}
+    assert keys == {"camera_mounting.scale", "fake_toolhead.defect", "departure_warning_score"}
+    stored = s.to_storable(s.validate({**s.DEFAULTS, "camera_mounting": {"mode": "toolhead"}}))
+    assert stored["camera_mounting"] == {**s.DEFAULTS["camera_mounting"], "mode": "toolhead"}
+    assert stored["fake_toolhead"] == s.DEFAULTS["fake_toolhead"]
+
+
+def test_a_form_may_send_part_of_a_mapping_setting():
+    stored = {**s.DEFAULTS, "camera_mounting": {**s.DEFAULTS["camera_mounting"], "scale": 20.0}}
+    merged = s.merge_form(stored, {"camera_mounting": {"rotation": 3.0}})
+    assert merged["camera_mounting"]["scale"] == 20.0
+    assert merged["camera_mounting"]["rotation"] == 3.0
+
+
+def test_migrate_to_version_3_turns_a_mounting_word_into_the_mapping():
+    assert s.SETTINGS_VERSION == 3
+    migrated = s.migrate({"camera_mounting": "toolhead", "grid_size": 5}, 2)
+    assert migrated["camera_mounting"] == {**s.DEFAULTS["camera_mounting"], "mode": "toolhead"}
+    assert migrated["grid_size"] == 5
+    assert s.migrate({"grid_size": 5}, 2) == {"grid_size": 5}

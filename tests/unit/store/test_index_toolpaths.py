@@ -59,3 +59,44 @@ def test_toolpath_files_are_served_zipped_and_deleted(tmp_path: Path) -> None:
     assert result is not None and result.failed == []
     assert not (tmp_path / new["toolpath"]).exists()
     assert not (tmp_path / new["toolpath_svg"]).exists()
+
+
+def test_mosaic_files_are_indexed_served_zipped_and_deleted(tmp_path: Path) -> None:
+    from octoprint_layercapture.store.names import mosaic_name
+
+    path = write_layer(tmp_path, 3, toolpath=True)
+    when = WHEN.replace(minute=3)
+    names = {part: mosaic_name(3, when, part) for part in ("image", "toolpath", "departure")}
+    for name in names.values():
+        write_atomic(path.parent / name, b"picture")
+    data = json.loads(path.read_text())
+    data["mosaic"] = {
+        "status": "done",
+        "path": names["image"],
+        "toolpath_overlay": names["toolpath"],
+        "departure_overlay": "../../etc/passwd",  # not one of our names: never served
+        "extent": {"min_x": 60, "min_y": 61, "max_x": 140, "max_y": 139},
+        "departure": {
+            "score": 0.03,
+            "warning": True,
+            "regions": [{"kind": "<b>", "center": {"x": 1, "y": "2"}, "area_mm2": 25}],
+        },
+    }
+    path.write_text(json.dumps(data))
+    index = CaptureIndex(tmp_path)
+    (summary,) = index.prints().items
+    (layer,) = index.layers(summary["id"]).items
+    day = WHEN.strftime("%Y-%m-%d")
+    assert layer["mosaic"] == f"{day}/{names['image']}"
+    assert layer["mosaic_toolpath"] == f"{day}/{names['toolpath']}"
+    assert layer["mosaic_departure"] is None
+    info = layer["mosaic_info"]
+    assert info["status"] == "done" and info["warning"] is True and info["score"] == 0.03
+    assert info["extent"] == {"min_x": 60, "min_y": 61, "max_x": 140, "max_y": 139}
+    assert info["regions"] == [{"kind": None, "center": {"x": 1, "y": None}, "area_mm2": 25}]
+    assert index.file_path(layer["mosaic"]) == tmp_path / layer["mosaic"]
+    files = [relative for relative, _ in index.print_files(summary["id"])]
+    assert layer["mosaic"] in files and layer["mosaic_toolpath"] in files
+    index.delete_print(summary["id"])
+    assert not (tmp_path / layer["mosaic"]).exists()
+    assert (path.parent / names["departure"]).exists()  # never listed, so never deleted

@@ -107,3 +107,26 @@ def test_parse_metadata_name():
     parsed = parse_metadata_name(metadata_name(3, WHEN))
     assert parsed is not None and parsed.layer == 3 and parsed.when == WHEN
     assert parse_metadata_name("layer_0003_pos_00_z_0_60_20240115_103000.jpg") is None
+
+
+def test_mosaic_names_share_the_layers_time_and_are_told_apart() -> None:
+    from octoprint_layercapture.store.names import is_mosaic_name, mosaic_name
+
+    when = datetime(2024, 1, 15, 10, 30, 0)
+    names = [mosaic_name(3, when, part) for part in ("image", "toolpath", "departure")]
+    assert names == [
+        "layer_0003_mosaic_20240115_103000.jpg",
+        "layer_0003_mosaic_20240115_103000_toolpath.png",
+        "layer_0003_mosaic_20240115_103000_departure.png",
+    ]
+    assert all(is_mosaic_name(n) for n in names)
+    assert parse_image_name(names[0]) is None and parse_metadata_name(names[0]) is None
+    for wrong in (
+        "layer_0003_mosaic_20240115_103000.png",
+        "layer_0003_mosaic_20241315_103000.jpg",
+        "../layer_0003_mosaic_20240115_103000.jpg",
+        "layer_0003_pos_00_z_0_60_20240115_103000.jpg",
+    ):
+        assert not is_mosaic_name(wrong), wrong
+    with pytest.raises(ValueError, match="part must be one of"):
+        mosaic_name(3, when, "heat")
