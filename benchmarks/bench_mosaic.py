@@ -65,12 +65,11 @@ def paste(tiles: List[Tile], mounting: CameraMounting) -> Image.Image:
 def stitching_rows() -> None:
     of = scene(3, NOISE)
     lines = polylines(of)
+    result: List[Any] = []
     for camera, mounting in CAMERAS.items():
         for size, spacing in GRIDS.items():
             tiles = shots(of, size, spacing, mounting, NOISE)
             runs = 3 if camera == "640x480" else 1
-            result: List[Any] = []
-
             def run(tiles: List[Tile] = tiles, mounting: CameraMounting = mounting) -> None:
                 result[:] = [stitch(tiles, mounting, StitchOptions(), raster(lines))]
 
