@@ -70,6 +70,7 @@ def stitching_rows() -> None:
         for size, spacing in GRIDS.items():
             tiles = shots(of, size, spacing, mounting, NOISE)
             runs = 3 if camera == "640x480" else 1
+
             def run(tiles: List[Tile] = tiles, mounting: CameraMounting = mounting) -> None:
                 result[:] = [stitch(tiles, mounting, StitchOptions(), raster(lines))]
 
