@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PIP) install -q "$(OCTOPRINT_SPEC)"
 	# with the OctoPrint spec again: left free, pip may swap OctoPrint for another release
 	# that suits a test extra (datasets' huggingface_hub wants a newer click)
-	$(PIP) install -q -e ".[test,develop]" "$(OCTOPRINT_SPEC)"
+	$(PIP) install -q -e ".[test,develop,analysis]" "$(OCTOPRINT_SPEC)"
 	touch $@
 
 venv: $(VENV)/.installed
