@@ -362,7 +362,7 @@ $(function () {
                     });
                 }
             }
-            return _.extend({}, layer, {
+            return _.extend({}, layer, self.mosaicView(layer), {
                 cells: cells,
                 columns: "repeat(" + size + ", minmax(0, 1fr))",
                 title: _.sprintf(gettext("Layer %(layer)s"), layer),
@@ -375,6 +375,32 @@ $(function () {
                     ? _.pluck(layer.failures, "message").join("; ")
                     : ""
             });
+        };
+
+        // a toolhead camera's layer: its mosaic first, the overlays switchable on top
+        self.mosaicView = function (layer) {
+            var info = layer.mosaic_info || null;
+            var text = "";
+            if (info && info.status === "pending") {
+                text = gettext("The mosaic is being made once the head is back.");
+            } else if (info && info.status !== "done") {
+                text = info.error || gettext("No mosaic.");
+            } else if (info && info.score !== null && info.score !== undefined) {
+                text = _.sprintf(
+                    gettext("Departure score %(score)s, %(regions)s regions"),
+                    {score: number(info.score * 100, 1) + " %", regions: (info.regions || []).length}
+                );
+            }
+            return {
+                hasMosaic: Boolean(info),
+                mosaicUrl: layer.mosaic ? self.fileUrl(layer.mosaic) : null,
+                mosaicToolpathUrl: layer.mosaic_toolpath ? self.fileUrl(layer.mosaic_toolpath) : null,
+                mosaicDepartureUrl: layer.mosaic_departure ? self.fileUrl(layer.mosaic_departure) : null,
+                mosaicText: text,
+                mosaicWarning: Boolean(info && info.warning),
+                showToolpath: ko.observable(true),
+                showDeparture: ko.observable(true)
+            };
         };
 
         self.openImage = function (layer, image) {
@@ -528,7 +554,28 @@ $(function () {
             if (self.tabActive) self.refreshGallery();
         };
 
+        self.mosaicNotice = ko.observable("");
+
         self.onDataUpdaterPluginMessage = function (plugin, data) {
+            if (plugin === PLUGIN && data && data.type === "mosaic") {
+                var m = data.mosaic || {};
+                if (m.state === "stitching") {
+                    self.mosaicNotice(
+                        _.sprintf(gettext("Layer %(layer)s: stitching the mosaic, step %(done)s of %(total)s"), m)
+                    );
+                } else {
+                    self.mosaicNotice(
+                        m.warning
+                            ? _.sprintf(
+                                  gettext("Layer %(layer)s departs from its toolpath (score %(score)s): look at its departure map"),
+                                  {layer: m.layer, score: number((m.score || 0) * 100, 1) + " %"}
+                              )
+                            : ""
+                    );
+                    if (self.tabActive) self.refreshGallery();
+                }
+                return;
+            }
             if (plugin !== PLUGIN || !data || data.type !== "status") return;
             var status = data.status || {state: "idle"};
             self.status(status);
