@@ -76,7 +76,8 @@ def test_a_toolhead_layer_opens_on_its_mosaic_with_switchable_overlays(
     toolpath = f'{TAB} .lc-layer[data-layer="3"] .lc-mosaic-toolpath'
     departure = f'{TAB} .lc-layer[data-layer="3"] .lc-mosaic-departure'
     page.wait_for_function(
-        "(s) => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
+        "(s) => { const i = document.querySelector(s);"
+        " return i && i.complete && i.naturalWidth > 0; }",
         arg=image,
     )
     assert loaded(page, image) and loaded(page, toolpath) and loaded(page, departure)
