@@ -21,14 +21,17 @@ from octoprint.events import Events
 
 from . import api, firmware
 from . import settings as lc_settings
+from .analysis.render_jobs import IndexGallery, RenderConfig, RenderRefused
+from .analysis.renderer import VideoRenderer
+from .analysis.video import TARGET_ALL, RenderTarget
 from .camera_probe import camera_test_settings, probe_camera, unsaved_urls
 from .cameras import WebcamInfo, choose_camera, webcam_info
-from .gallery import CaptureIndex
+from .gallery import CaptureIndex, print_id
 from .grid import GridPlan
 from .layers import LayerTargets, LayerTracker, LayerTrigger
 from .ports import CameraPort, SequenceResult
 from .printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, OctoPrintPrinterPort, plugin_tags
-from .routes import FILE_EVENTS, GalleryRoutes, file_routes
+from .routes import FILE_EVENTS, GalleryRoutes, VideoRoutes, file_routes
 from .session import ArmedPrint, CaptureSession
 from .status import LiveStatus, next_every_n, planned_layer_seconds
 from .worker import CaptureRequest, CaptureWorker, PrintInfo
@@ -43,6 +46,7 @@ PRINTER_STORAGES = ("sdcard", "printer")
 
 class LayerCapturePlugin(
     GalleryRoutes,
+    VideoRoutes,
     octoprint.plugin.StartupPlugin,
     octoprint.plugin.ShutdownPlugin,
     octoprint.plugin.SettingsPlugin,
@@ -65,6 +69,7 @@ class LayerCapturePlugin(
         self._gallery = CaptureIndex()
         self._downloads = api.ZipDownloads()
         self._worker: Optional[CaptureWorker] = None
+        self._renderer: Optional[VideoRenderer] = None
         self._camera_test_lock = threading.Lock()
         # what the connected firmware told about itself (FirmwareData, M211)
         self._firmware_name: Optional[str] = None
@@ -92,12 +97,22 @@ class LayerCapturePlugin(
             logger=self._logger,
             on_layer_saved=self._on_layer_saved,
         )
+        self._renderer = VideoRenderer(
+            gallery=IndexGallery(self._gallery_index),
+            config=self._render_config,
+            work_root=Path(self.get_plugin_data_folder()),
+            may_render=self._why_not_render,
+            on_update=lambda job: self._send_message({"type": "video", "job": job}),
+            logger=self._logger,
+            plugin_version=str(self._plugin_version),
+        )
 
     ##~~ StartupPlugin mixin
 
     def on_after_startup(self) -> None:
-        assert self._worker is not None
+        assert self._worker is not None and self._renderer is not None
         self._worker.start()
+        self._renderer.start()
         threading.Thread(target=self._build_gallery, name="layercapture-index", daemon=True).start()
         try:
             values = self._current_settings()
@@ -125,6 +140,8 @@ class LayerCapturePlugin(
         session = self._session
         if session is not None:
             session.port.interrupt("shutdown")
+        if self._renderer is not None:
+            self._renderer.stop()
         if self._worker is not None:
             self._worker.stop()
         self._downloads.close()
@@ -161,6 +178,8 @@ class LayerCapturePlugin(
         ):
             if event != Events.PRINT_DONE:
                 port.interrupt("cancelled" if "Cancel" in event else "print failed")
+            if event != Events.PRINT_CANCELLING:
+                self._render_after_print(session)
             self._disarm(event)
         elif event == Events.PRINT_PAUSED:
             port.on_paused(payload)
@@ -353,7 +372,10 @@ class LayerCapturePlugin(
     ) -> bool:
         """Stops the job on the comm thread, so no further line of the file goes out."""
         worker = self._worker
-        return worker is not None and session.stop_for(trigger, held_line, worker)
+        stopped = worker is not None and session.stop_for(trigger, held_line, worker)
+        if stopped and self._renderer is not None:
+            self._renderer.hold_now()  # no ffmpeg while the head moves
+        return stopped
 
     def _on_sequence_finished(self, request: CaptureRequest, result: SequenceResult) -> None:
         # the print that asked, even when it has ended meanwhile (its hold must go)
@@ -362,6 +384,8 @@ class LayerCapturePlugin(
             session.sequence_finished(request, result)
         for note in result.notes:
             self._logger.info(f"layer {request.trigger.layer}: {note}")
+        if self._renderer is not None:
+            self._renderer.wake()  # a render held for this capture may go on
 
     def on_gcode_script(
         self, comm_instance: Any, script_type: str, script_name: str, *args: Any, **kwargs: Any
@@ -387,6 +411,50 @@ class LayerCapturePlugin(
         if session is None:
             raise RuntimeError("no print job is armed")
         return session.port
+
+    ##~~ videos (analysis.renderer)
+
+    def _render_config(self) -> RenderConfig:
+        """OctoPrint's ffmpeg and timelapse encoding settings, the plugin's frame rate."""
+        return RenderConfig(
+            ffmpeg=self._settings.global_get(["webcam", "ffmpeg"]),
+            bitrate=self._settings.global_get(["webcam", "bitrate"]),
+            threads=self._settings.global_get(["webcam", "ffmpegThreads"]),
+            fps=self._settings.get_int(["video_fps"]) or lc_settings.DEFAULTS["video_fps"],
+            hold_seconds=self._settings.get_float(["video_hold_seconds"]) or 0.0,
+        )
+
+    def _why_not_render(self) -> Optional[str]:
+        """The renderer's gate (polled on its thread): None when it may run now."""
+        worker = self._worker
+        if worker is not None and worker.busy:
+            return "a capture sequence is running"
+        printer = self._printer
+        job_active = printer.is_printing() or printer.is_pausing() or printer.is_paused()
+        if job_active and not self._settings.get_boolean(["video_render_while_printing"]):
+            return "a print is running (videos render once it has ended)"
+        return None
+
+    def _render_after_print(self, session: CaptureSession) -> None:
+        """Queues the print's videos when it ended with captured layers, if so set; after
+        the image writer's last files (its metadata must be indexed first)."""
+        if not self._settings.get_boolean(["video_render_after_print"]):
+            return
+        if not session.tracker.captured_layers() or self._worker is None:
+            return
+        info = session.armed.print_info
+        pid = print_id(info.gcode_file, info.started_at.isoformat(timespec="seconds"), "")
+
+        def queue_render() -> None:
+            renderer = self._renderer
+            if renderer is None:
+                return
+            try:
+                renderer.submit(pid, RenderTarget(TARGET_ALL), auto=True)
+            except RenderRefused as exc:
+                self._logger.warning(f"Videos of the print that ended not rendered: {exc.message}")
+
+        self._worker.after_writes(queue_render)
 
     ##~~ what the firmware tells about itself
 

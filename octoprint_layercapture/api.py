@@ -22,6 +22,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from zipstream import ZipStream
 
 from . import settings as lc_settings
+from .analysis.video import TARGETS, RenderTarget
+from .analysis.video_files import KIND_POSITION
 from .camera_base import redact_url
 from .gallery import is_print_id
 from .grid import plan_grid
@@ -76,6 +78,29 @@ def check_print_id(value: str) -> str:
     if not is_print_id(value):
         raise ApiError(404, "no such print")
     return value
+
+
+def parse_render_request(body: Any) -> RenderTarget:
+    """The body of ``POST prints/<id>/videos``: ``{"target": "all"}``, ``{"target": "grid"}``
+    or ``{"target": "position", "index": 4}`` (whether the print has that position is the
+    renderer's to say)."""
+    if not isinstance(body, Mapping):
+        raise ApiError(400, 'expected a JSON object like {"target": "all"}')
+    unknown = sorted(set(body) - {"target", "index"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(map(str, unknown))}")
+    target = body.get("target", "all")
+    if target not in TARGETS:
+        names = ", ".join(repr(t) for t in TARGETS)
+        raise ApiError(400, f"target must be one of {names}, got {target!r}")
+    index = body.get("index")
+    if target != KIND_POSITION:
+        if index is not None:
+            raise ApiError(400, f"index is only for target 'position', not {target!r}")
+        return RenderTarget(target)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ApiError(400, f"index must be a whole number (the grid position), got {index!r}")
+    return RenderTarget(target, index)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

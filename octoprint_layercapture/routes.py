@@ -12,8 +12,12 @@ ranges and ETags instead of passing files through Flask.
     GET    /plugin/layercapture/prints/<id>/layers?...    view
     DELETE /plugin/layercapture/prints/<id>               manage
     POST   /plugin/layercapture/gallery/rescan            manage
-    GET    /plugin/layercapture/files/<day>/<file>        view   (tornado)
+    GET    /plugin/layercapture/files/<day>/<file>        view   (tornado; videos too)
     GET    /plugin/layercapture/download/<id>.zip         view   (tornado, streamed)
+    GET    /plugin/layercapture/prints/<id>/videos        view   (VideoRoutes)
+    POST   /plugin/layercapture/prints/<id>/videos        manage
+    GET    /plugin/layercapture/videos/jobs               view
+    DELETE /plugin/layercapture/videos/jobs/<job id>      manage
 
 A zip is produced on a worker thread and only sent by the web server's one thread (see
 :class:`api.ZipDownloads`): at most ``api.ZIPS_PER_USER`` per user at a time (429 beyond),
@@ -35,6 +39,8 @@ from octoprint.access.permissions import Permissions
 from octoprint.events import Events
 
 from . import api
+from .analysis.render_jobs import RenderRefused
+from .analysis.renderer import VideoRenderer
 from .gallery import CaptureIndex, capture_days, is_print_id, print_id
 from .settings import DEFAULTS
 from .status import LiveStatus
@@ -77,6 +83,7 @@ class GalleryRoutes:
     _tracker: Any
     _job: Optional[Dict[str, Any]]
     _last_settings_errors: List[Dict[str, str]]
+    _renderer: VideoRenderer
 
     def _capture_root(self) -> Path:
         uploads = Path(self._settings.global_get_basefolder("uploads"))
@@ -168,6 +175,8 @@ class GalleryRoutes:
             return _error(404, "no such print")
         if print_id == self._current_print_id():
             return _error(409, "this print is being captured; delete it when it has ended")
+        if not self._renderer.cancel_print(print_id):  # its videos are files of the print
+            return _error(409, "a video of this print is still being cancelled; try again")
         with self._downloads.deleting(print_id) as nobody_downloads:
             if not nobody_downloads:
                 return _error(409, "this print is being downloaded; delete it when that has ended")
@@ -186,6 +195,54 @@ class GalleryRoutes:
         index.rebuild()
         prints, files = index.counts()
         return flask.jsonify(prints=prints, files=files)
+
+
+class VideoRoutes:
+    """Blueprint routes of the plugin class for a print's videos. The plugin class provides
+    ``_settings``, ``_renderer`` (:class:`VideoRenderer`) and ``_gallery_index()``; the
+    video files themselves go through the file route of :func:`file_routes`."""
+
+    _settings: Any
+    _renderer: VideoRenderer
+    _gallery_index: Callable[[], CaptureIndex]
+
+    @octoprint.plugin.BlueprintPlugin.route("/prints/<print_id>/videos", methods=["GET"])
+    @Permissions.PLUGIN_LAYERCAPTURE_VIEW.require(403)
+    def list_videos(self, print_id: str) -> Any:
+        index = self._gallery_index()
+        if not is_print_id(print_id) or index.print_summary(print_id) is None:
+            return _error(404, "no such print")
+        return flask.jsonify(
+            videos=index.videos(print_id),
+            render=self._renderer.job_for(print_id),
+            ffmpeg_error=self._renderer.ffmpeg_problem(),
+            fps=self._settings.get_int(["video_fps"]),
+            hold_seconds=self._settings.get_float(["video_hold_seconds"]),
+        )
+
+    @octoprint.plugin.BlueprintPlugin.route("/prints/<print_id>/videos", methods=["POST"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    def render_videos(self, print_id: str) -> Any:
+        try:
+            api.check_print_id(print_id)
+            target = api.parse_render_request(flask.request.get_json(silent=True))
+            job = self._renderer.submit(print_id, target)
+        except (api.ApiError, RenderRefused) as exc:
+            return _error(exc.status, exc.message)
+        return flask.make_response(flask.jsonify(job=job), 202)
+
+    @octoprint.plugin.BlueprintPlugin.route("/videos/jobs", methods=["GET"])
+    @Permissions.PLUGIN_LAYERCAPTURE_VIEW.require(403)
+    def list_render_jobs(self) -> Any:
+        return flask.jsonify(self._renderer.jobs())
+
+    @octoprint.plugin.BlueprintPlugin.route("/videos/jobs/<int:job_id>", methods=["DELETE"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    def cancel_render(self, job_id: int) -> Any:
+        job = self._renderer.cancel(job_id)
+        if job is None:
+            return _error(404, "no such render queued or running")
+        return flask.jsonify(job=job)
 
 
 def file_routes(

@@ -71,6 +71,12 @@ DEFAULTS: Dict[str, Any] = {
     "emergency_resume_attempts": 3,
     # capture folder, relative to OctoPrint's uploads folder
     "capture_folder": "layercapture",
+    # videos of a print's captures (rendered with OctoPrint's ffmpeg); fps and hold as
+    # OctoPrint's timelapse defaults
+    "video_fps": 25,
+    "video_hold_seconds": 0.0,
+    "video_render_after_print": False,
+    "video_render_while_printing": False,
 }
 
 # The plugin's earlier public version split some settings per axis; version 2 keeps one
@@ -173,6 +179,10 @@ class CaptureSettings:
     movement_timeout: float
     emergency_resume_attempts: int
     capture_folder: str
+    video_fps: int
+    video_hold_seconds: float
+    video_render_after_print: bool
+    video_render_while_printing: bool
 
     def bounds(self, profile_bounds: Optional[Bounds]) -> Optional[Bounds]:
         """Explicit bed settings override the printer profile, per edge."""
@@ -402,6 +412,10 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         movement_timeout=c.number("movement_timeout", 0, exclusive=True, maximum=3600),
         emergency_resume_attempts=c.integer("emergency_resume_attempts", 0, 20),
         capture_folder=_check_folder(c),
+        video_fps=c.integer("video_fps", 1, 120),
+        video_hold_seconds=c.number("video_hold_seconds", 0, maximum=60),
+        video_render_after_print=c.boolean("video_render_after_print"),
+        video_render_while_printing=c.boolean("video_render_while_printing"),
     )
     _check_bounds(c, values, profile_bounds)
     if c.errors:
@@ -497,6 +511,6 @@ def to_storable(values: CaptureSettings) -> Dict[str, Any]:
     """The validated settings as the plain values config.yaml stores."""
     stored = {key: getattr(values, key) for key in DEFAULTS}
     stored["capture_z_heights"] = list(values.capture_z_heights)
-    for key in ("grid_size", "capture_every_n_layers", "image_quality"):
+    for key in ("grid_size", "capture_every_n_layers", "image_quality", "video_fps"):
         stored[key] = int(stored[key])
     return stored

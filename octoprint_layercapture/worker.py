@@ -206,6 +206,11 @@ class CaptureWorker:
         self._busy.set()
         self._queue.put(request)
 
+    def after_writes(self, job: Callable[[], None]) -> None:
+        """Runs ``job`` on the writer's thread once the files and metadata queued so far
+        are written (the gallery has indexed them)."""
+        self._writer.submit(job)
+
     def _run(self) -> None:
         while True:
             request = self._queue.get()

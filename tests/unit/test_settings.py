@@ -53,6 +53,13 @@ def test_defaults_validate_and_round_trip():
         ("capture_folder", "", "relative folder"),
         ("capture_every_n_layers", -3, "at least 0"),
         ("not_a_setting", 1, "not a Layer Capture setting"),
+        ("video_fps", 0, "at least 1"),
+        ("video_fps", 121, "at most 120"),
+        ("video_fps", 2.5, "whole number"),
+        ("video_hold_seconds", -1, "at least 0"),
+        ("video_hold_seconds", 61, "at most 60"),
+        ("video_render_after_print", "often", "true or false"),
+        ("video_render_while_printing", 1, "true or false"),
     ],
 )
 def test_invalid_values_are_refused_with_a_message(key, value, fragment):

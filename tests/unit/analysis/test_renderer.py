@@ -70,14 +70,16 @@ def drop_image(built: BuiltPrint, layer_number: int, index: int, message: str) -
 
 
 def fake_ffmpeg(folder: Path, frames: int, delay: float, code: int = 0, stderr: str = "") -> str:
-    """A stand-in for ffmpeg: reports ``frames`` frames ``delay`` s apart in its progress
-    file (and its pid beside it), prints ``stderr``, writes the output when ``code`` is 0."""
+    """A stand-in for ffmpeg: starts its output, reports ``frames`` frames ``delay`` s apart
+    in its progress file (and its pid beside it), prints ``stderr``, finishes the output
+    when ``code`` is 0."""
     script = folder / f"fake-ffmpeg-{frames}-{code}"
     script.write_text(
         "#!/bin/sh\n"
         'prev=""; progress=""; out=""\n'
         'for a in "$@"; do [ "$prev" = "-progress" ] && progress="$a"; prev="$a"; out="$a"; done\n'
         'echo $$ > "$progress.pid"\n'
+        'printf half > "$out"\n'  # as ffmpeg: the output grows while it renders
         "i=0\n"
         f"while [ $i -lt {frames} ]; do i=$((i+1)); "
         f"printf 'frame=%d\\nprogress=continue\\n' $i >> \"$progress\"; sleep {delay}; done\n"
