@@ -637,7 +637,12 @@ class LayerCapturePlugin(
 
     def get_assets(self) -> Dict[str, List[str]]:
         return {
-            "js": ["js/layercapture_settings.js", "js/layercapture_tab.js"],
+            "js": [
+                "js/layercapture_settings.js",
+                "js/layercapture_videos.js",
+                "js/layercapture_compare.js",
+                "js/layercapture_tab.js",
+            ],
             "clientjs": ["clientjs/layercapture.js"],
             "css": ["css/layercapture.css"],
         }

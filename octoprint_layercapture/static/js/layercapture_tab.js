@@ -1,7 +1,8 @@
 /*
  * Layer Capture tab: the live status (pushed as plugin messages) and the gallery of
  * captured prints, layers laid out as the physical grid, with the full image, its
- * metadata, the zip download and deleting.
+ * metadata, the zip download and deleting. A print's videos: layercapture_videos.js;
+ * the viewer's stepping, compare modes and deep links: layercapture_compare.js.
  */
 $(function () {
     "use strict";
@@ -177,6 +178,9 @@ $(function () {
                 size: formatSize(print.size_bytes)
             });
         };
+        self.videoCountText = function (count) {
+            return _.sprintf(gettext("%(count)s videos"), {count: count});
+        };
         self.failuresText = function (count) {
             return _.sprintf(gettext("%(count)s failures"), {count: count});
         };
@@ -228,6 +232,7 @@ $(function () {
             if (!self.selected() || self.selected().id !== print.id) self.layersOffset(0);
             self.selected(print);
             self.loadLayers();
+            self.videos.load(print);
         };
 
         self.loadLayers = function () {
@@ -311,6 +316,13 @@ $(function () {
         };
 
         self.openImage = function (layer, image) {
+            self.compare.open(self.selectedId(), layer, image);
+            self.showImage(layer, image);
+            $("#layercapture_viewer").modal("show");
+        };
+
+        // the viewer's title, image and metadata rows for one image (stepping calls it too)
+        self.showImage = function (layer, image) {
             var position = image.position || {};
             var row = function (name, value) {
                 return {name: name, value: String(value)};
@@ -338,7 +350,6 @@ $(function () {
                 metadataUrl: self.fileUrl(layer.metadata),
                 rows: rows
             });
-            $("#layercapture_viewer").modal("show");
             // the rest comes from the layer's metadata file itself
             self.client()
                 .getFile(layer.metadata)
@@ -395,6 +406,7 @@ $(function () {
                     if (self.selectedId() === print.id) {
                         self.selected(null);
                         self.layers([]);
+                        self.videos.clear();
                     }
                     self.loadPrints();
                 })
@@ -414,6 +426,9 @@ $(function () {
             self.client().rescan().done(self.refreshGallery).fail(failed(gettext("rescan")));
         };
 
+        self.videos = new LayerCaptureVideos(self);
+        self.compare = new LayerCaptureCompare(self);
+
         // ---- OctoPrint callbacks
 
         self.onStartupComplete = function () {
@@ -432,10 +447,17 @@ $(function () {
         self.onAfterTabChange = function (current) {
             self.tabActive = current === "#tab_plugin_layercapture";
             if (self.tabActive) self.refreshGallery();
+            if (self.tabActive && self.compare.pending) self.compare.openPending();
         };
 
         self.onDataUpdaterPluginMessage = function (plugin, data) {
-            if (plugin !== PLUGIN || !data || data.type !== "status") return;
+            if (plugin !== PLUGIN || !data) return;
+            if (data.type === "video") {
+                self.videos.onJob(data.job);
+                if (self.tabActive && data.job && data.job.state === "done") self.loadPrints();
+                return;
+            }
+            if (data.type !== "status") return;
             var status = data.status || {state: "idle"};
             self.status(status);
             if (self.tabActive && (status.state === "captured" || status.state === "idle")) {
