@@ -61,6 +61,8 @@ class FfmpegProcess:
         self.progress = progress
         self._lock = threading.Lock()  # suspend() may come from another thread
         self._suspended = False
+        self._code: Optional[int] = None
+        self.cpu_seconds: Optional[float] = None  # user + system, once it has exited
         with open(log, "wb") as handle:
             self._process = subprocess.Popen(  # noqa: S603 - a list of arguments, no shell
                 command,
@@ -80,7 +82,28 @@ class FfmpegProcess:
         return self._suspended
 
     def poll(self) -> Optional[int]:
-        return self._process.poll()
+        """Its exit code once it has exited (and its CPU time is known), else None."""
+        return self._reap(block=False)
+
+    def _reap(self, block: bool) -> Optional[int]:
+        if self._code is not None:
+            return self._code
+        wait4 = getattr(os, "wait4", None)
+        if wait4 is None:  # no rusage here: the exit code only
+            code = self._process.wait() if block else self._process.poll()
+            self._code = code
+            return code
+        try:
+            pid, status, usage = wait4(self._process.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere
+            self._code = self._process.poll()
+            return self._code
+        if pid == 0:
+            return None
+        self._code = os.waitstatus_to_exitcode(status)
+        self._process.returncode = self._code  # so Popen does not wait for it again
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        return self._code
 
     def suspend(self) -> None:
         """SIGSTOP (no CPU until :meth:`resume`); nothing where that does not exist."""
@@ -102,10 +125,10 @@ class FfmpegProcess:
     def kill(self) -> None:
         """Ends it at once (SIGKILL also ends a stopped process) and waits for it."""
         with self._lock:
-            if self._process.poll() is None:
+            if self._code is None:
                 with contextlib.suppress(OSError):
                     self._process.kill()
-        self._process.wait()
+        self._reap(block=True)
 
     def frames(self) -> Optional[int]:
         """Frames written so far, from the progress file (None before the first report)."""

@@ -87,6 +87,7 @@ class RenderJob:
     videos_done: int = 0
     videos_total: int = 0
     videos: List[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # ffmpeg's, summed over the job's videos
     queued_at: float = field(default_factory=time.time)
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
@@ -118,6 +119,7 @@ class RenderJob:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "render_seconds": seconds,
+            "cpu_seconds": round(self.cpu_seconds, 3),
         }
 
 

@@ -439,6 +439,7 @@ class VideoRenderer:
             with self._lock:
                 self._process = None
             process.kill()
+            self._set(job, cpu_seconds=job.cpu_seconds + (process.cpu_seconds or 0.0))
         if code != 0:
             raise VideoError(
                 f"ffmpeg failed on the {item.plan.label()} (exit code {code}): "

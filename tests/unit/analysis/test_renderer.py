@@ -239,6 +239,7 @@ def test_all_videos_are_h264_with_one_frame_per_layer_plus_the_hold(rig: Rig):
     job = rig.render()
     assert job["state"] == "done", job
     assert job["frames_done"] == job["frames_total"] == 9 * 5 and job["percent"] == 100
+    assert job["cpu_seconds"] > 0  # ffmpeg's own, from its rusage
     videos = rig.index.videos(rig.pid())
     assert [(v["kind"], v["index"]) for v in videos] == [("grid", None)] + [
         ("position", i)
