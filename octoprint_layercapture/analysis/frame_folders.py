@@ -35,9 +35,6 @@ from .video import (
 )
 from .video_files import KIND_GRID
 
-# how often (in frames) preparing a video looks at the gate and the cancel button
-CHECK_EVERY = 25
-
 
 @dataclass(frozen=True)
 class PreparedVideo:
@@ -74,7 +71,8 @@ def prepare_video(
     logger: logging.Logger,
 ) -> PreparedVideo:
     """Frame folders below ``work`` for video ``number`` of a render, and its command.
-    ``checkpoint`` is called every :data:`CHECK_EVERY` frames (it may block or raise)."""
+    ``checkpoint`` is called before each frame (it may block, while a capture runs, or
+    raise, when the render is cancelled)."""
     reference = reference_size(plan, root, logger)
     layout = plan_grid_layout(plan.grid_size, reference) if plan.kind == KIND_GRID else None
     size = (layout.width, layout.height) if layout is not None else even_size(reference)
@@ -86,8 +84,7 @@ def prepare_video(
         frames_dir.mkdir(parents=True)
         laid = []
         for k, frame in enumerate(source.frames):
-            if k % CHECK_EVERY == 0:
-                checkpoint()
+            checkpoint()
             target = frames_dir / f"f_{k:05d}.jpg"
             laid.append(_lay_frame(frame, target, reference, source, plan, root, blanks, work))
         inputs.append(replace(source, frames=tuple(laid)))

@@ -101,6 +101,7 @@ class VideoRenderer:
         self._current: Optional[RenderJob] = None
         self._recent: Deque[RenderJob] = deque(maxlen=RECENT_JOBS)
         self._process: Optional[FfmpegProcess] = None
+        self._holds = 0  # hold_now calls: one during an ffmpeg start stops the new process
         self._next_id = 1
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
@@ -128,12 +129,13 @@ class VideoRenderer:
             self._queue.clear()
             for job in dropped:
                 self._finish(job, STATE_CANCELLED, None)
+            snapshots = [job.snapshot() for job in dropped]
             if self._current is not None:
                 self._current.cancel.set()
             self._wake.notify_all()
             thread = self._thread
-        for job in dropped:
-            self._push(job, force=True)
+        for job, snapshot in zip(dropped, snapshots):
+            self._push(job, force=True, snapshot=snapshot)
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
@@ -182,7 +184,7 @@ class VideoRenderer:
             f"Video render {job.id} queued: {target.describe()} of print {print_id} "
             f"({job.gcode_file or 'unknown file'}){' after the print' if auto else ''}"
         )
-        self._push(job, force=True)
+        self._push(job, force=True, snapshot=snapshot)
         return snapshot
 
     def cancel(self, job_id: int) -> Optional[Dict[str, Any]]:
@@ -193,7 +195,7 @@ class VideoRenderer:
                 return None
             self._cancel_locked(job)
             snapshot = job.snapshot()
-        self._push(job, force=True)
+        self._push(job, force=True, snapshot=snapshot)
         return snapshot
 
     def cancel_print(self, print_id: str, timeout: float = 10.0) -> bool:
@@ -203,8 +205,9 @@ class VideoRenderer:
             jobs = [j for j in self._active() if j.print_id == print_id]
             for job in jobs:
                 self._cancel_locked(job)
-        for job in jobs:
-            self._push(job, force=True)
+            snapshots = [job.snapshot() for job in jobs]
+        for job, snapshot in zip(jobs, snapshots):
+            self._push(job, force=True, snapshot=snapshot)
         deadline = time.monotonic() + timeout
         with self._lock:
             while self._current is not None and self._current.print_id == print_id:
@@ -225,6 +228,7 @@ class VideoRenderer:
         """Stops a running ffmpeg at once (a capture is about to move the head). Cheap:
         called on OctoPrint's comm thread. The thread continues it once the gate opens."""
         with self._lock:
+            self._holds += 1
             if self._process is not None:
                 self._process.suspend()
             self._wake.notify_all()
@@ -273,13 +277,18 @@ class VideoRenderer:
         job.finished_at = time.time()
         self._recent.append(job)
 
-    def _push(self, job: RenderJob, force: bool = False) -> None:
+    def _push(
+        self, job: RenderJob, force: bool = False, snapshot: Optional[Dict[str, Any]] = None
+    ) -> None:
+        """Pushes the job's state (``snapshot``: as it was taken under the lock, so a state
+        the thread has already left is still reported)."""
         now = time.monotonic()
         if not force and now - self._last_push < self._push_interval:
             return
         self._last_push = now
-        with self._lock:
-            snapshot = job.snapshot()
+        if snapshot is None:
+            with self._lock:
+                snapshot = job.snapshot()
         try:
             self._on_update(snapshot)
         except Exception:
@@ -374,7 +383,7 @@ class VideoRenderer:
             with self._lock:
                 self._finish(job, state, error)
                 snapshot = job.snapshot()
-            self._push(job, force=True)
+            self._push(job, force=True, snapshot=snapshot)
         self._log_result(snapshot)
 
     def _log_result(self, job: Dict[str, Any]) -> None:
@@ -428,11 +437,16 @@ class VideoRenderer:
 
     def _encode(self, job: RenderJob, item: PreparedVideo) -> None:
         done_before = job.frames_done
+        with self._lock:
+            holds = self._holds
+        self._wait_for_gate(job, STATE_PAUSED, STATE_RENDERING)
         self._set(job, state=STATE_RENDERING, current=item.plan.label())
         self._push(job, force=True)
         process = FfmpegProcess(item.command, item.log, item.progress, self._niceness)
         with self._lock:
             self._process = process
+            if self._holds != holds:  # a capture began while it was starting
+                process.suspend()
         try:
             code = self._watch(job, process, item, done_before)
         finally:

@@ -14,10 +14,11 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from expected_layers import expected_capture_layers, expected_layers
@@ -119,6 +120,44 @@ def ffmpeg_children(server: OctoPrintServer) -> List[int]:
     return found
 
 
+class FfmpegSampler:
+    """Samples every ffmpeg child of OctoPrint every few milliseconds on a named thread:
+    its state letter (R, S, T...) and the CPU time it has used (clock ticks)."""
+
+    def __init__(self, server: OctoPrintServer) -> None:
+        self.server = server
+        self.samples: List[Tuple[float, int, str, int]] = []  # (monotonic, pid, state, ticks)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-ffmpeg-sampler", daemon=True)
+
+    def __enter__(self) -> FfmpegSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for pid in ffmpeg_children(self.server):
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                self.samples.append((now, pid, fields[0], int(fields[11]) + int(fields[12])))
+            self._stop.wait(0.003)  # sampling the process table: nothing to wait on
+
+    def cpu_between(self, start: float, end: float) -> Optional[int]:
+        """Ticks ffmpeg used between the first and the last sample in [start, end] (one
+        process; None: fewer than two samples there)."""
+        inside = [(pid, ticks) for at, pid, _state, ticks in self.samples if start <= at <= end]
+        if len(inside) < 2 or inside[0][0] != inside[-1][0]:
+            return None
+        return inside[-1][1] - inside[0][1]
+
+
 def probe(path: Path) -> Dict[str, Any]:
     out = subprocess.run(
         [
@@ -153,7 +192,7 @@ def printed(octoprint_server: OctoPrintServer) -> Iterator[Printed]:
     wait_for_captured_layers(server, len(layers), since=mark, timeout=90)
     server.wait_print_done(timeout=90, since=mark)
     queued = server.wait_for_plugin_message(
-        60, lambda d: d.get("type") == "video" and d["job"]["state"] == "queued", since=mark
+        60, lambda d: d.get("type") == "video" and d["job"]["auto"], since=mark
     )
     job = queued.payload["job"]
     assert job["auto"] is True and job["target"] == "all"
@@ -278,6 +317,72 @@ def test_a_render_asked_for_during_a_print_waits_until_it_has_ended(printed: Pri
     )
     assert second.payload["job"]["state"] == "done"
     assert second.payload["job"]["started_at"] >= done["finished_at"]
+
+
+def test_renders_allowed_during_prints_stop_whenever_the_head_is_away(printed: Printed) -> None:
+    server = printed.server
+    # the print's own videos are not rendered after it: this test cancels its render
+    settings = {
+        "video_render_while_printing": True,
+        "video_hold_seconds": 60.0,
+        "video_render_after_print": False,
+    }
+    assert server.save_plugin_settings(settings).status_code == 200
+    try:
+        mark = server.mark()
+        response = server.api("POST", f"{BASE}/prints/{printed.pid}/videos", json={})
+        assert response.status_code == 202, response.text
+        job = response.json()["job"]
+        server.wait_for_plugin_message(
+            60,
+            lambda d: (
+                d.get("type") == "video"
+                and d["job"]["id"] == job["id"]
+                and d["job"]["frames_done"] > 0
+            ),
+            since=mark,
+        )
+        started = time.monotonic()
+        with FfmpegSampler(server) as sampler:
+            server.start_print(TINY, name="third.gcode")
+            wait_for_captured_layers(server, len(printed.layers), since=mark, timeout=90)
+            server.wait_print_done(timeout=90, since=mark)
+        paused = [
+            m.payload["job"]
+            for m in server.events.plugin_messages("layercapture", since=mark)
+            if m.payload.get("type") == "video" and m.payload["job"]["state"] == "paused"
+        ]
+        assert server.api("DELETE", f"{BASE}/videos/jobs/{job['id']}").status_code == 200
+        wait_job(server, job["id"], ENDED, mark, timeout=30)
+    finally:
+        server.save_plugin_settings(
+            {
+                "video_render_while_printing": False,
+                "video_hold_seconds": 0.0,
+                "video_render_after_print": True,
+            }
+        )
+    # ffmpeg used no CPU from the lift to the way down of any capture sequence (the
+    # plugin's moves are G0; the held line of the job that follows is the job's own G1)
+    moves = [
+        r["t"]
+        for r in server.sent_lines(since=started)
+        if "plugin:layercapture" in r["tags"] and r["gcode"] == "G0"
+    ]
+    sequences: List[List[float]] = []
+    for t in moves:
+        if sequences and t - sequences[-1][-1] < 0.5:
+            sequences[-1].append(t)
+        else:
+            sequences.append([t])
+    assert [len(s) for s in sequences] == [12] * len(printed.layers)  # lift, 9, 2 back
+    used = [sampler.cpu_between(s[0], s[-1]) for s in sequences]
+
+    assert [ticks for ticks in used if ticks] == [], used  # 0 ticks, or not sampled
+    assert sum(1 for ticks in used if ticks is not None) >= 2, used  # the sampler kept up
+    # ... and it did render between the captures: the print did not hold it back
+    assert any(state in "RS" for _t, _pid, state, _ticks in sampler.samples)
+    assert {p["reason"] for p in paused} == {"a capture sequence is running"}
 
 
 def test_cancel_mid_render_leaves_nothing_behind(printed: Printed) -> None:
