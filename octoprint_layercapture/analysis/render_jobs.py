@@ -25,7 +25,6 @@ STATE_PAUSED = "paused"  # the gate closed while it ran
 STATE_DONE = "done"
 STATE_FAILED = "failed"
 STATE_CANCELLED = "cancelled"
-ACTIVE_STATES = (STATE_QUEUED, STATE_WAITING, STATE_PREPARING, STATE_RENDERING, STATE_PAUSED)
 
 
 class RenderRefused(Exception):
