@@ -178,8 +178,8 @@ class LayerCapturePlugin(
         ):
             if event != Events.PRINT_DONE:
                 port.interrupt("cancelled" if "Cancel" in event else "print failed")
-            if event != Events.PRINT_CANCELLING:
-                self._render_after_print(session)
+            # a cancel disarms at PrintCancelling (PrintCancelled finds no session)
+            self._render_after_print(session)
             self._disarm(event)
         elif event == Events.PRINT_PAUSED:
             port.on_paused(payload)

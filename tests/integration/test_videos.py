@@ -287,6 +287,7 @@ def test_videos_are_served_like_the_images_zipped_and_listed_with_the_print(
 
 
 def test_a_render_asked_for_during_a_print_waits_until_it_has_ended(printed: Printed) -> None:
+    """... and a cancelled print with captured layers gets its videos after it too."""
     server = printed.server
     mark = server.mark()
     server.start_print(TINY, name="second.gcode")
@@ -297,15 +298,16 @@ def test_a_render_asked_for_during_a_print_waits_until_it_has_ended(printed: Pri
     waiting = wait_job(server, job["id"], ("waiting",), mark, timeout=10)
     assert waiting["reason"].startswith("a print is running")
     seen_ffmpeg = []
-    while server.state() in ("Printing", "Pausing", "Paused", "Resuming", "Starting"):
+    for _ in range(10):  # a second of the print
         seen_ffmpeg += ffmpeg_children(server)
         assert server.get_json(f"{BASE}/videos/jobs")["current"]["state"] == "waiting"
         time.sleep(0.1)  # sampling the process table: nothing to wait on
-    server.wait_print_done(timeout=90, since=mark)
+    assert server.api("POST", "/api/job", json={"command": "cancel"}).status_code == 204
+    server.wait_for_event("PrintCancelled", timeout=60, since=mark)
     assert seen_ffmpeg == []  # none while the print ran
     done = wait_job(server, job["id"], ENDED, mark)
     assert done["state"] == "done", done
-    # the second print's own videos follow, after this one
+    # the cancelled print's own videos follow, after this one
     second = server.wait_for_plugin_message(
         120,
         lambda d: (
@@ -314,9 +316,9 @@ def test_a_render_asked_for_during_a_print_waits_until_it_has_ended(printed: Pri
             and d["job"]["state"] in ENDED
         ),
         since=mark,
-    )
-    assert second.payload["job"]["state"] == "done"
-    assert second.payload["job"]["started_at"] >= done["finished_at"]
+    ).payload["job"]
+    assert second["state"] == "done" and second["auto"] is True, second
+    assert second["started_at"] >= done["finished_at"]
 
 
 def test_renders_allowed_during_prints_stop_whenever_the_head_is_away(printed: Printed) -> None:
