@@ -88,7 +88,8 @@ def prepare_video(
             target = frames_dir / f"f_{k:05d}.jpg"
             laid.append(_lay_frame(frame, target, reference, source, plan, root, blanks, work))
         inputs.append(replace(source, frames=tuple(laid)))
-        patterns.append(str(frames_dir / "f_%05d.jpg"))
+        # ffmpeg reads % in the folder's name as a pattern too: doubled, it is a % again
+        patterns.append(str(frames_dir).replace("%", "%%") + os.sep + "f_%05d.jpg")
     plan = replace(plan, inputs=tuple(inputs))
     name = plan.file_name(print_id)
     temp = folder / f"{TEMP_PREFIX}{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"

@@ -298,6 +298,18 @@ def test_grid_tiles_lie_as_on_the_bed_and_missing_shots_are_labelled_blanks(rig:
     assert max(sum(blank.getpixel((x, 36))) for x in range(96)) > 400  # its label
 
 
+def test_a_data_folder_with_a_percent_sign_still_renders(tmp_path: Path):
+    rig = Rig(tmp_path / "50%d done")  # ffmpeg's image sequences are % patterns
+    rig.renderer.start()
+    try:
+        rig.add_print(layers=2)
+        job = rig.render(RenderTarget("position", 0))
+        assert job["state"] == "done", job
+        assert probe(rig.root / rig.index.videos(rig.pid())[0]["path"])["nb_read_frames"] == 2
+    finally:
+        rig.renderer.stop()
+
+
 def test_one_position_renders_that_video_only(rig: Rig):
     rig.add_print(layers=2)
     job = rig.render(RenderTarget("position", 4))
