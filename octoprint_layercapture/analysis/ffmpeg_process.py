@@ -108,7 +108,9 @@ class FfmpegProcess:
     def suspend(self) -> None:
         """SIGSTOP (no CPU until :meth:`resume`); nothing where that does not exist."""
         with self._lock:
-            if self._suspended or _SIGSTOP is None or self._process.poll() is not None:
+            # not Popen.poll(): that would reap it on the caller's thread, and its CPU time
+            # with it (a signal to an exited, unreaped process does nothing)
+            if self._suspended or _SIGSTOP is None or self._code is not None:
                 return
             with contextlib.suppress(OSError):
                 self._process.send_signal(_SIGSTOP)
