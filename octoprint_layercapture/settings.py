@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .capture.firmware import AUTO, FIRMWARE_CHOICES
 
-SETTINGS_VERSION = 2
+# 2: one value per setting (no per-axis keys); 3: the video settings (video_*)
+SETTINGS_VERSION = 3
 
 STOP_MODES = ("pause", "hold")
 # How a move is awaited before M114 confirms it: the G-code that waits for the printer's
@@ -74,6 +75,12 @@ DEFAULTS: Dict[str, Any] = {
     "emergency_resume_attempts": 3,
     # capture folder, relative to OctoPrint's uploads folder
     "capture_folder": "layercapture",
+    # videos of a print's captures (rendered with OctoPrint's ffmpeg); fps and hold as
+    # OctoPrint's timelapse defaults
+    "video_fps": 25,
+    "video_hold_seconds": 0.0,
+    "video_render_after_print": False,
+    "video_render_while_printing": False,
 }
 
 # The plugin's earlier public version split some settings per axis; version 2 keeps one
@@ -176,6 +183,10 @@ class CaptureSettings:
     movement_timeout: float
     emergency_resume_attempts: int
     capture_folder: str
+    video_fps: int
+    video_hold_seconds: float
+    video_render_after_print: bool
+    video_render_while_printing: bool
 
     def bounds(self, profile_bounds: Optional[Bounds]) -> Optional[Bounds]:
         """Explicit bed settings override the printer profile, per edge."""
@@ -413,6 +424,10 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         movement_timeout=c.number("movement_timeout", 0, exclusive=True, maximum=3600),
         emergency_resume_attempts=c.integer("emergency_resume_attempts", 0, 20),
         capture_folder=_check_folder(c),
+        video_fps=c.integer("video_fps", 1, 120),
+        video_hold_seconds=c.number("video_hold_seconds", 0, maximum=60),
+        video_render_after_print=c.boolean("video_render_after_print"),
+        video_render_while_printing=c.boolean("video_render_while_printing"),
     )
     _check_bounds(c, values, profile_bounds)
     if c.errors:
@@ -501,6 +516,9 @@ def migrate(data: Mapping[str, Any], from_version: Optional[int]) -> Dict[str, A
                 result["capture_z_heights"] = list(parse_z_heights(result["capture_z_heights"]))
             except ValueError:
                 result["capture_z_heights"] = []
+    # version 3 only adds settings (video_fps, video_hold_seconds, video_render_after_print,
+    # video_render_while_printing): stored settings of version 2 keep every value and take
+    # the new ones' defaults, which render nothing by themselves
     return result
 
 
@@ -508,6 +526,6 @@ def to_storable(values: CaptureSettings) -> Dict[str, Any]:
     """The validated settings as the plain values config.yaml stores."""
     stored = {key: getattr(values, key) for key in DEFAULTS}
     stored["capture_z_heights"] = list(values.capture_z_heights)
-    for key in ("grid_size", "capture_every_n_layers", "image_quality"):
+    for key in ("grid_size", "capture_every_n_layers", "image_quality", "video_fps"):
         stored[key] = int(stored[key])
     return stored

@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 from ..analysis.events import EVENT_NAME
 
 STATUS = "status"
+VIDEO = "video"  # a video render's state and progress (analysis.video)
 SETTINGS_REJECTED = "settings_rejected"
 
 
@@ -73,6 +74,9 @@ class Pushes:
 
     def status(self, snapshot: Dict[str, Any]) -> None:
         self.send({"type": STATUS, "status": snapshot})
+
+    def video(self, job: Dict[str, Any]) -> None:
+        self.send({"type": VIDEO, "job": job})
 
     def allows(self, user: Any, message: str, payload: Any) -> bool:
         """The sockjs emit hook: our messages only to users with the permission of their

@@ -53,6 +53,13 @@ def test_defaults_validate_and_round_trip():
         ("capture_folder", "", "relative folder"),
         ("capture_every_n_layers", -3, "at least 0"),
         ("not_a_setting", 1, "not a Layer Capture setting"),
+        ("video_fps", 0, "at least 1"),
+        ("video_fps", 121, "at most 120"),
+        ("video_fps", 2.5, "whole number"),
+        ("video_hold_seconds", -1, "at least 0"),
+        ("video_hold_seconds", 61, "at most 60"),
+        ("video_render_after_print", "often", "true or false"),
+        ("video_render_while_printing", 1, "true or false"),
     ],
 )
 def test_invalid_values_are_refused_with_a_message(key, value, fragment):
@@ -115,6 +122,15 @@ def test_migrate_from_the_per_axis_version():
 
 def test_migrate_keeps_current_keys_when_both_exist():
     assert s.migrate({"grid_size": 3, "grid_size_x": 5}, 1) == {"grid_size": 3}
+
+
+def test_version_2_settings_keep_their_values_and_take_the_video_defaults():
+    stored = {"grid_size": 5, "grid_spacing": 10.0, "stop_mode": "hold"}
+    migrated = s.migrate(stored, 2)
+    assert migrated == stored and s.SETTINGS_VERSION == 3
+    values = s.validate(migrated, BED)
+    assert (values.video_fps, values.video_hold_seconds) == (25, 0.0)
+    assert not values.video_render_after_print and not values.video_render_while_printing
 
 
 def test_migrate_current_version_is_unchanged():
