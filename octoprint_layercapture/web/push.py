@@ -24,13 +24,17 @@ VIDEO = "video"  # a video render's state and progress (analysis.video)
 SETTINGS_REJECTED = "settings_rejected"
 
 
+def permission_name(kind: Any) -> str:
+    """The OctoPrint permission that may read a message of this kind: Settings for
+    rejected settings, *View captures* for the rest (status, video, the layer event)."""
+    return "SETTINGS" if kind == SETTINGS_REJECTED else "PLUGIN_LAYERCAPTURE_VIEW"
+
+
 def _permission(kind: Any) -> Any:
     # looked up when used: the plugin's own permissions are registered after start-up
     from octoprint.access.permissions import Permissions
 
-    if kind == SETTINGS_REJECTED:
-        return Permissions.SETTINGS
-    return Permissions.PLUGIN_LAYERCAPTURE_VIEW
+    return getattr(Permissions, permission_name(kind))
 
 
 class Pushes:

@@ -518,3 +518,19 @@ def test_leftovers_of_a_killed_octoprint_are_removed_when_the_thread_starts(tmp_
         assert built.images[0].exists()
     finally:
         rig.renderer.stop()
+
+
+def test_after_a_print_all_its_videos_are_queued_and_a_refusal_is_only_logged(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+):
+    rig.add_print(layers=1)
+    rig.config = RenderConfig(None, "500k", 1, 10, 0.0)
+    with caplog.at_level("WARNING"):
+        rig.renderer.submit_after_print(rig.pid())
+    assert "not rendered: OctoPrint has no ffmpeg set" in caplog.text
+    assert rig.renderer.jobs()["queue"] == [] and rig.renderer.jobs()["current"] is None
+    rig.config = RenderConfig(FFMPEG, "500k", 1, 10, 0.0)
+    rig.renderer.submit_after_print(rig.pid())
+    job = rig.renderer.job_for(rig.pid())
+    assert job is not None and (job["auto"], job["target"]) == (True, "all")
+    assert rig.wait(job["id"], lambda j: j["state"] in ENDED)["state"] == "done"
