@@ -26,14 +26,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import List, Tuple
-
-import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -43,7 +40,9 @@ from common import Row, machine_summary, record  # noqa: E402
 from gallery_tree import build_print  # noqa: E402
 from harness import OctoPrintServer  # noqa: E402
 from harness.camera_servers import make_jpeg  # noqa: E402
+from rest_poller import RestPoller, p95  # noqa: E402
 from system_packages import find_program, missing_message  # noqa: E402
+from video_checks import FFMPEG, probe  # noqa: E402
 
 from octoprint_layercapture.store.names import parse_image_name  # noqa: E402
 
@@ -54,8 +53,6 @@ FRAME = (1920, 1080)
 FPS = 25
 BITRATE = "10000k"  # OctoPrint's defaults (webcam.bitrate, ffmpegThreads)
 THREADS = 1
-FFMPEG = find_program("ffmpeg") or "/usr/bin/ffmpeg"
-FFPROBE = find_program("ffprobe") or "/usr/bin/ffprobe"
 BASE = "/plugin/layercapture"
 REST_TARGET_MS = 100.0
 
@@ -114,66 +111,9 @@ def baseline_render(pool: List[Path], work: Path) -> Tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     assert process.returncode == 0, process.returncode
-    out = subprocess.run(
-        [
-            FFPROBE,
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert out == f"{FRAME[0]},{FRAME[1]},{LAYERS}", out
+    info = probe(output)
+    assert (info["width"], info["height"], info["nb_read_frames"]) == (*FRAME, LAYERS), info
     return seconds, usage.ru_utime + usage.ru_stime
-
-
-class Poller:
-    """GET /api/printer every 20 ms on a named thread; (start, seconds) per request."""
-
-    def __init__(self, server: OctoPrintServer) -> None:
-        self.server = server
-        self.samples: List[Tuple[float, float]] = []
-        self.errors: List[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-rest-poller", daemon=True)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        session.headers["X-Api-Key"] = self.server.admin_key
-        url = f"{self.server.url}/api/printer?exclude=temperature,sd"
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                session.get(url, timeout=30).raise_for_status()
-                self.samples.append((started, time.monotonic() - started))
-            except requests.RequestException as exc:  # counted, never hidden
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            self._stop.wait(0.02)
-
-    def during(self, windows: List[Tuple[float, float]]) -> List[float]:
-        return [s for t, s in self.samples if any(a <= t <= b for a, b in windows)]
-
-
-def p95(values: List[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def our_render(server: OctoPrintServer, pid: str) -> Tuple[float, float, int, Tuple[float, float]]:
@@ -232,7 +172,7 @@ def main() -> int:
             ours_cpu: List[float] = []
             baseline_cpu: List[float] = []
             windows: List[Tuple[float, float]] = []
-            with Poller(server) as poller:
+            with RestPoller(server) as poller:
                 time.sleep(3.0)  # the idle REST baseline, nothing rendering
                 idle_until = time.monotonic()
                 for round_number in range(ROUNDS):

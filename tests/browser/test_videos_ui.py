@@ -14,21 +14,10 @@ from typing import Any, Dict, Iterator
 import pytest
 from capture_checks import wait_for_captured_layers
 from harness import OctoPrintServer
-from small_prints import write_square_print
-from system_packages import find_program, require_program
+from small_prints import QUICK_CAPTURE, write_square_print
+from video_checks import FFMPEG, require_ffmpeg
 
-FFMPEG = find_program("ffmpeg") or "/usr/bin/ffmpeg"
-SETTINGS = {
-    "enabled": True,
-    "use_fake_camera": True,
-    "grid_center_x": 100.0,
-    "grid_center_y": 100.0,
-    "grid_size": 3,
-    "capture_every_n_layers": 2,
-    "capture_delay": 0.0,
-    "retract_length": 0.0,
-    "stop_mode": "hold",
-}
+SETTINGS = QUICK_CAPTURE
 PRINT_NAME = "video_square.gcode"
 TAB = "#tab_plugin_layercapture"
 VIEWER = "#layercapture_viewer"
@@ -36,7 +25,7 @@ VIEWER = "#layercapture_viewer"
 
 @pytest.fixture(scope="module")
 def ui_server_options() -> Dict[str, Any]:
-    require_program("ffmpeg")
+    require_ffmpeg()
     return {"plugin_settings": SETTINGS, "config_overrides": {"webcam": {"ffmpeg": FFMPEG}}}
 
 

@@ -21,24 +21,14 @@ import pytest
 import requests
 from gallery_tree import BuiltPrint, build_print
 from harness import ADMIN, VIEWER, OctoPrintServer
-from small_prints import write_square_print
+from small_prints import QUICK_CAPTURE, write_square_print
 
 pytestmark = pytest.mark.integration
 
 BASE = "/plugin/layercapture"
 LOOKER = "looker"  # may view captures, not manage them
 SECRET = b"LC-SECRET-DO-NOT-SERVE-7f3a"
-SETTINGS = {
-    "enabled": True,
-    "use_fake_camera": True,
-    "grid_center_x": 100.0,
-    "grid_center_y": 100.0,
-    "grid_size": 3,
-    "capture_every_n_layers": 2,
-    "capture_delay": 0.0,
-    "retract_length": 0.0,
-    "stop_mode": "hold",
-}
+SETTINGS = QUICK_CAPTURE
 
 
 class Api:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -23,37 +21,25 @@ import pytest
 from capture_checks import wait_for_captured_layers
 from expected_layers import expected_capture_layers, expected_layers
 from harness import VIEW_ONLY, VIEWER, OctoPrintServer
-from system_packages import find_program, require_program
+from sampling import Sampler
+from small_prints import QUICK_CAPTURE
+from video_checks import FFMPEG, probe, require_ffmpeg
 
 from octoprint_layercapture.analysis.video.plan import plan_grid_layout
 
 pytestmark = pytest.mark.integration
 
-FFMPEG = find_program("ffmpeg") or "/usr/bin/ffmpeg"
-FFPROBE = find_program("ffprobe") or "/usr/bin/ffprobe"
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "prusa_tiny.gcode"
-EVERY_N = 2
+EVERY_N = QUICK_CAPTURE["capture_every_n_layers"]
 BASE = "/plugin/layercapture"
-SETTINGS = {
-    "enabled": True,
-    "use_fake_camera": True,  # 640 x 480 frames
-    "grid_center_x": 100.0,
-    "grid_center_y": 100.0,
-    "grid_size": 3,
-    "capture_every_n_layers": EVERY_N,
-    "capture_delay": 0.0,
-    "retract_length": 0.0,
-    "stop_mode": "hold",
-    "video_render_after_print": True,
-}
+SETTINGS = {**QUICK_CAPTURE, "video_render_after_print": True}  # the fake camera: 640x480
 FAKE_FRAME = (640, 480)
 ENDED = ("done", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
 def octoprint_server_options() -> Dict[str, Any]:
-    require_program("ffmpeg")
-    require_program("ffprobe")
+    require_ffmpeg()
     return {
         "plugin_settings": SETTINGS,
         "config_overrides": {"webcam": {"ffmpeg": FFMPEG}},
@@ -90,14 +76,22 @@ class Printed:
 
 
 def wait_job(
-    server: OctoPrintServer, job_id: int, states: tuple, since: int, timeout: float = 120
+    server: OctoPrintServer,
+    job_id: int,
+    states: tuple,
+    since: int,
+    timeout: float = 120,
+    frames: bool = False,
 ) -> Dict[str, Any]:
+    """The first push of render ``job_id`` in one of ``states`` (with ``frames``: that has
+    rendered a frame) since the mark ``since``."""
     message = server.wait_for_plugin_message(
         timeout,
         lambda data: (
             data.get("type") == "video"
             and data["job"]["id"] == job_id
             and data["job"]["state"] in states
+            and (not frames or data["job"]["frames_done"] > 0)
         ),
         since=since,
     )
@@ -122,34 +116,23 @@ def ffmpeg_children(server: OctoPrintServer) -> List[int]:
     return found
 
 
-class FfmpegSampler:
+class FfmpegSampler(Sampler):
     """Samples every ffmpeg child of OctoPrint every few milliseconds on a named thread:
     its state letter (R, S, T...) and the CPU time it has used (clock ticks)."""
 
     def __init__(self, server: OctoPrintServer) -> None:
+        super().__init__("test-ffmpeg-sampler", 0.003)  # the process table: nothing to wait on
         self.server = server
         self.samples: List[Tuple[float, int, str, int]] = []  # (monotonic, pid, state, ticks)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="test-ffmpeg-sampler", daemon=True)
 
-    def __enter__(self) -> FfmpegSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = time.monotonic()
-            for pid in ffmpeg_children(self.server):
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except (OSError, IndexError):
-                    continue
-                self.samples.append((now, pid, fields[0], int(fields[11]) + int(fields[12])))
-            self._stop.wait(0.003)  # sampling the process table: nothing to wait on
+    def sample(self) -> None:
+        now = time.monotonic()
+        for pid in ffmpeg_children(self.server):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            self.samples.append((now, pid, fields[0], int(fields[11]) + int(fields[12])))
 
     def cpu_between(self, start: float, end: float) -> Optional[int]:
         """Ticks ffmpeg used between the first and the last sample in [start, end] (one
@@ -158,30 +141,6 @@ class FfmpegSampler:
         if len(inside) < 2 or inside[0][0] != inside[-1][0]:
             return None
         return inside[-1][1] - inside[0][1]
-
-
-def probe(path: Path) -> Dict[str, Any]:
-    out = subprocess.run(
-        [
-            FFPROBE,
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,pix_fmt,width,height,nb_read_frames",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    stream = json.loads(out)["streams"][0]
-    return {**stream, "nb_read_frames": int(stream["nb_read_frames"])}
 
 
 @pytest.fixture(scope="module")
@@ -344,15 +303,7 @@ def test_renders_allowed_during_prints_stop_whenever_the_head_is_away(printed: P
         response = server.api("POST", f"{BASE}/prints/{printed.pid}/videos", json={})
         assert response.status_code == 202, response.text
         job = response.json()["job"]
-        server.wait_for_plugin_message(
-            60,
-            lambda d: (
-                d.get("type") == "video"
-                and d["job"]["id"] == job["id"]
-                and d["job"]["frames_done"] > 0
-            ),
-            since=mark,
-        )
+        wait_job(server, job["id"], ("rendering",), mark, timeout=60, frames=True)
         started = time.monotonic()
         with FfmpegSampler(server) as sampler:
             server.start_print(TINY, name="third.gcode")
@@ -406,15 +357,7 @@ def test_cancel_mid_render_leaves_nothing_behind(printed: Printed) -> None:
         response = server.api("POST", f"{BASE}/prints/{printed.pid}/videos", json={"target": "all"})
         assert response.status_code == 202, response.text
         job = response.json()["job"]
-        running = server.wait_for_plugin_message(
-            60,
-            lambda d: (
-                d.get("type") == "video"
-                and d["job"]["id"] == job["id"]
-                and d["job"]["frames_done"] > 0
-            ),
-            since=mark,
-        ).payload["job"]
+        running = wait_job(server, job["id"], ("rendering",), mark, timeout=60, frames=True)
         assert running["frames_done"] < running["frames_total"]
         assert ffmpeg_children(server), "ffmpeg is rendering"
         cancel = server.api("DELETE", f"{BASE}/videos/jobs/{job['id']}")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import io
 import textwrap
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence, Tuple
+from typing import Sequence, Tuple
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
+
+from ...cameras.fake import pillow_font
 
 Size = Tuple[int, int]
 
@@ -38,15 +39,6 @@ def image_size(path: Path) -> Size:
         raise OSError(f"{Path(path).name} is not a readable image ({exc})") from exc
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> Any:
-    """Pillow's built-in font; scalable with Pillow >= 10.1 and FreeType, else bitmap."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # older Pillow: no size argument
-        return ImageFont.load_default()
-
-
 def blank_frame(size: Size, title: str, lines: Sequence[str]) -> bytes:
     """A JPEG of ``size``: a dark frame with ``title`` large and ``lines`` below it."""
     width, height = size
@@ -54,8 +46,8 @@ def blank_frame(size: Size, title: str, lines: Sequence[str]) -> bytes:
     draw = ImageDraw.Draw(image)
     border = max(1, min(width, height) // 120)
     draw.rectangle((0, 0, width - 1, height - 1), outline=_BORDER, width=border)
-    big = _font(max(10, height // 6))
-    small = _font(max(8, height // 14))
+    big = pillow_font(max(10, height // 6))
+    small = pillow_font(max(8, height // 14))
     average = draw.textlength("abcdefghijklmnopqrstuvwxyz", font=small) / 26
     chars = max(8, int(0.9 * width / max(average, 1.0)))  # what fits on one line
     wrapped = [

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 from gallery_tree import BuiltPrint, build_print, small_jpeg
 from PIL import Image
-from system_packages import find_program, require_program
+from video_checks import FFMPEG, probe, require_ffmpeg
 
 from octoprint_layercapture.analysis.video.jobs import IndexGallery, RenderConfig, RenderRefused
 from octoprint_layercapture.analysis.video.plan import RenderTarget, plan_grid_layout
@@ -24,15 +24,11 @@ from octoprint_layercapture.analysis.video.renderer import THREAD_NAME, VideoRen
 from octoprint_layercapture.store.index import CaptureIndex
 from octoprint_layercapture.store.names import parse_image_name
 
-FFMPEG = find_program("ffmpeg") or "/usr/bin/ffmpeg"
-FFPROBE = find_program("ffprobe") or "/usr/bin/ffprobe"
-
 
 @pytest.fixture(autouse=True, scope="module")
 def _ffmpeg() -> None:
     """Debian's ffmpeg and ffprobe (debian-packages.txt): a skip, or a failure in CI."""
-    require_program("ffmpeg")
-    require_program("ffprobe")
+    require_ffmpeg()
 
 
 # one colour per grid position, so a grid frame shows where each tile went
@@ -155,30 +151,6 @@ def rig(tmp_path: Path) -> Any:
     handle.renderer.start()
     yield handle
     handle.renderer.stop()
-
-
-def probe(path: Path) -> Dict[str, Any]:
-    out = subprocess.run(
-        [
-            FFPROBE,
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,pix_fmt,width,height,nb_read_frames",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    stream = json.loads(out)["streams"][0]
-    stream["nb_read_frames"] = int(stream["nb_read_frames"])
-    return dict(stream)
 
 
 def frame_png(video: Path, number: int) -> Image.Image:
