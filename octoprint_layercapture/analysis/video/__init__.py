@@ -8,6 +8,7 @@
 * :mod:`.process`: one niced ffmpeg process, stopped and continued;
 * :mod:`.files`: the frames file beside each video, saving a render, leftovers;
 * :mod:`.jobs`: a render job, the gate that makes it wait, the gallery port;
+* :mod:`.run`: one job from its turn to its end (frames, ffmpeg, saving);
 * :mod:`.renderer`: the queue and its named thread, one render at a time.
 
 The names of the files are :mod:`store.names`. Plain modules: nothing here imports

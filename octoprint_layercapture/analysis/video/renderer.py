@@ -18,36 +18,31 @@ Pure module (stdlib, this package and :mod:`store`): the plugin hands it the gal
   or cancelled job leaves the print's videos as they were and no temporary file.
 * **Progress**: frames done / total through ``on_update`` at most every
   ``push_interval`` seconds, and at every change of state; ffmpeg's exact error on failure.
+
+This module is the queue, its lock and its thread; :mod:`.run` renders one job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
-import shutil
 import threading
 import time
 from collections import deque
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from ...store.names import RENDER_WORK_PREFIX, is_day_folder_name
 from ...vocabulary import RenderState
-from .ffmpeg import FfmpegSettings, error_summary, ffmpeg_problem, ffmpeg_settings
-from .files import frames_document, remove_leftovers, save_video
-from .frames import PreparedVideo, prepare_video
+from .ffmpeg import ffmpeg_problem
+from .files import remove_leftovers
 from .jobs import (
     GalleryPort,
-    RenderCancelled,
     RenderConfig,
     RenderJob,
     RenderRefused,
-    RestartVideo,
 )
-from .plan import TARGET_ALL, RenderTarget, VideoError, plan_videos, target_problem
-from .process import CAN_SUSPEND, RENDER_NICENESS, FfmpegProcess
+from .plan import TARGET_ALL, RenderTarget, target_problem
+from .process import RENDER_NICENESS, FfmpegProcess
+from .run import RenderRun
 
 THREAD_NAME = "layercapture-video"
 MAX_QUEUED = 20
@@ -122,7 +117,7 @@ class VideoRenderer:
             self._wake.notify_all()
             thread = self._thread
         for job, snapshot in zip(dropped, snapshots):
-            self._push(job, force=True, snapshot=snapshot)
+            self.push(job, force=True, snapshot=snapshot)
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
@@ -171,7 +166,7 @@ class VideoRenderer:
             f"Video render {job.id} queued: {target.describe()} of print {print_id} "
             f"({job.gcode_file or 'unknown file'}){' after the print' if auto else ''}"
         )
-        self._push(job, force=True, snapshot=snapshot)
+        self.push(job, force=True, snapshot=snapshot)
         return snapshot
 
     def submit_after_print(self, print_id: str) -> None:
@@ -190,7 +185,7 @@ class VideoRenderer:
                 return None
             self._cancel_locked(job)
             snapshot = job.snapshot()
-        self._push(job, force=True, snapshot=snapshot)
+        self.push(job, force=True, snapshot=snapshot)
         return snapshot
 
     def cancel_print(self, print_id: str, timeout: float = 10.0) -> bool:
@@ -202,7 +197,7 @@ class VideoRenderer:
                 self._cancel_locked(job)
             snapshots = [job.snapshot() for job in jobs]
         for job, snapshot in zip(jobs, snapshots):
-            self._push(job, force=True, snapshot=snapshot)
+            self.push(job, force=True, snapshot=snapshot)
         deadline = time.monotonic() + timeout
         with self._lock:
             while self._current is not None and self._current.print_id == print_id:
@@ -259,10 +254,45 @@ class VideoRenderer:
             )
             return None if job is None else job.snapshot()
 
-    def _set(self, job: RenderJob, **fields: Any) -> None:
+    # ---- what a run needs (RunHost) --------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def set(self, job: RenderJob, **fields: Any) -> None:
         with self._lock:
             for key, value in fields.items():
                 setattr(job, key, value)
+
+    def gate(self) -> Optional[str]:
+        return self._may_render()
+
+    def wait(self, seconds: float) -> None:
+        """At most ``seconds``; less when woken (a cancel, the gate looked at again)."""
+        with self._lock:
+            self._wake.wait(seconds)
+
+    def holds(self) -> int:
+        with self._lock:
+            return self._holds
+
+    def attach(self, process: FfmpegProcess, holds: int) -> None:
+        """The running ffmpeg, which :meth:`hold_now` stops; stopped at once when a hold
+        came since ``holds`` was read (a capture began while it was starting)."""
+        with self._lock:
+            self._process = process
+            if self._holds != holds:
+                process.suspend()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._process = None
+
+    def finish(self, job: RenderJob, state: RenderState, error: Optional[str]) -> Dict[str, Any]:
+        with self._lock:
+            self._finish(job, state, error)
+            return job.snapshot()
 
     def _finish(self, job: RenderJob, state: RenderState, error: Optional[str]) -> None:
         """Called with the lock held."""
@@ -272,7 +302,7 @@ class VideoRenderer:
         job.finished_at = time.time()
         self._recent.append(job)
 
-    def _push(
+    def push(
         self, job: RenderJob, force: bool = False, snapshot: Optional[Dict[str, Any]] = None
     ) -> None:
         """Pushes the job's state (``snapshot``: as it was taken under the lock, so a state
@@ -304,231 +334,25 @@ class VideoRenderer:
                     return
                 job = self._queue.popleft()
                 self._current = job
+            run = RenderRun(
+                self,
+                job,
+                self._gallery,
+                self._config,
+                self._work_root,
+                self._logger,
+                self._plugin_version,
+                self._niceness,
+                self._poll,
+            )
             try:
-                self._run_job(job)
-            except Exception:  # _run_job handles its own; this keeps the thread alive
+                run.run()
+            except Exception:  # the run handles its own; this keeps the thread alive
                 self._logger.exception(f"Video render {job.id} failed unexpectedly")
             finally:
                 with self._lock:
                     self._current = None
                     self._wake.notify_all()
-
-    def _run_job(self, job: RenderJob) -> None:
-        work: Optional[Path] = None
-        prepared: List[PreparedVideo] = []
-        state, error = RenderState.FAILED, None
-        try:
-            self._wait_for_gate(job, RenderState.WAITING, RenderState.PREPARING)
-            self._set(job, state=RenderState.PREPARING, started_at=time.time())
-            self._push(job, force=True)
-            config = self._config()
-            ffmpeg = ffmpeg_settings(config.ffmpeg, config.bitrate, config.threads)
-            layers = self._gallery.print_layers(job.print_id)
-            summary = self._gallery.print_summary(job.print_id)
-            root = self._gallery.root
-            if layers is None or summary is None or root is None:
-                raise VideoError("the print is gone from the gallery (deleted?)")
-            plans = plan_videos(layers, job.target)
-            work = self._work_root / f"{RENDER_WORK_PREFIX}{job.id}-{secrets.token_hex(4)}"
-            work.mkdir(parents=True)
-            day = str(plans[0].inputs[0].frames[0].metadata).split("/", 1)[0]
-            if not is_day_folder_name(day):
-                raise VideoError(f"the print's first layer is not in a day folder ({day!r})")
-            folder = root / day
-            for number, plan in enumerate(plans):
-                self._set(job, current=plan.label())
-                prepared.append(
-                    prepare_video(
-                        plan,
-                        number,
-                        job.print_id,
-                        root,
-                        folder,
-                        work,
-                        ffmpeg,
-                        config.fps,
-                        config.hold_seconds,
-                        lambda: self._wait_for_gate(job, RenderState.PAUSED, RenderState.PREPARING),
-                        self._logger,
-                    )
-                )
-            self._set(
-                job,
-                frames_total=sum(p.frame_count for p in prepared),
-                videos_total=len(prepared),
-            )
-            for item in prepared:
-                self._encode_until_done(job, item)
-            self._check_cancel(job)
-            self._commit(job, prepared, summary, ffmpeg, config)
-            state = RenderState.DONE
-        except RenderCancelled:
-            state = RenderState.CANCELLED
-        except VideoError as exc:
-            error = str(exc)
-        except Exception as exc:
-            self._logger.exception(f"Video render {job.id} failed")
-            error = f"unexpected error: {exc}"
-        finally:
-            for item in prepared:
-                with contextlib.suppress(FileNotFoundError):
-                    item.temp.unlink()
-            if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
-            with self._lock:
-                self._finish(job, state, error)
-                snapshot = job.snapshot()
-            self._push(job, force=True, snapshot=snapshot)
-        self._log_result(snapshot)
-
-    def _log_result(self, job: Dict[str, Any]) -> None:
-        what = f"Video render {job['id']} of print {job['print_id']}"
-        if job["state"] == RenderState.DONE:
-            self._logger.info(
-                f"{what}: {len(job['videos'])} video(s), {job['frames_total']} frames in "
-                f"{job['render_seconds']} s"
-            )
-        elif job["state"] == RenderState.CANCELLED:
-            self._logger.info(f"{what} cancelled, nothing written")
-        else:
-            self._logger.warning(f"{what} failed, nothing written: {job['error']}")
-
-    # ---- the gate ----------------------------------------------------------------------
-
-    def _check_cancel(self, job: RenderJob) -> None:
-        if job.cancel.is_set() or self._stopping:
-            raise RenderCancelled()
-
-    def _wait_for_gate(self, job: RenderJob, waiting_state: RenderState, then: RenderState) -> None:
-        """Returns once rendering may go on; meanwhile the job is in ``waiting_state`` with
-        the reason, afterwards in ``then``."""
-        waited = False
-        while True:
-            self._check_cancel(job)
-            reason = self._may_render()
-            if reason is None:
-                break
-            if not waited or job.reason != reason:
-                self._set(job, state=waiting_state, reason=reason)
-                self._push(job, force=True)
-            waited = True
-            with self._lock:
-                self._wake.wait(self._poll * 4)
-        if waited:
-            self._set(job, state=then, reason=None)
-            self._push(job, force=True)
-
-    # ---- ffmpeg ------------------------------------------------------------------------
-
-    def _encode_until_done(self, job: RenderJob, item: PreparedVideo) -> None:
-        while True:
-            try:
-                self._encode(job, item)
-                return
-            except RestartVideo:
-                with contextlib.suppress(FileNotFoundError):
-                    item.temp.unlink()
-                self._wait_for_gate(job, RenderState.PAUSED, RenderState.RENDERING)
-
-    def _encode(self, job: RenderJob, item: PreparedVideo) -> None:
-        done_before = job.frames_done
-        with self._lock:
-            holds = self._holds
-        self._wait_for_gate(job, RenderState.PAUSED, RenderState.RENDERING)
-        self._set(job, state=RenderState.RENDERING, current=item.plan.label())
-        self._push(job, force=True)
-        process = FfmpegProcess(item.command, item.log, item.progress, self._niceness)
-        with self._lock:
-            self._process = process
-            if self._holds != holds:  # a capture began while it was starting
-                process.suspend()
-        try:
-            code = self._watch(job, process, item, done_before)
-        finally:
-            with self._lock:
-                self._process = None
-            process.kill()
-            self._set(job, cpu_seconds=job.cpu_seconds + (process.cpu_seconds or 0.0))
-        if code != 0:
-            raise VideoError(
-                f"ffmpeg failed on the {item.plan.label()} (exit code {code}): "
-                f"{error_summary(process.errors()) or 'no message'}"
-            )
-        written = process.frames()
-        if written is not None and written != item.frame_count:
-            raise VideoError(
-                f"ffmpeg wrote {written} frames for the {item.plan.label()}, "
-                f"{item.frame_count} were planned"
-            )
-        if not item.temp.is_file() or item.temp.stat().st_size == 0:
-            raise VideoError(f"ffmpeg wrote no file for the {item.plan.label()}")
-        self._set(job, frames_done=done_before + item.frame_count, videos_done=job.videos_done + 1)
-        self._push(job)
-
-    def _watch(self, job: RenderJob, process: FfmpegProcess, item: PreparedVideo, base: int) -> int:
-        """Follows ffmpeg until it exits: progress, cancel, and the gate (stop/continue)."""
-        while True:
-            code = process.poll()
-            if code is not None:
-                return code
-            with self._lock:
-                self._wake.wait(self._poll)
-            if job.cancel.is_set() or self._stopping:
-                raise RenderCancelled()
-            reason = self._may_render()
-            if reason is not None and not CAN_SUSPEND:
-                raise RestartVideo()
-            if reason is not None:
-                process.suspend()
-            else:
-                process.resume()
-            state = RenderState.PAUSED if process.suspended else RenderState.RENDERING
-            changed = state != job.state
-            frames = min(process.frames() or 0, item.frame_count)
-            self._set(job, state=state, reason=reason, frames_done=base + frames)
-            self._push(job, force=changed)
-
-    # ---- committing ----------------------------------------------------------------------
-
-    def _commit(
-        self,
-        job: RenderJob,
-        prepared: List[PreparedVideo],
-        summary: Dict[str, Any],
-        ffmpeg: FfmpegSettings,
-        config: RenderConfig,
-    ) -> None:
-        """Each video under its final name, its frames file first."""
-        about = {
-            "rendered_at": datetime.now().isoformat(timespec="seconds"),
-            "render_seconds": round(time.time() - (job.started_at or time.time()), 3),
-            "ffmpeg": ffmpeg.path,
-            "bitrate": ffmpeg.bitrate,
-            "threads": ffmpeg.threads,
-            "plugin_version": self._plugin_version,
-        }
-        for item in prepared:
-            document = frames_document(
-                item.plan,
-                item.name,
-                summary,
-                item.size,
-                config.fps,
-                item.hold_frames,
-                config.hold_seconds,
-                item.layout,
-                extra=about,
-            )
-            try:
-                frames_path = save_video(item.temp, item.folder / item.name, document)
-            except OSError as exc:
-                raise VideoError(f"could not save the {item.plan.label()}: {exc}") from exc
-            with self._lock:
-                job.videos.append(f"{item.folder.name}/{item.name}")
-            try:
-                self._gallery.add_video(frames_path)
-            except Exception:
-                self._logger.exception(f"Could not add {item.name} to the gallery")
 
     # ---- leftovers of an interrupted run -------------------------------------------------
 
