@@ -165,6 +165,7 @@ def printed(octoprint_server: OctoPrintServer) -> Iterator[Printed]:
 def test_after_the_print_every_video_is_rendered_and_ffprobe_agrees(printed: Printed) -> None:
     answer = printed.videos()
     assert answer["ffmpeg_error"] is None and answer["render"]["state"] == "done"
+    assert (answer["grid_size"], answer["positions"]) == (3, list(range(9)))
     videos = answer["videos"]
     assert [(v["kind"], v["index"]) for v in videos] == [("grid", None)] + [
         ("position", i) for i in range(9)
