@@ -67,6 +67,7 @@ from octoprint_layercapture.capture.estimate import (  # noqa: E402
     sequence_seconds,
 )
 from octoprint_layercapture.settings import DEFAULTS  # noqa: E402
+from octoprint_layercapture.store.names import parse_metadata_name  # noqa: E402
 
 BENCH = "time added per layer"
 LAYERS = 9  # every 2nd layer: 4 captured layers per print
@@ -82,6 +83,13 @@ BASE: Dict[str, Any] = {
 }
 
 
+def metadata_files(root: Path) -> List[Path]:
+    """The layers' metadata files under ``root`` (not their toolpaths)."""
+    if not root.is_dir():
+        return []
+    return [p for p in root.rglob("*.json") if parse_metadata_name(p.name)]
+
+
 def capture_print(
     server: OctoPrintServer, folder: Path, settings: Dict[str, Any], layers: int = LAYERS
 ) -> List[Dict[str, Any]]:
@@ -90,7 +98,7 @@ def capture_print(
     response = server.save_plugin_settings({**BASE, **settings})
     assert response.status_code == 200, response.text
     root = server.uploads_dir / "layercapture"
-    known = set(root.rglob("*.json")) if root.is_dir() else set()
+    known = set(metadata_files(root))
     started = time.monotonic()
     mark = server.mark()
     server.start_print(write_square_print(folder, "bench.gcode", layers=layers))
@@ -98,7 +106,7 @@ def capture_print(
     every = int({**BASE, **settings}["capture_every_n_layers"])
     wait_for_captured_layers(server, (layers - 1) // every, since=mark)
     metadata = sorted(
-        (json.loads(p.read_text()) for p in set(root.rglob("*.json")) - known),
+        (json.loads(p.read_text()) for p in set(metadata_files(root)) - known),
         key=lambda m: int(m["layer"]),
     )
     steps = replay([r for r in server.sent_lines(since=started) if r["tags"]])
