@@ -16,7 +16,10 @@ from .cameras.mounting import CameraMounting, parse_mounting
 from .cameras.toolhead import FakeToolheadOptions, parse_options
 from .capture.firmware import AUTO, FIRMWARE_CHOICES
 
-SETTINGS_VERSION = 3
+# 2: one value per setting (no per-axis keys); 3: the video settings (video_*);
+# 4: the toolhead camera's mounting and mosaic (camera_mounting, fake_toolhead,
+# mosaic_max_correction, departure_warning_score)
+SETTINGS_VERSION = 4
 
 STOP_MODES = ("pause", "hold")
 # How a move is awaited before M114 confirms it: the G-code that waits for the printer's
@@ -76,6 +79,12 @@ DEFAULTS: Dict[str, Any] = {
     "emergency_resume_attempts": 3,
     # capture folder, relative to OctoPrint's uploads folder
     "capture_folder": "layercapture",
+    # videos of a print's captures (rendered with OctoPrint's ffmpeg); fps and hold as
+    # OctoPrint's timelapse defaults
+    "video_fps": 25,
+    "video_hold_seconds": 0.0,
+    "video_render_after_print": False,
+    "video_render_while_printing": False,
     # the camera's mounting (cameras.mounting): fixed, or on the toolhead with its geometry
     "camera_mounting": CameraMounting().to_dict(),
     # the fake camera when mounted on the toolhead (cameras.toolhead): defect and noise
@@ -188,6 +197,10 @@ class CaptureSettings:
     movement_timeout: float
     emergency_resume_attempts: int
     capture_folder: str
+    video_fps: int
+    video_hold_seconds: float
+    video_render_after_print: bool
+    video_render_while_printing: bool
     camera_mounting: CameraMounting = field(default_factory=CameraMounting)
     fake_toolhead: FakeToolheadOptions = field(default_factory=FakeToolheadOptions)
     mosaic_max_correction: float = 1.5
@@ -438,6 +451,10 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         movement_timeout=c.number("movement_timeout", 0, exclusive=True, maximum=3600),
         emergency_resume_attempts=c.integer("emergency_resume_attempts", 0, 20),
         capture_folder=_check_folder(c),
+        video_fps=c.integer("video_fps", 1, 120),
+        video_hold_seconds=c.number("video_hold_seconds", 0, maximum=60),
+        video_render_after_print=c.boolean("video_render_after_print"),
+        video_render_while_printing=c.boolean("video_render_while_printing"),
         camera_mounting=mounting,
         fake_toolhead=fake_toolhead,
         mosaic_max_correction=c.number("mosaic_max_correction", 0, maximum=20),
@@ -530,8 +547,11 @@ def migrate(data: Mapping[str, Any], from_version: Optional[int]) -> Dict[str, A
                 result["capture_z_heights"] = list(parse_z_heights(result["capture_z_heights"]))
             except ValueError:
                 result["capture_z_heights"] = []
-    if version < 3:
-        # version 3 adds the camera's mounting as one mapping; a hand-written
+    # version 3 only adds settings (video_fps, video_hold_seconds, video_render_after_print,
+    # video_render_while_printing): stored settings of version 2 keep every value and take
+    # the new ones' defaults, which render nothing by themselves
+    if version < 4:
+        # version 4 adds the camera's mounting as one mapping; a hand-written
         # ``camera_mounting: toolhead`` (a word) becomes that mapping's mode
         mounting = result.get("camera_mounting")
         if isinstance(mounting, str):
@@ -545,6 +565,6 @@ def to_storable(values: CaptureSettings) -> Dict[str, Any]:
     stored["capture_z_heights"] = list(values.capture_z_heights)
     stored["camera_mounting"] = values.camera_mounting.to_dict()
     stored["fake_toolhead"] = values.fake_toolhead.to_dict()
-    for key in ("grid_size", "capture_every_n_layers", "image_quality"):
+    for key in ("grid_size", "capture_every_n_layers", "image_quality", "video_fps"):
         stored[key] = int(stored[key])
     return stored

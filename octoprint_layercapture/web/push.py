@@ -21,16 +21,21 @@ from ..analysis.events import EVENT_NAME
 
 STATUS = "status"
 MOSAIC = "mosaic"  # a toolhead layer's stitching: progress and result
+VIDEO = "video"  # a video render's state and progress (analysis.video)
 SETTINGS_REJECTED = "settings_rejected"
+
+
+def permission_name(kind: Any) -> str:
+    """The OctoPrint permission that may read a message of this kind: Settings for
+    rejected settings, *View captures* for the rest (status, video, mosaic, the layer event)."""
+    return "SETTINGS" if kind == SETTINGS_REJECTED else "PLUGIN_LAYERCAPTURE_VIEW"
 
 
 def _permission(kind: Any) -> Any:
     # looked up when used: the plugin's own permissions are registered after start-up
     from octoprint.access.permissions import Permissions
 
-    if kind == SETTINGS_REJECTED:
-        return Permissions.SETTINGS
-    return Permissions.PLUGIN_LAYERCAPTURE_VIEW
+    return getattr(Permissions, permission_name(kind))
 
 
 class Pushes:
@@ -77,6 +82,9 @@ class Pushes:
 
     def mosaic(self, progress: Dict[str, Any]) -> None:
         self.send({"type": MOSAIC, "mosaic": progress})
+
+    def video(self, job: Dict[str, Any]) -> None:
+        self.send({"type": VIDEO, "job": job})
 
     def allows(self, user: Any, message: str, payload: Any) -> bool:
         """The sockjs emit hook: our messages only to users with the permission of their

@@ -53,6 +53,13 @@ def test_defaults_validate_and_round_trip():
         ("capture_folder", "", "relative folder"),
         ("capture_every_n_layers", -3, "at least 0"),
         ("not_a_setting", 1, "not a Layer Capture setting"),
+        ("video_fps", 0, "at least 1"),
+        ("video_fps", 121, "at most 120"),
+        ("video_fps", 2.5, "whole number"),
+        ("video_hold_seconds", -1, "at least 0"),
+        ("video_hold_seconds", 61, "at most 60"),
+        ("video_render_after_print", "often", "true or false"),
+        ("video_render_while_printing", 1, "true or false"),
     ],
 )
 def test_invalid_values_are_refused_with_a_message(key, value, fragment):
@@ -115,6 +122,27 @@ def test_migrate_from_the_per_axis_version():
 
 def test_migrate_keeps_current_keys_when_both_exist():
     assert s.migrate({"grid_size": 3, "grid_size_x": 5}, 1) == {"grid_size": 3}
+
+
+def test_version_2_settings_keep_their_values_and_take_the_video_defaults():
+    stored = {"grid_size": 5, "grid_spacing": 10.0, "stop_mode": "hold"}
+    migrated = s.migrate(stored, 2)
+    assert migrated == stored and s.SETTINGS_VERSION == 4
+    values = s.validate(migrated, BED)
+    assert (values.video_fps, values.video_hold_seconds) == (25, 0.0)
+    assert not values.video_render_after_print and not values.video_render_while_printing
+    assert values.camera_mounting.mode == "fixed"  # and version 4's defaults
+
+
+def test_version_3_settings_keep_their_video_values_and_take_the_mosaic_defaults():
+    stored = {"grid_size": 5, "video_fps": 30, "video_render_after_print": True}
+    migrated = s.migrate(stored, 3)
+    assert migrated == stored
+    values = s.validate(migrated, BED)
+    assert (values.video_fps, values.video_render_after_print) == (30, True)
+    assert values.camera_mounting.mode == "fixed"
+    assert values.mosaic_max_correction == s.DEFAULTS["mosaic_max_correction"]
+    assert values.departure_warning_score == s.DEFAULTS["departure_warning_score"]
 
 
 def test_migrate_current_version_is_unchanged():
@@ -189,9 +217,12 @@ def test_a_form_may_send_part_of_a_mapping_setting():
     assert merged["camera_mounting"]["rotation"] == 3.0
 
 
-def test_migrate_to_version_3_turns_a_mounting_word_into_the_mapping():
-    assert s.SETTINGS_VERSION == 3
-    migrated = s.migrate({"camera_mounting": "toolhead", "grid_size": 5}, 2)
-    assert migrated["camera_mounting"] == {**s.DEFAULTS["camera_mounting"], "mode": "toolhead"}
-    assert migrated["grid_size"] == 5
-    assert s.migrate({"grid_size": 5}, 2) == {"grid_size": 5}
+def test_migrate_to_version_4_turns_a_mounting_word_into_the_mapping():
+    assert s.SETTINGS_VERSION == 4
+    for version in (2, 3):  # through 2 -> 3 (videos, nothing to change) -> 4
+        migrated = s.migrate({"camera_mounting": "toolhead", "grid_size": 5}, version)
+        assert migrated["camera_mounting"] == {**s.DEFAULTS["camera_mounting"], "mode": "toolhead"}
+        assert migrated["grid_size"] == 5
+        assert s.migrate({"grid_size": 5}, version) == {"grid_size": 5}
+    word = {"camera_mounting": "toolhead"}
+    assert s.migrate(word, 4) == word  # a current version's value is validated, not migrated
