@@ -26,6 +26,7 @@ from .analysis.mosaic.worker import MosaicWorker
 from .analysis.records import PROCESS_CODES, ProcessState
 from .analysis.video.jobs import IndexGallery, RenderGate
 from .analysis.video.renderer import VideoRenderer
+from .calibration import PluginCalibration
 from .cameras import probe
 from .cameras.sources import camera_for
 from .cameras.webcams import OctoPrintWebcams
@@ -40,7 +41,7 @@ from .vocabulary import State
 from .web.downloads import ZipDownloads
 from .web.endpoints import Endpoints
 from .web.files import file_routes
-from .web.permissions import additional_permissions
+from .web.permissions import additional_permissions, update_information
 from .web.push import Pushes
 from .web.routes import FILE_EVENTS, Routes
 
@@ -109,6 +110,8 @@ class LayerCapturePlugin(
             self._pushes.mosaic,
             self._logger,
         )
+        calibrate = (self._printer, self._reader, self._webcams, self._worker, self._pushes)
+        self._calibration = PluginCalibration(*calibrate, self._logger)
         self.serve(
             Endpoints(
                 reader=self._reader,
@@ -122,6 +125,7 @@ class LayerCapturePlugin(
                 may_change_settings=lambda: bool(Permissions.SETTINGS.can()),
                 motion_limits=lambda: sessions.motion_limits(self._reader, self._firmware),
                 videos=self._videos,
+                calibration=self._calibration,
             )
         )
 
@@ -157,6 +161,7 @@ class LayerCapturePlugin(
         if session is not None:
             session.port.interrupt("shutdown")
         self._videos.stop()
+        self._calibration.calibrator.stop()
         self._worker.stop()
         self._mosaics.stop()
         self._zips.close()
@@ -177,6 +182,7 @@ class LayerCapturePlugin(
             self._process = ProcessState()  # the firmware starts from its defaults
         elif event in (Events.DISCONNECTING, Events.DISCONNECTED, Events.ERROR):
             self._firmware.forget()
+            self._calibration.calibrator.interrupt("disconnected")
             if session is not None:
                 session.port.interrupt("disconnected")
             self._disarm(event)
@@ -289,16 +295,17 @@ class LayerCapturePlugin(
 
     def on_gcode_sending(self, comm: Any, phase: str, cmd: str, *args: Any, **kwargs: Any) -> None:
         # (cmd_type, gcode, subcode=, tags=), as OctoPrint passes them to every G-code hook
-        session = self._session
-        if session is not None and session.port.watching_sends:
-            gcode = args[1] if len(args) > 1 else kwargs.get("gcode")
-            session.port.on_sending(gcode, kwargs.get("tags"))
+        for port in self._calibration.ports(self._session):
+            if port.watching_sends:
+                port.on_sending(
+                    args[1] if len(args) > 1 else kwargs.get("gcode"), kwargs.get("tags")
+                )
 
     def on_gcode_received(self, comm: Any, line: str, *args: Any, **kwargs: Any) -> str:
         # every line the printer sends passes here: leave at once unless something waits
-        session = self._session
-        if session is not None and session.port.listening:
-            session.port.on_received(line)
+        for port in self._calibration.ports(self._session):
+            if port.listening:
+                port.on_received(line)
         if self._firmware.listening:
             learnt = self._firmware.feed(line, time.monotonic())
             if learnt is not None:
@@ -310,6 +317,7 @@ class LayerCapturePlugin(
             return None
         if name == "beforePrintStarted":
             # OctoPrint is starting a job and has not sent a line of it yet
+            self._calibration.calibrator.interrupt("a print started")
             self._arm(sessions.job_file(self._printer, self._logger), self._prints.start())
             return None
         session = self._session
@@ -399,18 +407,7 @@ class LayerCapturePlugin(
         return [LAYER_CAPTURED]
 
     def get_update_information(self) -> Dict[str, Any]:
-        return {
-            "layercapture": {
-                "displayName": __plugin_name__,
-                "displayVersion": self._plugin_version,
-                "type": "github_release",
-                "user": "octoprint-layercapture",
-                "repo": "OctoPrint-LayerCapture",
-                "current": self._plugin_version,
-                "pip": "https://github.com/octoprint-layercapture/OctoPrint-LayerCapture/"
-                "archive/{target_version}.zip",
-            }
-        }
+        return update_information(__plugin_name__, str(self._plugin_version))
 
 
 __plugin_implementation__ = LayerCapturePlugin()

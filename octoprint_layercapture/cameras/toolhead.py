@@ -3,7 +3,8 @@
 A pure renderer (stdlib + Pillow) for tests and the demo, and the ground truth that makes
 the mosaic testable. The bed is drawn from above in bed millimetres: a dark bed with a fixed
 speckle texture (a function of the bed position only, so every shot of a spot shows the same
-specks), the extrusion moves printed so far in the job as lines as wide as the extrusion,
+specks; ``bed_texture`` off: a blank bed), the extrusion moves printed so far in the job as
+lines as wide as the extrusion,
 older layers darker and the current layer brightest. A shot is the part of that drawing under
 the camera's footprint (:class:`~.mounting.CameraMounting`: offset, scale, rotation,
 mirroring) with the nozzle at the head's measured position, optionally displaced by a small
@@ -64,6 +65,7 @@ class FakeToolheadOptions:
     defect_layers: Tuple[int, ...] = ()  # empty: every captured layer
     placement_noise: float = 0.0  # mm: the shot is taken up to this far from the reported spot
     pixel_noise: float = 3.0  # grey levels of sensor noise
+    bed_texture: bool = True  # False: a blank bed (what Calibrate must refuse)
     # the camera's real mounting when it differs from the settings' (tests of Calibrate)
     true_mounting: Optional[CameraMounting] = None
 
@@ -124,6 +126,11 @@ def parse_options(data: Any) -> Tuple[FakeToolheadOptions, List[Tuple[str, str]]
         errors.append(("defect_layers", f"must be a list of layer numbers, got {layers!r}"))
     else:
         values["defect_layers"] = tuple(sorted(set(layers)))
+    texture = data.get("bed_texture", True)
+    if not isinstance(texture, bool):
+        errors.append(("bed_texture", f"must be true or false, got {texture!r}"))
+    else:
+        values["bed_texture"] = texture
     true = data.get("true_mounting")
     if true is not None:
         mounting, problems = parse_mounting(true)
@@ -162,6 +169,7 @@ class Scene:
 
     layers: Tuple[PrintedLayer, ...] = ()
     defect: Optional[Defect] = None
+    bed_texture: bool = True  # the bed's speckle (False: a blank bed)
 
     @property
     def current(self) -> Optional[PrintedLayer]:
@@ -262,7 +270,8 @@ def _draw_strokes(
 def _draw_scene(scene: Scene, canvas: _Canvas) -> Image.Image:
     image = Image.new("RGB", canvas.size, BED)
     draw = ImageDraw.Draw(image)
-    _draw_bed(draw, canvas)
+    if scene.bed_texture:
+        _draw_bed(draw, canvas)
     count = len(scene.layers)
     for i, layer in enumerate(scene.layers[:-1]):
         _draw_strokes(draw, canvas, layer.strokes, _layer_colour(i, count))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -67,7 +68,8 @@ class ToolheadFakeCamera:
     def _scene_for(self, layer: int, layer_z: float) -> Scene:
         if self._scene is None or self._scene_layer != layer:
             loaded = None if self._load_scene is None else self._load_scene(layer, layer_z)
-            self._scene = loaded if loaded is not None else Scene()
+            scene = loaded if loaded is not None else Scene()  # outside a print: the bed
+            self._scene = replace(scene, bed_texture=self._options.bed_texture)
             self._scene_layer = layer
         return self._scene
 

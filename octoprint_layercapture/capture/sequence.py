@@ -92,6 +92,31 @@ ProgressCallback = Callable[[str, int, int], None]
 T = TypeVar("T")
 
 
+def confirm_position(
+    printer: PrinterPort, clock: Clock, expected: Position, timeout: float, polling: bool
+) -> Tuple[Optional[Position], Optional[str]]:
+    """Ask for the position (the port's wait for the moves + M114) until it matches
+    ``expected`` or ``timeout`` runs out; ``polling``: M114 alone, asked again every
+    :data:`POLL_INTERVAL`. Returns the last report and, if it never matched, why; a report
+    that never comes raises :class:`PrinterTimeout`. The sequence and *Calibrate* confirm
+    every move with it."""
+    deadline = clock.monotonic() + timeout
+    reported: Optional[Position] = None
+    reports = 0
+    while polling or reports < MAX_REPORTS_PER_MOVE:
+        if polling and reports:
+            clock.sleep(max(min(POLL_INTERVAL, deadline - clock.monotonic()), 0))
+        remaining = deadline - clock.monotonic()
+        if remaining <= 0:
+            break
+        reports += 1
+        reported = printer.confirm(remaining)
+        if moves.reached(reported, expected):
+            return reported, None
+    seen = reported.describe() if reported is not None else "nothing"
+    return reported, f"head reported {seen} instead of {expected.describe()} within {timeout:g} s"
+
+
 class CaptureSequence:
     def __init__(
         self,
@@ -491,28 +516,9 @@ class _Run:
             raise _Abort()
 
     def _confirm_at(self, expected: Position) -> Tuple[Optional[Position], Optional[str]]:
-        """Ask for the position until it matches ``expected`` or ``movement_timeout`` runs
-        out. Returns the last report and, if it never matched, why; a report that never
-        comes raises :class:`PrinterTimeout`."""
-        timeout = self.settings.movement_timeout
-        deadline = self.clock.monotonic() + timeout
         polling = self.settings.wait_for_moves == WAIT_POLL
-        reported: Optional[Position] = None
-        reports = 0
-        while polling or reports < MAX_REPORTS_PER_MOVE:
-            if polling and reports:
-                self.clock.sleep(max(min(POLL_INTERVAL, deadline - self.clock.monotonic()), 0))
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                break
-            reports += 1
-            reported = self.printer.confirm(remaining)
-            if moves.reached(reported, expected):
-                return reported, None
-        seen = reported.describe() if reported is not None else "nothing"
-        return reported, (
-            f"head reported {seen} instead of {expected.describe()} within {timeout:g} s"
-        )
+        timeout = self.settings.movement_timeout
+        return confirm_position(self.printer, self.clock, expected, timeout, polling)
 
     def _confirm_move(
         self,

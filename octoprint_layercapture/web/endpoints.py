@@ -18,6 +18,7 @@ from .. import settings as lc_settings
 from ..analysis.video.jobs import RenderRefused
 from ..analysis.video.plan import grid_size_of, images_per_position
 from ..analysis.video.renderer import VideoRenderer
+from ..calibration import CalibrationRefused, PluginCalibration
 from ..cameras.probe import camera_test_settings, probe_camera, unsaved_urls
 from ..cameras.sources import WebcamInfo, choose_camera
 from ..capture.estimate import MotionLimits
@@ -61,6 +62,7 @@ class Endpoints:
     may_change_settings: Callable[[], bool]  # the requesting user has Settings
     motion_limits: Callable[[], MotionLimits]  # what the time estimate assumes of the printer
     videos: VideoRenderer
+    calibration: PluginCalibration
 
     def __post_init__(self) -> None:
         self._settings_errors: List[Dict[str, str]] = []
@@ -251,6 +253,23 @@ class Endpoints:
             + "; ".join(f"{e['key']}: {e['message']}" for e in self._settings_errors)
         )
         self.pushes.send({"type": SETTINGS_REJECTED, "errors": self._settings_errors})
+
+    # ---- Calibrate (moves the head: only while the printer is idle)
+
+    def calibrate(self, body: Any) -> Any:
+        try:
+            state = self.calibration.start(body)
+        except CalibrationRefused as exc:
+            return _errors(exc.status, exc.errors, error=exc.message)
+        except lc_settings.InvalidSettings as exc:
+            return error(409, f"the saved settings are invalid: {exc}")
+        return flask.make_response(flask.jsonify(calibration=state), 202)
+
+    def calibration_state(self) -> Any:
+        calibration = self.calibration
+        return flask.jsonify(
+            calibration=calibration.calibrator.state(), refused=calibration.refusal()
+        )
 
     # ---- cameras
 

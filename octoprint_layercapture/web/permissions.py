@@ -1,4 +1,5 @@
-"""The plugin's own permissions (the ``octoprint.access.permissions`` hook)."""
+"""The plugin's own permissions (the ``octoprint.access.permissions`` hook) and its entry
+for the Software Update plugin."""
 
 from __future__ import annotations
 
@@ -28,3 +29,19 @@ def additional_permissions(gettext: Callable[[str], str]) -> List[Dict[str, Any]
             "default_groups": [ADMIN_GROUP],
         },
     ]
+
+
+def update_information(name: str, version: str) -> Dict[str, Any]:
+    """The ``octoprint.plugin.softwareupdate.check_config`` entry: GitHub releases."""
+    return {
+        "layercapture": {
+            "displayName": name,
+            "displayVersion": version,
+            "type": "github_release",
+            "user": "octoprint-layercapture",
+            "repo": "OctoPrint-LayerCapture",
+            "current": version,
+            "pip": "https://github.com/octoprint-layercapture/OctoPrint-LayerCapture/"
+            "archive/{target_version}.zip",
+        }
+    }

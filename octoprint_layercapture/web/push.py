@@ -22,13 +22,15 @@ from ..analysis.events import EVENT_NAME
 STATUS = "status"
 MOSAIC = "mosaic"  # a toolhead layer's stitching: progress and result
 VIDEO = "video"  # a video render's state and progress (analysis.video)
+CALIBRATION = "calibration"  # Calibrate's progress and result (settings users only)
 SETTINGS_REJECTED = "settings_rejected"
 
 
 def permission_name(kind: Any) -> str:
     """The OctoPrint permission that may read a message of this kind: Settings for
-    rejected settings, *View captures* for the rest (status, video, mosaic, the layer event)."""
-    return "SETTINGS" if kind == SETTINGS_REJECTED else "PLUGIN_LAYERCAPTURE_VIEW"
+    rejected settings and Calibrate, *View captures* for the rest (status, video, mosaic,
+    the layer event)."""
+    return "SETTINGS" if kind in (SETTINGS_REJECTED, CALIBRATION) else "PLUGIN_LAYERCAPTURE_VIEW"
 
 
 def _permission(kind: Any) -> Any:
@@ -82,6 +84,9 @@ class Pushes:
 
     def mosaic(self, progress: Dict[str, Any]) -> None:
         self.send({"type": MOSAIC, "mosaic": progress})
+
+    def calibration(self, state: Dict[str, Any]) -> None:
+        self.send({"type": CALIBRATION, "calibration": state})
 
     def video(self, job: Dict[str, Any]) -> None:
         self.send({"type": VIDEO, "job": job})

@@ -17,6 +17,8 @@ mixin of the plugin class; the plugin hands it its :class:`Endpoints` once
     POST   /plugin/layercapture/settings/validate         settings
     GET    /plugin/layercapture/webcams                   settings
     POST   /plugin/layercapture/camera/test               manage (unsaved URLs: settings)
+    GET    /plugin/layercapture/calibrate                 manage + settings
+    POST   /plugin/layercapture/calibrate                 manage + settings (moves the head)
 """
 
 from __future__ import annotations
@@ -128,6 +130,18 @@ class Routes:
     @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
     def test_camera(self) -> Any:
         return self._web.test_camera(flask.request.get_json(silent=True))
+
+    @route("/calibrate", methods=["GET"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    @Permissions.SETTINGS.require(403)
+    def get_calibration(self) -> Any:
+        return self._web.calibration_state()
+
+    @route("/calibrate", methods=["POST"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    @Permissions.SETTINGS.require(403)
+    def calibrate(self) -> Any:
+        return self._web.calibrate(flask.request.get_json(silent=True))
 
 
 __all__ = ["FILE_EVENTS", "Routes", "error"]

@@ -179,16 +179,18 @@ def _endpoints(api: Api) -> List[Tuple[str, str, str, Dict[str, Any]]]:
         ("POST", f"{BASE}/prints/{box}/videos", "manage", {"json": {"target": "film"}}),
         ("DELETE", f"{BASE}/videos/jobs/999", "manage", {}),
         ("POST", f"{BASE}/settings/validate", "settings", {"json": {}}),
+        ("GET", f"{BASE}/calibrate", "manage+settings", {}),
+        ("POST", f"{BASE}/calibrate", "manage+settings", {"json": {}}),  # 400: no spot
     ]
 
 
 # what a route answers once allowed, where that is not 200 (nothing is deleted, rendered)
-_ANSWERS = {"DELETE": (200, 404), "POST videos": (400,)}
+_ANSWERS = {"DELETE": (200, 404), "POST videos": (400,), "POST calibrate": (400,)}
 
 
 def test_every_endpoint_refuses_users_without_the_permission(api: Api) -> None:
     allowed = {
-        ADMIN: {"view", "manage", "settings"},
+        ADMIN: {"view", "manage", "settings", "manage+settings"},
         LOOKER: {"view"},
         VIEWER: set(),
         None: set(),
@@ -198,7 +200,9 @@ def test_every_endpoint_refuses_users_without_the_permission(api: Api) -> None:
         for user, permissions in allowed.items():
             response = api.request(user, method, path, **kwargs)
             if needed in permissions:
-                key = "POST videos" if method == "POST" and path.endswith("/videos") else method
+                key = method
+                if method == "POST" and path.endswith(("/videos", "/calibrate")):
+                    key = f"POST {path.rpartition('/')[2]}"
                 ok = response.status_code in _ANSWERS.get(key, (200,))
             else:
                 ok = response.status_code in ((401, 403) if user is None else (403,))

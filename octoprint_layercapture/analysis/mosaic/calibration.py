@@ -142,3 +142,20 @@ def calibrate(reference: Grey, shots: Sequence[Tuple[Displacement, Grey]]) -> Ca
         return result
     result.ok = True
     return result
+
+
+def calibrate_images(
+    reference: bytes, shots: Sequence[Tuple[Displacement, bytes]]
+) -> CalibrationResult:
+    """:func:`calibrate` on encoded pictures (the camera's JPEG bytes)."""
+    import io
+
+    from PIL import Image
+
+    from .registration import grey
+
+    def load(data: bytes) -> Grey:
+        with Image.open(io.BytesIO(data)) as picture:
+            return grey(picture)
+
+    return calibrate(load(reference), [(move, load(data)) for move, data in shots])

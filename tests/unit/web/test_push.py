@@ -67,6 +67,8 @@ def test_a_renders_progress_is_pushed_as_a_video_message_for_view_captures() -> 
     assert push.permission_name(push.VIDEO) == "PLUGIN_LAYERCAPTURE_VIEW"
     assert push.permission_name(push.STATUS) == "PLUGIN_LAYERCAPTURE_VIEW"
     assert push.permission_name(push.SETTINGS_REJECTED) == "SETTINGS"
+    assert push.permission_name(push.CALIBRATION) == "SETTINGS"  # Calibrate: settings users
+    assert push.permission_name(push.MOSAIC) == "PLUGIN_LAYERCAPTURE_VIEW"
 
 
 class User:
