@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .. import settings as lc_settings
 from ..analysis.video.plan import TARGETS, RenderTarget
 from ..cameras.base import redact_url
+from ..cameras.mounting import parse_mounting
 from ..capture.grid import plan_grid
 from ..numbers import finite_number
 from ..store.index import is_print_id
@@ -148,6 +149,11 @@ def grid_preview(
             }
         )
     points.sort(key=lambda p: p["index"])
+    mounting, problems = parse_mounting(data.get("camera_mounting"))
+    if mounting.on_toolhead and not problems:  # each shot's patch of the bed, as drawn
+        for p in points:
+            corners = mounting.footprint((p["x"], p["y"]))
+            p["footprint"] = [[round(x, 3), round(y, 3)] for x, y in corners]
     return {
         "points": points,
         "order": [p.index for p in plan.points],

@@ -134,6 +134,62 @@ $(function () {
             );
         });
 
+        // ---- Calibrate (moves the idle printer's head; Manage captures + Settings)
+
+        self.calibrateX = ko.observable(100);
+        self.calibrateY = ko.observable(100);
+        self.calibrateZ = ko.observable(10);
+        self.calibration = ko.observable(null); // {state, result, error, shot, shots}
+        self.calibrateError = ko.observable("");
+        self.calibrating = ko.pureComputed(function () {
+            var c = self.calibration();
+            return !!c && !_.contains(["idle", "done", "failed"], c.state);
+        });
+        self.calibrationText = ko.pureComputed(function () {
+            var c = self.calibration();
+            if (!c || c.state === "idle") return "";
+            if (c.state === "failed") return gettext("Calibrate failed: ") + c.error;
+            if (c.state !== "done") {
+                return c.shot
+                    ? _.sprintf(gettext("Calibrating: shot %(shot)s of %(shots)s"), c)
+                    : gettext("Calibrating: ") + c.state;
+            }
+            var r = c.result || {};
+            if (!r.ok) return gettext("Calibrate refused: ") + r.reason;
+            return _.sprintf(
+                gettext(
+                    "Measured: scale %(scale)s px/mm, rotation %(rotation)s°, %(mirrored)s (residual %(residual_px)s px)"
+                ),
+                _.extend({}, r, {mirrored: r.mirrored ? gettext("mirrored") : gettext("not mirrored")})
+            );
+        });
+        self.canApplyCalibration = ko.pureComputed(function () {
+            var c = self.calibration();
+            return !!c && c.state === "done" && !!c.result && c.result.ok;
+        });
+        self.calibrate = function () {
+            self.calibrateError("");
+            OctoPrint.postJson("plugin/" + PLUGIN + "/calibrate", {
+                x: Number(self.calibrateX()),
+                y: Number(self.calibrateY()),
+                z: Number(self.calibrateZ())
+            })
+                .done(function (response) {
+                    self.calibration(response.calibration);
+                })
+                .fail(function (xhr) {
+                    var body = xhr.responseJSON || {};
+                    self.calibrateError(body.error || xhr.statusText);
+                });
+        };
+        self.applyCalibration = function () {
+            var r = self.calibration().result;
+            var m = self.s.camera_mounting;
+            m.mode("toolhead");
+            m.scale(r.scale);
+            m.rotation(r.rotation);
+            m.mirrored(r.mirrored);
+        };
         // ---- errors next to the fields
 
         self.errorFor = function () {
@@ -250,6 +306,10 @@ $(function () {
             _.each(preview.points, function (p) {
                 xs.push(p.x);
                 ys.push(p.y);
+                _.each(p.footprint || [], function (c) {
+                    xs.push(c[0]);
+                    ys.push(c[1]);
+                });
             });
             var minX = _.min(xs);
             var maxX = _.max(xs);
@@ -278,6 +338,20 @@ $(function () {
                           height: box.max_y - box.min_y
                       }
                     : null,
+                // a toolhead camera: each shot's patch of the bed (do they overlap?)
+                footprints: _.map(
+                    _.filter(preview.points, function (p) {
+                        return p.footprint;
+                    }),
+                    function (p) {
+                        return {
+                            points: _.map(p.footprint, function (c) {
+                                return c[0] + "," + flip(c[1]);
+                            }).join(" "),
+                            stroke: stroke
+                        };
+                    }
+                ),
                 path: _.map(preview.order, function (index) {
                     var p = byIndex[index];
                     return p.x + "," + flip(p.y);
@@ -471,8 +545,9 @@ $(function () {
         };
 
         self.onDataUpdaterPluginMessage = function (plugin, data) {
-            if (plugin !== PLUGIN || !data || data.type !== "settings_rejected") return;
-            self.errors(data.errors || []);
+            if (plugin !== PLUGIN || !data) return;
+            if (data.type === "calibration") self.calibration(data.calibration);
+            if (data.type === "settings_rejected") self.errors(data.errors || []);
         };
     }
 

@@ -168,3 +168,16 @@ def test_rejected_camera_urls_are_shown_masked(value, shown):
     for key in ("snapshot_url", "stream_url"):
         assert "hunter2" not in by_key[key] and by_key[key].endswith(shown), by_key[key]
     assert by_key["grid_size"] == next(e.message for e in info.value.errors if e.key == "grid_size")
+
+
+def test_a_toolhead_camera_draws_each_shots_footprint() -> None:
+    mounting = {"mode": "toolhead", "scale": 10.0, "image_width": 200, "image_height": 100}
+    preview = api.grid_preview(settings(camera_mounting=mounting), BED)
+    assert preview is not None
+    first = preview["points"][0]
+    xs = [c[0] for c in first["footprint"]]
+    ys = [c[1] for c in first["footprint"]]
+    assert (max(xs) - min(xs), max(ys) - min(ys)) == pytest.approx((20.0, 10.0))
+    assert (sum(xs) / 4, sum(ys) / 4) == pytest.approx((first["x"], first["y"]))
+    fixed = api.grid_preview(settings(), BED)
+    assert fixed is not None and "footprint" not in fixed["points"][0]
