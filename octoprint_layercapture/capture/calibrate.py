@@ -42,14 +42,15 @@ from .ports import (
 )
 from .sequence import confirm_position
 
-DEFAULT_STEP_MM = 2.0  # as analysis.mosaic.calibration.DEFAULT_STEP_MM (numpy-free here)
+DEFAULT_STEP_MM = 2.0  # the displacements' length (the measurement's default too)
 MAX_STEP_MM = 20.0
 MIN_STEP_MM = 0.2
 MIN_Z_MM = 0.5  # the shots are taken at least this high above the bed
 
 
 def displacements(step: float) -> List[Tuple[float, float]]:
-    """The head's moves from the reference spot, mm (as the measurement expects them)."""
+    """The head's moves from the reference spot, mm: both axes, both ways, one diagonal
+    (the one place for them: analysis.mosaic.calibration measures these)."""
     return [(step, 0.0), (0.0, step), (-step, 0.0), (0.0, -step), (step, step)]
 
 

@@ -25,17 +25,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...cameras.mounting import decompose, similarity
+from ...capture.calibrate import DEFAULT_STEP_MM
+from ...capture.calibrate import displacements as head_moves
 from .registration import MAX_AMBIGUITY, MIN_PEAK, MIN_TEXTURE, Grey, phase_correlate, texture
 
 MAX_RESIDUAL_PX = 1.5
-DEFAULT_STEP_MM = 2.0
 
 Displacement = Tuple[float, float]
 
 
 def displacements(step: float = DEFAULT_STEP_MM) -> List[Displacement]:
-    """The head's moves from the reference spot, mm: both axes, both ways, one diagonal."""
-    return [(step, 0.0), (0.0, step), (-step, 0.0), (0.0, -step), (step, step)]
+    """The head's moves from the reference spot, mm: both axes, both ways, one diagonal
+    (the moves :mod:`capture.calibrate` makes)."""
+    return head_moves(step)
 
 
 @dataclass(frozen=True)
