@@ -183,10 +183,13 @@ class CaptureStore:
         layer_z: float,
         when: datetime,
         day: Optional[date] = None,
+        camera: Optional[str] = None,
     ) -> Path:
-        """Where the image of ``layer``/``index`` taken at ``when`` goes (the day folder is
-        created and pinned for the layer); nothing is written yet."""
-        path = self.folder_for(layer, when, day) / image_name(layer, index, layer_z, when)
+        """Where the image of ``layer``/``index`` taken at ``when`` (by ``camera``, see
+        :func:`names.image_name`) goes (the day folder is created and pinned for the layer);
+        nothing is written yet."""
+        name = image_name(layer, index, layer_z, when, camera)
+        path = self.folder_for(layer, when, day) / name
         if self._pinned_day(layer, when) is None:
             self._pins[layer] = (day or when.date(), when)
         return path

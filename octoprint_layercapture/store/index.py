@@ -503,9 +503,11 @@ class CaptureIndex:
                 found[rel] = base / day / name
         return found
 
-    def print_files(self, pid: str, thumbnails: bool = False) -> Optional[List[Tuple[str, Path]]]:
-        """``(relative path, absolute path)`` of a print's images and metadata files, by
-        layer; None for an unknown print."""
+    def print_files(
+        self, pid: str, thumbnails: bool = False, camera: Optional[str] = None
+    ) -> Optional[List[Tuple[str, Path]]]:
+        """``(relative path, absolute path)`` of a print's images (only ``camera``'s when
+        one is named) and metadata files, by layer; None for an unknown print."""
         state, root = self._current()
         with self._lock:
             entry = state.prints.get(pid)
@@ -514,6 +516,8 @@ class CaptureIndex:
             files: List[Tuple[str, Path]] = []
             for layer in entry.ordered():
                 for image in layer["images"]:
+                    if camera is not None and image["camera"] != camera:
+                        continue
                     files.append((image["path"], root / image["path"]))
                     if thumbnails and image["thumbnail"]:
                         files.append((image["thumbnail"], root / image["thumbnail"]))

@@ -5,7 +5,11 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
 
     2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000.jpg
     2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg
+    2024-01-15/layer_0003_pos_00_cam_nozzle_z_0_60_20240115_103000.jpg
     2024-01-15/layer_0003_metadata_20240115_103000.json
+
+The first camera of the settings (the only one, in a single-camera set-up) keeps the names
+without a camera; every other camera's images carry ``_cam_<name>`` after the position.
 """
 
 from __future__ import annotations
@@ -25,10 +29,18 @@ METADATA_EXT = ".json"
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
 
-_IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}_z_{z}_{stamp}" + IMAGE_EXT
+_IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}{camera}_z_{z}_{stamp}" + IMAGE_EXT
+_CAMERA_FORMAT = "_cam_{name}"
+# A camera name fit for file names: lowercase letters, digits and '-', no '_' (which
+# separates the parts of a name).
+CAMERA_NAME_LENGTH = 16
+_CAMERA_NAME = rf"[a-z0-9][a-z0-9-]{{0,{CAMERA_NAME_LENGTH - 1}}}"
+_CAMERA_NAME_RE = re.compile(rf"^{_CAMERA_NAME}$")
 _METADATA_FORMAT = "layer_{layer:04d}_metadata_{stamp}" + METADATA_EXT
 _IMAGE_RE = re.compile(
-    r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})_z_(?P<zi>\d+)_(?P<zf>\d{2})"
+    r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})"
+    rf"(?:_cam_(?P<camera>{_CAMERA_NAME}))?"
+    r"_z_(?P<zi>\d+)_(?P<zf>\d{2})"
     r"_(?P<stamp>\d{8}_\d{6})(?P<thumb>"
     + re.escape(THUMB_SUFFIX)
     + r")?"
@@ -62,11 +74,27 @@ def z_text(z: float) -> str:
     return text.replace(".", "_")
 
 
-def image_name(layer: int, index: int, z: float, when: datetime) -> str:
-    """``layer_0003_pos_00_z_0_60_20240115_103000.jpg``; ``z`` is the layer's Z."""
+def is_camera_name(name: str) -> bool:
+    """Whether ``name`` may name a camera in file names (see :func:`image_name`)."""
+    return isinstance(name, str) and bool(_CAMERA_NAME_RE.match(name))
+
+
+def image_name(
+    layer: int, index: int, z: float, when: datetime, camera: Optional[str] = None
+) -> str:
+    """``layer_0003_pos_00_z_0_60_20240115_103000.jpg``; ``z`` is the layer's Z. With a
+    ``camera`` (every camera but the first): ``layer_0003_pos_00_cam_nozzle_z_0_60_...``."""
     _check_index("layer", layer)
     _check_index("index", index)
-    return _IMAGE_FORMAT.format(layer=layer, index=index, z=z_text(z), stamp=_stamp(when))
+    if camera is not None and not is_camera_name(camera):
+        raise ValueError(f"not a camera name for file names: {camera!r}")
+    return _IMAGE_FORMAT.format(
+        layer=layer,
+        index=index,
+        camera="" if camera is None else _CAMERA_FORMAT.format(name=camera),
+        z=z_text(z),
+        stamp=_stamp(when),
+    )
 
 
 def thumbnail_name(image: str) -> str:
@@ -111,6 +139,7 @@ class ImageName:
     z: float
     stamp: str
     is_thumbnail: bool
+    camera: Optional[str] = None  # None: the first camera's name (no camera part)
 
     @property
     def when(self) -> Optional[datetime]:
@@ -138,6 +167,7 @@ def parse_image_name(name: str) -> Optional[ImageName]:
         z=float(f"{m['zi']}.{m['zf']}"),
         stamp=m["stamp"],
         is_thumbnail=m["thumb"] is not None,
+        camera=m["camera"],
     )
 
 

@@ -22,9 +22,10 @@ class ImageRecord:
     measured: Optional[Dict[str, Optional[float]]] = None  # M114 {x, y, z, e}
     captured_at: Optional[str] = None  # ISO local time
     duration_s: Optional[float] = None
-    camera: str = ""
+    camera: str = ""  # what took it: "snapshot URL http://...", "webcam 'classic'"...
     size_bytes: Optional[int] = None
     content_type: str = "image/jpeg"
+    camera_name: str = ""  # the camera's name in the settings ("main", "nozzle")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class FailureRecord:
     phase: str
     message: str
     duration_s: Optional[float] = None
+    camera: Optional[str] = None  # the camera's name, for a failure of one camera
 
 
 @dataclass
@@ -60,7 +62,9 @@ class LayerMetadata:
     # parked it (pause mode): {x, y, z, e}
     return_position: Optional[Dict[str, Any]] = None
     travel_z: Optional[float] = None  # the height of every move away from the part
-    camera: str = ""
+    camera: str = ""  # what took the first camera's images
+    # every camera of the capture, in the settings' order: {name, camera, mounting}
+    cameras: List[Dict[str, Any]] = field(default_factory=list)
     skipped: List[SkippedRecord] = field(default_factory=list)
     failures: List[FailureRecord] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)  # stop, moves, ... total (s)

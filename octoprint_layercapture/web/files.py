@@ -3,7 +3,7 @@ hook): images, thumbnails and metadata files streamed from disk with ranges and 
 and a print's zip produced on a worker thread while it is sent.
 
     GET /plugin/layercapture/files/<day>/<file>        view
-    GET /plugin/layercapture/download/<id>.zip         view   (streamed)
+    GET /plugin/layercapture/download/<id>.zip         view   (streamed; ?camera=<name>)
 
 A zip is produced on a worker thread and only sent by the web server's one thread (see
 :class:`downloads.ZipDownloads`): at most ``downloads.ZIPS_PER_USER`` per user at a time
@@ -101,21 +101,26 @@ def file_routes(
             if summary is None:
                 return self._refuse(404, "no such print")
             try:
+                camera = api.zip_camera(self.get_query_argument("camera", None), summary)
                 slot = zips.acquire(user, pid)
             except api.ApiError as exc:
                 return self._refuse(exc.status, exc.message)
             try:
-                await self._send_zip(index, pid, summary)
+                await self._send_zip(index, pid, summary, camera)
             finally:
                 zips.release(slot)
 
-        async def _send_zip(self, index: CaptureIndex, pid: str, summary: Dict[str, Any]) -> None:
-            attachment = api.zip_name(summary["gcode_file"], summary["print_start_time"], pid)
+        async def _send_zip(
+            self, index: CaptureIndex, pid: str, summary: Dict[str, Any], camera: Optional[str]
+        ) -> None:
+            attachment = api.zip_name(
+                summary["gcode_file"], summary["print_start_time"], pid, camera
+            )
             folder = attachment[: -len(".zip")]
 
             def plan() -> Optional[downloads.ZipBody]:
                 # thousands of files: listed and checked on the worker thread too
-                files = index.print_files(pid) or []
+                files = index.print_files(pid, camera=camera) or []
                 entries = [(f"{folder}/{relative}", relative) for relative, _ in files]
                 return downloads.ZipBody.of(entries, index.files_on_disk)
 

@@ -47,7 +47,11 @@ def test_defaults_validate_and_round_trip():
         ("enabled", "yes", "true or false"),
         ("grid_center_x", "left", "must be a number"),
         ("grid_center_x", math.nan, "finite"),
-        ("snapshot_url", "file:///etc/passwd", "http"),
+        ("snapshot_url", "http://cam/snap", "replaced by the list 'cameras'"),
+        ("use_fake_camera", True, "replaced by the list 'cameras'"),
+        ("cameras", [], "at least one camera"),
+        ("cameras", "fake", "must be a list of cameras"),
+        ("cameras", [{"name": f"c{i}", "type": "fake"} for i in range(5)], "at most 4 cameras"),
         ("capture_folder", "../outside", "relative folder"),
         ("capture_folder", "/abs", "relative folder"),
         ("capture_folder", "", "relative folder"),
@@ -70,6 +74,147 @@ def test_wait_for_moves_is_stored_in_its_canonical_spelling(value, stored):
     values = s.validate({"wait_for_moves": value}, BED)
     assert values.wait_for_moves == stored
     assert s.to_storable(values)["wait_for_moves"] == stored
+
+
+def cameras_errors(*entries):
+    return errors_for({"cameras": list(entries)})
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "fragment"),
+    [
+        ({"name": "Nozzle", "type": "fake"}, "cameras.0.name", "lowercase letters, digits"),
+        ({"name": "top_cam", "type": "fake"}, "cameras.0.name", "file names carry it"),
+        ({"name": "a" * 17, "type": "fake"}, "cameras.0.name", "1 to 16"),
+        ({"type": "fake"}, "cameras.0.name", "got ''"),
+        ({"name": "top", "type": "rtsp"}, "cameras.0.type", "one of 'webcam', 'snapshot'"),
+        ({"name": "top", "type": "snapshot"}, "cameras.0.url", "needs its URL"),
+        ({"name": "top", "type": "stream", "url": ""}, "cameras.0.url", "needs its URL"),
+        ({"name": "top", "type": "snapshot", "url": "file:///etc/passwd"}, "cameras.0.url",
+         "http:// or https://"),
+        ({"name": "top", "type": "stream", "url": 5}, "cameras.0.url", "must be text"),
+        ({"name": "top", "type": "fake", "mounting": "toolhead"}, "cameras.0.mounting",
+         "'fixed'"),
+        ({"name": "top", "type": "fake", "zoom": 2}, "cameras.0.zoom", "not a camera setting"),
+        ("http://cam/snap", "cameras.0", "must be an object"),
+    ],
+)  # fmt: skip
+def test_invalid_cameras_are_refused_per_field(entry, key, fragment):
+    errors = cameras_errors(entry)
+    assert key in errors, errors
+    assert fragment in errors[key]
+
+
+def test_camera_names_are_unique():
+    errors = cameras_errors(
+        {"name": "main", "type": "fake"},
+        {"name": "top", "type": "fake"},
+        {"name": "main", "type": "snapshot", "url": "http://cam/snap"},
+    )
+    assert errors == {
+        "cameras.2.name": "'main' is the name of camera 1 already: each camera needs a name "
+        "of its own"
+    }
+
+
+def test_cameras_validate_and_round_trip():
+    cameras = [
+        {"name": "main", "type": "webcam", "webcam": "", "url": "", "mounting": "fixed"},
+        {"name": "nozzle", "type": "snapshot", "webcam": "", "url": " http://cam/snap ",
+         "mounting": "fixed"},
+        {"name": "top-2", "type": "stream", "url": "https://cam/stream"},
+        {"name": "4", "type": "fake"},
+    ]  # fmt: skip
+    values = s.validate({"cameras": cameras}, BED)
+    assert [(c.name, c.type, c.url) for c in values.cameras] == [
+        ("main", "webcam", ""),
+        ("nozzle", "snapshot", "http://cam/snap"),
+        ("top-2", "stream", "https://cam/stream"),
+        ("4", "fake", ""),
+    ]
+    stored = s.to_storable(values)["cameras"]
+    assert stored[2] == {
+        "name": "top-2",
+        "type": "stream",
+        "webcam": "",
+        "url": "https://cam/stream",
+        "mounting": "fixed",
+    }
+    assert s.validate({"cameras": stored}, BED).cameras == values.cameras
+
+
+def test_the_default_is_the_one_camera_of_before():
+    (camera,) = s.validate({}, BED).cameras
+    assert (camera.name, camera.type, camera.webcam) == ("main", "webcam", "")
+
+
+@pytest.mark.parametrize(
+    ("old", "camera", "unused"),
+    [
+        ({}, None, []),
+        ({"webcam": "garage"}, {"type": "webcam", "webcam": "garage", "url": ""}, []),
+        ({"snapshot_url": "http://cam/snap", "webcam": "garage"},
+         {"type": "snapshot", "webcam": "garage", "url": "http://cam/snap"}, []),
+        ({"stream_url": " http://cam/stream ", "snapshot_url": "http://cam/snap"},
+         {"type": "stream", "webcam": "", "url": "http://cam/stream"}, ["snapshot_url"]),
+        ({"use_fake_camera": True, "snapshot_url": "http://cam/snap"},
+         {"type": "fake", "webcam": "", "url": "http://cam/snap"}, []),
+        ({"use_fake_camera": False, "stream_url": "", "snapshot_url": "", "webcam": ""},
+         {"type": "webcam", "webcam": "", "url": ""}, []),
+    ],
+)  # fmt: skip
+def test_migrate_the_single_camera_of_version_2_to_the_first_of_the_list(old, camera, unused):
+    """First match wins as before (fake, stream, snapshot URL, webcam): the one camera
+    behaves the same, and as the first camera its files keep their names."""
+    dropped: list = []
+    migrated = s.migrate({"grid_size": 5, **old}, 2, dropped)
+    if camera is None:
+        assert migrated == {"grid_size": 5}
+    else:
+        expected = {"name": "main", "mounting": "fixed", **camera}
+        assert migrated == {"grid_size": 5, "cameras": [expected]}
+        s.validate(migrated, BED)
+    assert dropped == unused
+    assert s.migrate(old, None) == s.migrate(old, 2), "a config without a version too"
+
+
+def test_migrate_version_3_keeps_its_cameras():
+    data = {"cameras": [{"name": "top", "type": "fake"}]}
+    assert s.migrate(data, 3) == data
+
+
+camera_entries = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "name": st.one_of(st.sampled_from(["main", "top", "a-b", ""]), st.text(max_size=20)),
+            "type": st.sampled_from(["webcam", "snapshot", "stream", "fake", "x"]),
+        },
+        optional={
+            "url": st.one_of(st.just("http://cam/snap"), st.text(max_size=20), st.integers()),
+            "webcam": st.one_of(st.text(max_size=10), st.none()),
+            "mounting": st.sampled_from(["fixed", "toolhead"]),
+        },
+    ),
+    st.text(max_size=5),
+    st.none(),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(camera_entries, max_size=6))
+def test_camera_lists_never_crash_and_accepted_names_fit_file_names(cameras):
+    from octoprint_layercapture.store.names import is_camera_name
+
+    try:
+        values = s.validate({"cameras": cameras}, BED)
+    except s.InvalidSettings as exc:
+        assert exc.errors and all(e.key.startswith("cameras") for e in exc.errors)
+        return
+    names = [c.name for c in values.cameras]
+    assert 1 <= len(names) <= 4 and len(set(names)) == len(names)
+    assert all(is_camera_name(name) for name in names)
+    for camera in values.cameras:
+        assert camera.type not in ("snapshot", "stream") or camera.url.startswith("http")
 
 
 def test_grid_outside_the_bed_is_refused():

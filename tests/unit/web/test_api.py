@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from octoprint_layercapture.settings import DEFAULTS, Bounds, InvalidSettings, validate
+from octoprint_layercapture.settings import (
+    DEFAULTS,
+    Bounds,
+    InvalidSettings,
+    SettingsError,
+    validate,
+)
 from octoprint_layercapture.web import api
 
 BED = Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
@@ -123,12 +129,20 @@ def test_preview_without_bounds_and_with_unusable_grid_values():
     ],
 )
 def test_rejected_camera_urls_are_shown_masked(value, shown):
-    data = {**DEFAULTS, "snapshot_url": value, "stream_url": value, "grid_size": "x"}
+    cameras = [
+        {"name": "main", "type": "snapshot", "url": value},
+        {"name": "nozzle", "type": "stream", "url": value},
+    ]
+    data = {**DEFAULTS, "cameras": cameras, "grid_size": "x"}
     with pytest.raises(InvalidSettings) as info:
         validate(data)
     errors = api.settings_errors(info.value.errors, data)
     by_key = {e["key"]: e["message"] for e in errors}
-    assert set(by_key) == {"snapshot_url", "stream_url", "grid_size"}
-    for key in ("snapshot_url", "stream_url"):
+    assert set(by_key) == {"cameras.0.url", "cameras.1.url", "grid_size"}
+    for key in ("cameras.0.url", "cameras.1.url"):
         assert "hunter2" not in by_key[key] and by_key[key].endswith(shown), by_key[key]
     assert by_key["grid_size"] == next(e.message for e in info.value.errors if e.key == "grid_size")
+    # a camera test's URL too
+    test_errors = [SettingsError("camera.url", f"must be a URL, got {value!r}")]
+    (masked,) = api.settings_errors(test_errors, {"camera": {"url": value}})
+    assert "hunter2" not in masked["message"] and masked["message"].endswith(shown)
