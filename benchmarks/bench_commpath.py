@@ -10,6 +10,7 @@ the baseline, an empty function with the same signature.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -50,27 +51,61 @@ def slice_big_file() -> Path:
 
 
 def hook_inputs(path: Path) -> List[Line]:
-    """What OctoPrint hands the queuing hook for each line of the file."""
+    """What OctoPrint hands the queuing hook for each line of the file: the line without
+    its comment, the G-code word, and the tags of a file line (``filepos`` is the byte
+    offset after the line, ``fileline`` counts the lines with code, as OctoPrint's
+    PrintingGcodeFileInformation does)."""
     from octoprint.util.comm import gcode_command_for_cmd, strip_comment
 
     lines: List[Line] = []
-    with open(path, encoding="utf-8") as handle:
+    pos = 0
+    with open(path, "rb") as handle:
         for raw in handle:
-            cmd = strip_comment(raw).strip()
+            pos += len(raw)
+            cmd = strip_comment(raw.decode("utf-8")).strip()
             if cmd:
-                lines.append((cmd, gcode_command_for_cmd(cmd), {"source:file"}))
+                tags = {"source:file", f"filepos:{pos}", f"fileline:{len(lines) + 1}"}
+                lines.append((cmd, gcode_command_for_cmd(cmd), tags))
     return lines
 
 
 def armed_plugin() -> Any:
-    """The real plugin object with a tracker armed as during a print (no printer: a
-    trigger finds no job to stop, which costs what the check costs)."""
+    """The real plugin object with a print armed as the beforePrintStarted hook arms it
+    (every 3rd layer), but a worker that is always busy: a trigger finds nobody to run the
+    capture, so the line goes on, which costs what the check costs."""
+    from datetime import datetime
+
     from octoprint_layercapture import LayerCapturePlugin
+    from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
     from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker
+    from octoprint_layercapture.capture.printer_port import OctoPrintPrinterPort
+    from octoprint_layercapture.session import CaptureSession
+    from octoprint_layercapture.settings import validate
 
     plugin = LayerCapturePlugin()
-    plugin._tracker = LayerTracker(LayerTargets(every_n=3))
+    armed = ArmedPrint(
+        settings=validate({"capture_every_n_layers": 3}, None),
+        bounds=None,
+        print_info=PrintInfo(BIG.name, datetime.now()),
+        store_root=CACHE / "captures",
+        firmware_family=None,
+    )
+    port = OctoPrintPrinterPort(None, "pause")
+    tracker = LayerTracker(LayerTargets(every_n=3))
+    quiet = logging.getLogger("bench.commpath")
+    quiet.disabled = True  # "the previous capture is still running", once per trigger
+    plugin._session = CaptureSession(armed, tracker, port, 1, quiet)
+    plugin._worker = BusyWorker()
     return plugin
+
+
+class BusyWorker:
+    """A capture worker that is always busy (a trigger is skipped, the line goes on)."""
+
+    busy = True
+
+    def submit(self, request: Any) -> None:
+        raise AssertionError("a busy worker is given no capture")
 
 
 def empty_hook(
@@ -142,7 +177,7 @@ def main() -> None:
     layers = armed_plugin()
     for cmd, gcode, tags in lines:
         layers.on_gcode_queuing(None, "queuing", cmd, None, gcode, None, tags)
-    print(f"  layers found: {layers._tracker.layer}")
+    print(f"  layers found: {layers._session.tracker.layer}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 import octoprint.plugin
@@ -20,6 +21,9 @@ from octoprint.events import Events
 
 from . import session as sessions
 from . import settings as lc_settings
+from .analysis.events import EVENT_NAME, LAYER_CAPTURED, layer_event
+from .analysis.records import PROCESS_CODES, ProcessState
+from .cameras import probe
 from .cameras.sources import cameras_for
 from .cameras.webcams import OctoPrintWebcams
 from .capture.firmware import ConnectedFirmware
@@ -63,6 +67,8 @@ class LayerCapturePlugin(
         self._index = CaptureIndex()
         self._zips = ZipDownloads()
         self._webcams = OctoPrintWebcams()
+        # factors, fan and tool as sent since the printer connected, from any source
+        self._process = ProcessState()
 
     def initialize(self) -> None:
         self._reader = SettingsReader(
@@ -76,7 +82,7 @@ class LayerCapturePlugin(
             on_finished=self._on_sequence_finished,
             plugin_version=str(self._plugin_version),
             logger=self._logger,
-            on_layer_saved=self._index.add_metadata_file,
+            on_layer_saved=self._on_layer_saved,
         )
         self.serve(
             Endpoints(
@@ -116,6 +122,14 @@ class LayerCapturePlugin(
         except Exception:
             self._logger.exception("Could not index the capture folder")
 
+    def _on_layer_saved(self, path: Path) -> None:
+        """The image writer's thread, once a layer's files are all written."""
+        self._index.add_metadata_file(path)
+        payload = layer_event(path, self._reader.uploads())
+        if payload is not None:  # registered at start-up (register_custom_events)
+            event = getattr(Events, "PLUGIN_LAYERCAPTURE_LAYER_CAPTURED", EVENT_NAME)
+            self._event_bus.fire(event, payload)
+
     def on_shutdown(self) -> None:
         session = self._session
         if session is not None:
@@ -135,6 +149,8 @@ class LayerCapturePlugin(
             self._on_firmware_data(payload)
         elif event in FILE_EVENTS:
             self._web.follow_file_change(payload)
+        elif event == Events.CONNECTED:
+            self._process = ProcessState()  # the firmware starts from its defaults
         elif event in (Events.DISCONNECTING, Events.DISCONNECTED, Events.ERROR):
             self._firmware.forget()
             if session is not None:
@@ -163,7 +179,14 @@ class LayerCapturePlugin(
     def _arm(self, job_file: Dict[str, Any], number: int) -> None:
         self._disarm("PrintStarted")
         armed = sessions.arm(
-            job_file, number, self._reader, self._firmware, self._printer, self._logger
+            job_file,
+            number,
+            self._reader,
+            self._firmware,
+            self._printer,
+            self._logger,
+            files=self._file_manager,
+            process=self._process,
         )
         if isinstance(armed, sessions.NotCaptured):
             if armed.status is not None:
@@ -207,6 +230,8 @@ class LayerCapturePlugin(
         *args: Any,
         **kwargs: Any,
     ) -> Any:
+        if gcode in PROCESS_CODES and (not tags or PLUGIN_TAG not in tags):
+            self._process.feed(gcode, cmd)  # M220/M221/M106/M107/T from any source
         session = self._session
         if session is None or not tags:
             return None
@@ -214,7 +239,7 @@ class LayerCapturePlugin(
             if "script:afterPrintPaused" in tags and PLUGIN_TAG not in tags:
                 session.port.on_pause_script_line(cmd, gcode)
             return None
-        trigger = session.tracker.feed(cmd)
+        trigger = session.feed(cmd, tags)
         if trigger is not None and session.stop_for(trigger, cmd, self._worker):
             return (None,)  # the first move of the next layer waits for the capture
         return None
@@ -225,7 +250,7 @@ class LayerCapturePlugin(
         session = self._session
         if session is None or command.upper() != "LAYERCAPTURE":
             return
-        trigger = session.tracker.feed_marker(parameters or "")
+        trigger = session.feed_marker(parameters or "", kw.get("tags"))
         if trigger is not None:
             session.stop_for(trigger, None, self._worker)
 
@@ -324,6 +349,9 @@ class LayerCapturePlugin(
 
     ##~~ TemplatePlugin, AssetPlugin
 
+    def get_template_vars(self) -> Dict[str, Any]:
+        return {"camera_test_keys": list(probe.TEST_KEYS)}
+
     def get_template_configs(self) -> List[Dict[str, Any]]:
         return [
             {"type": "settings", "custom_bindings": True},
@@ -340,13 +368,18 @@ class LayerCapturePlugin(
             "css": ["css/layercapture.css"],
         }
 
-    ##~~ hooks: large-file routes, permissions, software update
+    ##~~ hooks: large-file routes, permissions, custom events, software update
 
     def route_hook(self, server_routes: Any, *args: Any, **kwargs: Any) -> List[Any]:
-        return file_routes(self._web.gallery, self._zips)
+        version = str(self._plugin_version)
+        return file_routes(self._web.gallery, self._zips, self._web.capturing, version)
 
     def get_additional_permissions(self, *args: Any, **kwargs: Any) -> List[Dict[str, Any]]:
         return additional_permissions(gettext)
+
+    def register_custom_events(self, *args: Any, **kwargs: Any) -> List[str]:
+        """``Events.PLUGIN_LAYERCAPTURE_LAYER_CAPTURED`` (see analysis.events)."""
+        return [LAYER_CAPTURED]
 
     def get_update_information(self) -> Dict[str, Any]:
         return {
@@ -375,6 +408,7 @@ __plugin_hooks__ = {
     "octoprint.access.permissions": __plugin_implementation__.get_additional_permissions,
     "octoprint.server.http.routes": __plugin_implementation__.route_hook,
     "octoprint.server.sockjs.emit": __plugin_implementation__.on_socket_emit,
+    "octoprint.events.register_custom_events": __plugin_implementation__.register_custom_events,
     "octoprint.plugin.softwareupdate.check_config": (
         __plugin_implementation__.get_update_information
     ),

@@ -17,8 +17,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
+from .analysis.gcode_file import GcodeFile
+from .analysis.records import (
+    LayerContext,
+    LayerSpans,
+    PrintRecords,
+    ProcessState,
+    printer_profile_record,
+)
 from .capture.armed import ArmedPrint, PrintInfo
 from .capture.estimate import MotionLimits
 from .capture.estimate import motion_limits as estimate_limits
@@ -56,12 +65,19 @@ class CaptureSession:
         port: OctoPrintPrinterPort,
         number: int,
         logger: logging.Logger,
+        records: Optional[PrintRecords] = None,
+        process: Optional[ProcessState] = None,
     ) -> None:
         self.armed = armed
         self.tracker = tracker
         self.port = port
         self.number = number
         self._logger = logger
+        # for the metadata's records (analysis.records): the print's file and profile, the
+        # factors/fan/tool the plugin follows, and where each layer starts in the file
+        self.records = records
+        self.process = process
+        self.spans = LayerSpans()
         self._lock = threading.Lock()
         # the held first line of a layer, owed to the job (pause mode: sent with the resume)
         self._owed_line: Optional[str] = None
@@ -69,6 +85,23 @@ class CaptureSession:
         self._owed_return: Tuple[str, ...] = ()
 
     # ---- comm thread
+
+    def feed(self, line: str, tags: Any) -> Optional[LayerTrigger]:
+        """A line of the file, as the queuing hook sees it: the tracker reads it, and where
+        a layer starts in the file is kept for the metadata (once per layer)."""
+        tracker = self.tracker
+        trigger = tracker.feed(line)
+        if tracker.layer != self.spans.layer:
+            self.spans.started(tracker.layer, tags, tracker.layer_start_state)
+        return trigger
+
+    def feed_marker(self, parameters: str, tags: Any) -> Optional[LayerTrigger]:
+        """An ``@LAYERCAPTURE`` marker of the file (see :meth:`feed`)."""
+        tracker = self.tracker
+        trigger = tracker.feed_marker(parameters)
+        if tracker.layer != self.spans.layer:
+            self.spans.started(tracker.layer, tags, tracker.layer_start_state)
+        return trigger
 
     def stop_for(self, trigger: LayerTrigger, held_line: Optional[str], worker: Worker) -> bool:
         """Stop the job for ``trigger`` and queue its capture; False when it was skipped
@@ -97,9 +130,17 @@ class CaptureSession:
                 armed=self.armed,
                 printer=self.port,
                 owner=self,
+                context=self._context(trigger.layer),
             )
         )
         return True
+
+    def _context(self, layer: int) -> Optional[LayerContext]:
+        """What the metadata needs from this moment: the layer's span, the factors."""
+        if self.records is None:
+            return None
+        process = self.process.snapshot() if self.process is not None else ProcessState().snapshot()
+        return LayerContext(self.records, self.spans.completed(layer), process)
 
     # ---- worker thread
 
@@ -220,10 +261,14 @@ def arm(
     firmware: ConnectedFirmware,
     printer: Any,
     logger: logging.Logger,
+    files: Any = None,
+    process: Optional[ProcessState] = None,
 ) -> Union[CaptureSession, NotCaptured]:
     """A session for the print that starts now (``job_file``: OctoPrint's job file info):
     the settings as stored, the bounds (profile, settings, the firmware's soft limits),
-    the firmware family, a fresh tracker and printer port."""
+    the firmware family, a fresh tracker and printer port, and what the metadata records
+    about the print (``files``: OctoPrint's file manager; ``process``: the factors, fan
+    and tool sent since the printer connected)."""
     if job_file.get("origin") in PRINTER_STORAGES:
         message = "SD card prints are not captured"
         return NotCaptured(message, {"state": State.UNSUPPORTED, "message": message})
@@ -264,7 +309,37 @@ def arm(
         wait_for_moves=values.wait_for_moves,
         pause_reports_position=reader.pause_reports_position(),
     )
-    return CaptureSession(armed, LayerTracker(targets, family=family), port, number, logger)
+    records = print_records(job_file, armed, reader, printer, files, logger)
+    tracker = LayerTracker(targets, family=family)
+    return CaptureSession(armed, tracker, port, number, logger, records, process)
+
+
+def print_records(
+    job_file: Mapping[str, Any],
+    armed: ArmedPrint,
+    reader: SettingsReader,
+    printer: Any,
+    files: Any,
+    logger: logging.Logger,
+) -> PrintRecords:
+    """What the metadata records about the print: its file on disk (hashed and read on
+    the image writer's thread, never here), the printer profile, the heaters."""
+    disk_path: Optional[Path] = None
+    storage_path = job_file.get("path")
+    local = job_file.get("origin") == "local" and isinstance(storage_path, str)
+    if files is not None and local:
+        try:
+            disk_path = Path(files.path_on_disk("local", storage_path))
+        except Exception:
+            logger.exception(f"Could not locate {storage_path} on disk")
+    return PrintRecords(
+        gcode_path=disk_path,
+        gcode_storage_path=storage_path if isinstance(storage_path, str) else None,
+        firmware_family=armed.firmware_family,
+        printer_profile=printer_profile_record(reader.profile(), armed.bounds),
+        read_temperatures=getattr(printer, "get_current_temperatures", None),
+        gcode=None if disk_path is None else GcodeFile(disk_path),
+    )
 
 
 def motion_limits(reader: SettingsReader, firmware: ConnectedFirmware) -> MotionLimits:

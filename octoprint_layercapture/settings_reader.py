@@ -49,21 +49,21 @@ class SettingsReader:
     def with_form(self, form: Mapping[str, Any]) -> Dict[str, Any]:
         return lc_settings.merge_form(self.stored(), form)
 
-    def profile_bounds(self) -> Optional[lc_settings.Bounds]:
+    def profile(self) -> Optional[Mapping[str, Any]]:
+        """The active printer profile (None when it cannot be read)."""
         try:
             profile = self._current_profile()
         except Exception:
             _logger.exception("Could not read the active printer profile")
             return None
-        return bounds_from_profile(profile)
+        return profile if isinstance(profile, Mapping) else None
+
+    def profile_bounds(self) -> Optional[lc_settings.Bounds]:
+        return bounds_from_profile(self.profile())
 
     def profile_feedrates(self) -> Optional[Dict[str, float]]:
         """The active printer profile's axis speeds (mm/s), or None when unknown."""
-        try:
-            return profile_feedrates(self._current_profile())
-        except Exception:
-            _logger.exception("Could not read the active printer profile")
-            return None
+        return profile_feedrates(self.profile())
 
     def current(self) -> lc_settings.CaptureSettings:
         """The stored settings, validated (raises :class:`settings.InvalidSettings`)."""

@@ -5,11 +5,13 @@ Imports nothing from OctoPrint: unit tests run without it.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Generator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 TESTS_DIR = Path(__file__).resolve().parent
 SUPPORT_DIR = TESTS_DIR / "support"
@@ -17,6 +19,12 @@ SUPPORT_DIR = TESTS_DIR / "support"
 # directory (and under --import-mode=importlib)
 if str(SUPPORT_DIR) not in sys.path:
     sys.path.insert(0, str(SUPPORT_DIR))
+
+# CI runs the same examples every time (a red run is reproducible from its log alone);
+# elsewhere each run explores new ones
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

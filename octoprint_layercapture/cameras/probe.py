@@ -32,6 +32,8 @@ CAMERA_KEY = "camera"
 SHARED_KEYS = ("snapshot_timeout", "snapshot_retries", "image_quality")
 # where the fake camera draws the head: the form's grid centre and height, not the defaults
 POSITION_KEYS = ("grid_center_x", "grid_center_y", "z_offset")
+# every key a camera test may carry (the settings panel is given this list)
+TEST_KEYS = (CAMERA_KEY, *SHARED_KEYS, *POSITION_KEYS)
 
 CAMERA_TEST_LIMIT_S = 30.0
 
@@ -73,7 +75,7 @@ def camera_test_settings(
     field of the camera as ``camera.<field>``)."""
     if not isinstance(body, dict):
         raise InvalidSettings([SettingsError("settings", "expected a JSON object")])
-    keys = (CAMERA_KEY, *SHARED_KEYS, *POSITION_KEYS)
+    keys = TEST_KEYS
     unknown = sorted(set(body) - set(keys))
     if unknown:
         raise InvalidSettings([SettingsError(k, "is not a camera setting") for k in unknown])

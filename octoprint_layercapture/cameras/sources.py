@@ -85,6 +85,7 @@ class OctoPrintWebcam(RealCamera):
             f"webcam {webcam.name!r}", timeout, retries, transform=webcam.transform, **kwargs
         )
         self._snapshot = webcam.snapshot
+        self.webcam = webcam  # for the metadata's camera record
 
     def fetch(self, deadline: float) -> Tuple[bytes, str]:
         data = bytearray()

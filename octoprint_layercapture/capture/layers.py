@@ -222,6 +222,9 @@ class LayerTracker:
         self._markers = False
         self._marker_count = 0
         self._captured: List[int] = []
+        # the motion state before the line that started the current layer (the toolpath
+        # of a captured layer is read from there, see analysis.toolpath)
+        self._layer_start: Optional[MotionState] = None
         self._errors = 0  # unexpected internal errors swallowed by feed (tests check it)
 
     # ------------------------------------------------------------------ public API
@@ -243,6 +246,12 @@ class LayerTracker:
     def layer_z(self) -> Optional[float]:
         """Height of the layer being printed."""
         return self._layer_z
+
+    @property
+    def layer_start_state(self) -> Optional[MotionState]:
+        """The motion state before the line that started the current layer (its first
+        extruding move, or its marker); None before the first layer. Set once per layer."""
+        return self._layer_start
 
     @property
     def max_printed_z(self) -> Optional[float]:
@@ -461,6 +470,7 @@ class LayerTracker:
         self._layer_z = nz
         if lz is None:
             if self._layer == 0:
+                self._layer_start = self._snapshot()
                 self._layer = 1
             return None
         if nz < lz and self._layer <= 1:  # purge line above the first layer: re-base
@@ -468,6 +478,7 @@ class LayerTracker:
         if self._markers:
             return None
         completed = self._layer
+        self._layer_start = self._snapshot()
         self._layer = completed + 1
         if self._vase or spiral:
             return None
@@ -542,6 +553,7 @@ class LayerTracker:
             index = self._marker_count
         self._marker_count = index + 1
         if self._layer < index + 1:
+            self._layer_start = self._snapshot()
             self._layer = index + 1
         if index < 1 or self._vase:
             return None

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..analysis.records import LayerContext, StopObservation, complete_metadata, observe_stop
 from ..cameras.sources import NoCamera
 from ..settings import Bounds, CaptureSettings
 from ..store.files import CaptureStore
@@ -47,6 +48,8 @@ class CaptureRequest:
     # print, or none, by the time the sequence runs or ends), and who asked
     printer: Optional[PrinterPort] = None
     owner: Optional[object] = None
+    # what the comm thread knew at the stop, for the metadata's version 2 records
+    context: Optional[LayerContext] = None
 
     @property
     def settings(self) -> CaptureSettings:
@@ -111,7 +114,7 @@ def build_metadata(
                 col=point.col,
                 position={"x": point.x, "y": point.y, "z": point.z},
                 measured=None if shot.measured is None else position_record(shot.measured),
-                captured_at=shot.captured_at.isoformat(timespec="seconds"),
+                captured_at=shot.captured_at.isoformat(timespec="milliseconds"),
                 duration_s=round(shot.duration, 4),
                 camera=shot.snapshot_camera,
                 size_bytes=shot.saved.size_bytes,
@@ -146,7 +149,7 @@ def build_metadata(
         travel_z=result.travel_z,
         camera=firsts[0].camera if firsts else "",
         cameras=[
-            {"name": camera.name, "camera": camera.port.name, "mounting": camera.mounting}
+            {"name": camera.name, "mounting": camera.mounting, "camera_info": None}
             for camera in cameras
         ],
         skipped=[
@@ -309,6 +312,7 @@ class CaptureWorker:
                 {"state": State.CAPTURING, "layer": layer, "phase": phase, "index": i, "count": n}
             ),
         )
+        observed = observe_stop(request.context, cameras)
         task = CaptureTask(
             layer=layer,
             layer_z=request.trigger.z,
@@ -330,7 +334,9 @@ class CaptureWorker:
         self._on_finished(request, result)
         # queued behind this layer's images: runs once they are written
         self._writer.submit(
-            lambda: self._finish_layer(request, plan, result, sink, store, setup_error, cameras)
+            lambda: self._finish_layer(
+                request, plan, result, sink, store, setup_error, cameras, observed
+            )
         )
 
     def _finish_layer(
@@ -342,6 +348,7 @@ class CaptureWorker:
         store: CaptureStore,
         setup_error: Optional[str],
         cameras: Sequence[RigCamera] = (),
+        observed: Optional[StopObservation] = None,
     ) -> None:
         layer = request.trigger.layer
         sink.settle(result, WRITE_WAIT)
@@ -351,6 +358,13 @@ class CaptureWorker:
         metadata = build_metadata(request, plan, result, self._plugin_version, cameras)
         if setup_error is not None:
             metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
+        # the hashes, the layer's lines and its toolpath: disk work, here off the printer's path
+        try:
+            complete_metadata(
+                metadata, request.context, observed, sink.written(), store, result.started_at
+            )
+        except Exception:  # the layer's metadata is written all the same
+            self._logger.exception(f"layer {layer}: could not complete the metadata's records")
         try:
             path = store.save_metadata(metadata, result.started_at)
         except OSError as exc:

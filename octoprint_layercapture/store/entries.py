@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..numbers import finite_number
-from .names import is_camera_name, parse_image_name, parse_metadata_name, thumbnail_name
+from .names import (
+    is_camera_name,
+    is_toolpath_name,
+    parse_image_name,
+    parse_metadata_name,
+    thumbnail_name,
+)
 
 SizeOf = Callable[[str], Optional[int]]  # file name in the day folder -> bytes, None: absent
 
@@ -110,6 +116,15 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         for s in meta.get("skipped") or []
         if isinstance(s, Mapping)
     ]
+    # the toolpath files (schema version 2), under our own names only, when present
+    raw_toolpath = meta.get("toolpath")
+    toolpath: Mapping[str, Any] = raw_toolpath if isinstance(raw_toolpath, Mapping) else {}
+    toolpath_files: Dict[str, Optional[str]] = {}
+    for kind in ("path", "svg"):
+        name = toolpath.get(kind)
+        size = size_of(name) if isinstance(name, str) and is_toolpath_name(name) else None
+        toolpath_files[kind] = None if size is None else f"{day}/{name}"
+        total += size or 0
     raw_timings = meta.get("timings")
     timings: Mapping[str, Any] = raw_timings if isinstance(raw_timings, Mapping) else {}
     start = meta.get("print_start_time")
@@ -132,6 +147,8 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         "failures": failures,
         "total_s": _number(timings.get("total")),
         "size_bytes": total,
+        "toolpath": toolpath_files["path"],
+        "toolpath_svg": toolpath_files["svg"],
     }
 
 

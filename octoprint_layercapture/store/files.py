@@ -204,6 +204,7 @@ class CaptureStore:
         thumbnail: bool,
         thumb_quality: int = 85,
         day: Optional[date] = None,
+        camera: Optional[str] = None,
     ) -> SavedImage:
         """Store the image bytes unchanged (and a thumbnail when asked), right now.
 
@@ -213,7 +214,7 @@ class CaptureStore:
         """
         if not data:
             raise ValueError("no image data")
-        path = self.image_path(layer, index, layer_z, when, day)
+        path = self.image_path(layer, index, layer_z, when, day, camera)
         write_atomic(path, bytes(data), self._file_mode)
         thumb_path = None
         if thumbnail:

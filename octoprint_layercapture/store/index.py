@@ -119,6 +119,11 @@ def _read_layer(
     return _Layer(key, record, json.dumps(record, separators=(",", ":")))
 
 
+def _layer_files(record: Mapping[str, Any]) -> List[str]:
+    """A layer's files besides its images and metadata: the toolpath JSON and SVG."""
+    return [record[key] for key in ("toolpath", "toolpath_svg") if record.get(key)]
+
+
 class _State:
     """The indexed prints of one root; the index's lock guards it."""
 
@@ -146,6 +151,8 @@ class _State:
             self.files[image["path"]] = pid
             if image["thumbnail"]:
                 self.files[image["thumbnail"]] = pid
+        for extra in _layer_files(record):
+            self.files[extra] = pid
 
     def remove(self, key: str) -> None:
         pid = self.layer_of.pop(key, None)
@@ -159,6 +166,8 @@ class _State:
             self.files.pop(image["path"], None)
             if image["thumbnail"]:
                 self.files.pop(image["thumbnail"], None)
+        for extra in _layer_files(record) if record else ():
+            self.files.pop(extra, None)
         entry.changed()
         if not entry.layers:
             del self.prints[entry.id]
@@ -507,7 +516,7 @@ class CaptureIndex:
         self, pid: str, thumbnails: bool = False, camera: Optional[str] = None
     ) -> Optional[List[Tuple[str, Path]]]:
         """``(relative path, absolute path)`` of a print's images (only ``camera``'s when
-        one is named) and metadata files, by layer; None for an unknown print."""
+        one is named), toolpaths and metadata, by layer; None for an unknown print."""
         state, root = self._current()
         with self._lock:
             entry = state.prints.get(pid)
@@ -521,6 +530,8 @@ class CaptureIndex:
                     files.append((image["path"], root / image["path"]))
                     if thumbnails and image["thumbnail"]:
                         files.append((image["thumbnail"], root / image["thumbnail"]))
+                for extra in _layer_files(layer):
+                    files.append((extra, root / extra))
                 files.append((layer["metadata"], root / layer["metadata"]))
             return files
 

@@ -1,4 +1,4 @@
-"""The capture folder's names: day folders, image, thumbnail and metadata files.
+"""The capture folder's names: day folders, image, thumbnail, metadata and toolpath files.
 
 Pure module, the one place for the file-name patterns; :func:`parse_image_name` and
 :func:`parse_metadata_name` read them back for the gallery. Layout under the capture root::
@@ -7,6 +7,7 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
     2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg
     2024-01-15/layer_0003_pos_00_cam_nozzle_z_0_60_20240115_103000.jpg
     2024-01-15/layer_0003_metadata_20240115_103000.json
+    2024-01-15/layer_0003_toolpath_20240115_103000.json   (and .svg)
 
 The first camera of the settings (the only one, in a single-camera set-up) keeps the names
 without a camera; every other camera's images carry ``_cam_<name>`` after the position.
@@ -37,6 +38,9 @@ CAMERA_NAME_LENGTH = 16
 _CAMERA_NAME = rf"[a-z0-9][a-z0-9-]{{0,{CAMERA_NAME_LENGTH - 1}}}"
 _CAMERA_NAME_RE = re.compile(rf"^{_CAMERA_NAME}$")
 _METADATA_FORMAT = "layer_{layer:04d}_metadata_{stamp}" + METADATA_EXT
+TOOLPATH_EXT = ".json"
+TOOLPATH_SVG_EXT = ".svg"
+_TOOLPATH_FORMAT = "layer_{layer:04d}_toolpath_{stamp}"  # + TOOLPATH_EXT or TOOLPATH_SVG_EXT
 _IMAGE_RE = re.compile(
     r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})"
     rf"(?:_cam_(?P<camera>{_CAMERA_NAME}))?"
@@ -49,6 +53,13 @@ _IMAGE_RE = re.compile(
 )
 _METADATA_RE = re.compile(
     r"^layer_(?P<layer>\d{4,})_metadata_(?P<stamp>\d{8}_\d{6})" + re.escape(METADATA_EXT) + "$"
+)
+_TOOLPATH_RE = re.compile(
+    r"^layer_(?P<layer>\d{4,})_toolpath_(?P<stamp>\d{8}_\d{6})(?P<ext>"
+    + re.escape(TOOLPATH_EXT)
+    + "|"
+    + re.escape(TOOLPATH_SVG_EXT)
+    + ")$"
 )
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -108,6 +119,20 @@ def metadata_name(layer: int, when: datetime) -> str:
     """``layer_0003_metadata_20240115_103000.json``."""
     _check_index("layer", layer)
     return _METADATA_FORMAT.format(layer=layer, stamp=_stamp(when))
+
+
+def toolpath_name(layer: int, when: datetime, svg: bool = False) -> str:
+    """``layer_0003_toolpath_20240115_103000.json`` (the layer's extrusion moves), or its
+    ``.svg`` preview; ``when`` is the layer's metadata time, so the three names match."""
+    _check_index("layer", layer)
+    ext = TOOLPATH_SVG_EXT if svg else TOOLPATH_EXT
+    return _TOOLPATH_FORMAT.format(layer=layer, stamp=_stamp(when)) + ext
+
+
+def is_toolpath_name(name: str) -> bool:
+    """Whether ``name`` is a :func:`toolpath_name` (JSON or SVG)."""
+    m = _TOOLPATH_RE.match(name)
+    return m is not None and _parse_stamp(m["stamp"]) is not None
 
 
 def day_folder(root: Path, when: Union[datetime, date]) -> Path:

@@ -12,6 +12,7 @@ can record what failed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import threading
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optio
 
 from PIL import UnidentifiedImageError
 
+from ..cameras.base import jpeg_size
 from ..capture.ports import SavedShot, ShotRequest, Snapshot
 from ..capture.results import SequenceFailure, SequenceResult
 from ..vocabulary import Outcome
@@ -47,6 +49,38 @@ class WriteResult:
     size_bytes: Optional[int] = None  # None: the image was not written
     errors: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    # for the metadata (analysis.records): the stored file's SHA-256 and pixel size, and
+    # the size the camera delivered (they differ when the image was rotated)
+    sha256: Optional[str] = None
+    pixels: Optional[Tuple[int, int]] = None
+    camera_pixels: Optional[Tuple[int, int]] = None
+
+
+@dataclass(frozen=True)
+class WrittenImage:
+    """One image as the writer stored it (for the metadata, see analysis.records)."""
+
+    sha256: Optional[str]
+    width: Optional[int]
+    height: Optional[int]
+    camera_latency: Optional[float]
+    camera_size: Optional[Tuple[int, int]]  # what the camera delivered (before flip/rotate)
+
+
+Pixels = Optional[Tuple[int, int]]
+
+
+def image_facts(data: bytes, stored: bytes) -> Tuple[str, Pixels, Pixels]:
+    """SHA-256 of the stored bytes, their pixel size, and the camera's (header reads only)."""
+    digest = hashlib.sha256(stored).hexdigest()
+    size: Pixels
+    camera_size: Pixels
+    try:
+        size = jpeg_size(stored)
+        camera_size = size if stored is data else jpeg_size(data)
+    except Exception:
+        size = camera_size = None
+    return digest, size, camera_size
 
 
 class PendingImage:
@@ -182,6 +216,7 @@ def write_image(task: _ImageTask) -> None:
             result.thumbnail = None
             return
         result.size_bytes = len(data)
+        result.sha256, result.pixels, result.camera_pixels = image_facts(task.data, data)
         if result.thumbnail is not None:
             try:
                 thumb = make_thumbnail(data, quality=THUMBNAIL_QUALITY)
@@ -201,6 +236,7 @@ def write_image(task: _ImageTask) -> None:
 
 
 Transforms = Mapping[str, Optional[Callable[[bytes], bytes]]]  # camera name -> its transform
+ShotKey = Tuple[int, str]  # (grid index, camera name): one picture of a layer
 
 
 class StoreSink:
@@ -223,7 +259,9 @@ class StoreSink:
         self._settings = settings
         self._writer = writer
         self._transforms: Transforms = transforms or {}
-        self.pending: Dict[Tuple[int, str], PendingImage] = {}  # by (grid index, camera)
+        # by (grid index, camera name)
+        self.pending: Dict[ShotKey, PendingImage] = {}
+        self.camera_latency: Dict[ShotKey, float] = {}  # seconds the camera took
 
     def save(self, request: ShotRequest, snapshot: Snapshot, when: datetime) -> SavedShot:
         if not snapshot.data:
@@ -235,7 +273,9 @@ class StoreSink:
         thumb = (
             path.with_name(thumbnail_name(path.name)) if self._settings.create_thumbnails else None
         )
-        self.pending[(request.index, request.camera)] = self._writer.submit_image(
+        key = (request.index, request.camera)
+        self.camera_latency[key] = snapshot.duration
+        self.pending[key] = self._writer.submit_image(
             path,
             snapshot.data,
             thumb,
@@ -243,6 +283,22 @@ class StoreSink:
             self._store.file_mode,
         )
         return SavedShot(path.name, thumb.name if thumb else None, len(snapshot.data))
+
+    def written(self) -> Dict[ShotKey, WrittenImage]:
+        """What the writer stored, by (grid index, camera name) (call after :meth:`settle`)."""
+        stored: Dict[ShotKey, WrittenImage] = {}
+        for key, pending in self.pending.items():
+            done = pending.wait(0)
+            if done is None or done.size_bytes is None:
+                continue
+            stored[key] = WrittenImage(
+                done.sha256,
+                None if done.pixels is None else done.pixels[0],
+                None if done.pixels is None else done.pixels[1],
+                self.camera_latency.get(key),
+                done.camera_pixels,
+            )
+        return stored
 
     def settle(self, result: SequenceResult, timeout: float) -> None:
         """Waits for this layer's writes; records the failed ones in ``result``."""

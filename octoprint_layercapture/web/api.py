@@ -88,6 +88,11 @@ def zip_name(
     return f"layercapture-{stem}-{stamp}{which}.zip"
 
 
+def dataset_name(gcode_file: str, print_start_time: Optional[str], print_id: str) -> str:
+    """``layercapture-<file stem>-<YYYYmmdd_HHMMSS>-dataset.zip`` (see :func:`zip_name`)."""
+    return zip_name(gcode_file, print_start_time, print_id)[: -len(".zip")] + "-dataset.zip"
+
+
 def grid_preview(
     data: Mapping[str, Any], profile_bounds: Optional[lc_settings.Bounds]
 ) -> Optional[Dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Pure module (zipstream-ng, which OctoPrint ships): :class:`ZipDownloads` counts and limits
 the running downloads, :class:`ZipBody` reads one zip a block at a time on the worker
-thread while the web server's one thread only sends the blocks (see ``web/files.py``).
+thread while the web server's one thread only sends the blocks (see ``web/files.py``);
+:func:`dataset_body` is a print as a dataset (:mod:`analysis.dataset`) in the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from zipstream import ZipStream
 
+from ..analysis.dataset import DatasetPlan, dataset_zip, export_layers
+from ..store.index import CaptureIndex
+from ..store.records import read_metadata
 from .api import ApiError
 
 # Zip downloads (see ZipDownloads).
@@ -198,3 +202,25 @@ class ZipBody:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+
+
+def dataset_body(
+    index: CaptureIndex, pid: str, folder: str, plugin_version: str, now: datetime
+) -> Optional[ZipBody]:
+    """A print's captures as a Hugging Face ImageFolder dataset (:mod:`analysis.dataset`)
+    below ``folder/``; None when no image of it is left. Reads every metadata file twice:
+    a worker thread's job. RuntimeError when one can no longer be read."""
+    page = index.layers(pid)
+    if page is None:
+        return None
+    layers = export_layers(page.items)
+    wanted: List[str] = []
+    for layer in layers:
+        wanted += [*layer.images, layer.metadata]
+        wanted += [extra for extra in (layer.toolpath, layer.toolpath_svg) if extra]
+    found = index.files_on_disk(wanted)
+    plan = DatasetPlan(pid, layers, found, lambda relative: read_metadata(found[relative]))
+    plan.measure()
+    if plan.image_count == 0:
+        return None
+    return ZipBody(dataset_zip(plan, folder, plugin_version, now), len(wanted) - len(found))

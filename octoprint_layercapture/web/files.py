@@ -4,10 +4,13 @@ and a print's zip produced on a worker thread while it is sent.
 
     GET /plugin/layercapture/files/<day>/<file>        view
     GET /plugin/layercapture/download/<id>.zip         view   (streamed; ?camera=<name>)
+    GET /plugin/layercapture/export/<id>.zip           view   (streamed dataset)
 
 A zip is produced on a worker thread and only sent by the web server's one thread (see
 :class:`downloads.ZipDownloads`): at most ``downloads.ZIPS_PER_USER`` per user at a time
-(429 beyond), and a print is not deleted while it is downloaded (409).
+(429 beyond), and a print is not deleted while it is downloaded (409). A dataset export
+(:func:`downloads.dataset_body`) is counted with the zips and waits while a capture
+sequence moves the head.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -26,12 +29,21 @@ _logger = logging.getLogger("octoprint.plugins.layercapture.routes")
 
 # A zip download whose client takes no data for this long is ended (its slot is freed).
 ZIP_STALL_SECONDS = 120
+# How often a dataset export looks again whether the capture sequence is over.
+CAPTURE_WAIT_SECONDS = 0.25
 
 
 def file_routes(
-    gallery: Callable[[], CaptureIndex], zips: downloads.ZipDownloads
+    gallery: Callable[[], CaptureIndex],
+    zips: downloads.ZipDownloads,
+    capturing: Callable[[], bool] = lambda: False,
+    plugin_version: str = "",
 ) -> List[Tuple[str, Any, Dict[str, Any]]]:
-    """Routes for the ``octoprint.server.http.routes`` hook (below /plugin/layercapture/)."""
+    """Routes for the ``octoprint.server.http.routes`` hook (below /plugin/layercapture/).
+
+    ``capturing`` says whether a capture sequence is moving the head: a dataset export
+    waits while one is (reading thousands of metadata files competes with OctoPrint's
+    comm threads for the interpreter)."""
     import tornado.gen
     import tornado.ioloop
     import tornado.iostream
@@ -76,7 +88,11 @@ def file_routes(
 
     class CaptureZipHandler(RequestlessExceptionLoggingMixin, tornado.web.RequestHandler):
         """One print's images and metadata as a zip, produced on a worker thread while it
-        is sent (see :class:`downloads.ZipDownloads`); this handler only passes blocks on."""
+        is sent (see :class:`downloads.ZipDownloads`); this handler only passes blocks on.
+        ``?camera=<name>`` keeps only that camera's images (``one_camera``)."""
+
+        one_camera = True
+        _camera: Optional[str] = None
 
         def _hang_up(self) -> None:
             connection = self.request.connection
@@ -101,31 +117,38 @@ def file_routes(
             if summary is None:
                 return self._refuse(404, "no such print")
             try:
-                camera = api.zip_camera(self.get_query_argument("camera", None), summary)
+                if self.one_camera:
+                    self._camera = api.zip_camera(self.get_query_argument("camera", None), summary)
                 slot = zips.acquire(user, pid)
             except api.ApiError as exc:
                 return self._refuse(exc.status, exc.message)
             try:
-                await self._send_zip(index, pid, summary, camera)
+                await self._send_zip(index, pid, summary)
             finally:
                 zips.release(slot)
 
-        async def _send_zip(
-            self, index: CaptureIndex, pid: str, summary: Dict[str, Any], camera: Optional[str]
-        ) -> None:
-            attachment = api.zip_name(
-                summary["gcode_file"], summary["print_start_time"], pid, camera
+        def _attachment(self, summary: Dict[str, Any], pid: str) -> str:
+            return api.zip_name(
+                summary["gcode_file"], summary["print_start_time"], pid, self._camera
             )
+
+        def _plan(self, index: CaptureIndex, pid: str, folder: str) -> Optional[downloads.ZipBody]:
+            # thousands of files: listed and checked on the worker thread too
+            files = index.print_files(pid, camera=self._camera) or []
+            entries = [(f"{folder}/{relative}", relative) for relative, _ in files]
+            return downloads.ZipBody.of(entries, index.files_on_disk)
+
+        async def _between_blocks(self) -> None:
+            """Before planning and before each block (the export waits for the head)."""
+
+        async def _send_zip(self, index: CaptureIndex, pid: str, summary: Dict[str, Any]) -> None:
+            attachment = self._attachment(summary, pid)
             folder = attachment[: -len(".zip")]
-
-            def plan() -> Optional[downloads.ZipBody]:
-                # thousands of files: listed and checked on the worker thread too
-                files = index.print_files(pid, camera=camera) or []
-                entries = [(f"{folder}/{relative}", relative) for relative, _ in files]
-                return downloads.ZipBody.of(entries, index.files_on_disk)
-
             try:
-                body: Optional[downloads.ZipBody] = await self._in_worker(plan)
+                await self._between_blocks()
+                body: Optional[downloads.ZipBody] = await self._in_worker(
+                    self._plan, index, pid, folder
+                )
             except (OSError, RuntimeError) as exc:  # an unreadable folder, shutting down
                 _logger.warning(f"zip of print {pid}: could not plan it: {exc}")
                 return self._refuse(500, "could not read this print's files, see octoprint.log")
@@ -143,6 +166,7 @@ def file_routes(
                 if body.last_modified is not None:
                     self.set_header("Last-Modified", body.last_modified)
                 while True:
+                    await self._between_blocks()
                     block = await self._in_worker(body.read)
                     if not block:
                         break
@@ -172,9 +196,27 @@ def file_routes(
             finally:
                 body.close()  # closes the file being read: quick, no worker needed
 
+    class DatasetExportHandler(CaptureZipHandler):
+        """One print's captures as a Hugging Face ImageFolder dataset (analysis.dataset):
+        streamed like the zip, counted with the zips per user, and paused while a capture
+        sequence moves the head. Every camera's images are in it (its ``camera`` column)."""
+
+        one_camera = False
+
+        def _attachment(self, summary: Dict[str, Any], pid: str) -> str:
+            return api.dataset_name(summary["gcode_file"], summary["print_start_time"], pid)
+
+        def _plan(self, index: CaptureIndex, pid: str, folder: str) -> Optional[downloads.ZipBody]:
+            return downloads.dataset_body(index, pid, folder, plugin_version, datetime.now())
+
+        async def _between_blocks(self) -> None:
+            while capturing():
+                await tornado.gen.sleep(CAPTURE_WAIT_SECONDS)
+
     return [
         (r"/files/(.*)", CaptureFileHandler, {}),
         (r"/download/([^/]*)", CaptureZipHandler, {}),
+        (r"/export/([^/]*)", DatasetExportHandler, {}),
     ]
 
 

@@ -1,8 +1,9 @@
 """The plugin's pushes to the browser, to exactly the users allowed to read them.
 
-OctoPrint sends plugin messages to every user with its Status permission, and delivers
-what it held back for a socket that had not logged in yet unchecked at login; the
-``octoprint.server.sockjs.emit`` hook (:meth:`Pushes.allows`) filters both.
+OctoPrint sends plugin messages and events to every user with its Status permission, and
+delivers what it held back for a socket that had not logged in yet unchecked at login; the
+``octoprint.server.sockjs.emit`` hook (:meth:`Pushes.allows`) filters both, for the
+plugin's messages and its layer event (``analysis.events``) alike.
 
 Once started, pushes go out from their own thread, in order: OctoPrint hands a plugin
 message to every socket before it returns, and the capture sequence reports its progress
@@ -15,6 +16,8 @@ import logging
 import queue
 import threading
 from typing import Any, Dict, Optional
+
+from ..analysis.events import EVENT_NAME
 
 STATUS = "status"
 SETTINGS_REJECTED = "settings_rejected"
@@ -73,7 +76,9 @@ class Pushes:
 
     def allows(self, user: Any, message: str, payload: Any) -> bool:
         """The sockjs emit hook: our messages only to users with the permission of their
-        type; everything else passes."""
+        type, our layer event only to users with View captures; everything else passes."""
+        if message == "event" and isinstance(payload, dict) and payload.get("type") == EVENT_NAME:
+            return bool(user and user.has_permission(_permission(STATUS)))
         if message != "plugin" or not isinstance(payload, dict):
             return True
         if payload.get("plugin") != self._identifier:

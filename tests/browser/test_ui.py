@@ -378,13 +378,32 @@ def test_the_zip_download_holds_the_print(ui: Any, tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         images = [n for n in names if n.endswith(".jpg")]
-        metadata = [n for n in names if n.endswith(".json")]
-        assert (len(images), len(metadata)) == (18, 2)
-        for name in images + metadata:
+        metadata = [n for n in names if "_metadata_" in n]
+        toolpaths = [n for n in names if "_toolpath_" in n]  # a JSON and an SVG per layer
+        assert (len(images), len(metadata), len(toolpaths)) == (18, 2, 4)
+        for name in images + metadata + toolpaths:
             relative = name.split("/", 1)[1]
             assert archive.read(name) == (root / relative).read_bytes(), name
         layers = sorted(json.loads(archive.read(n))["layer"] for n in metadata)
         assert layers == [2, 4]
+
+
+def test_the_dataset_button_downloads_the_imagefolder_zip(ui: Any, tmp_path: Path) -> None:
+    page = ui.page
+    row = page.locator(f"{TAB} .lc-print", has_text=PRINT_NAME)
+    with page.expect_download() as info:
+        row.locator(".lc-export").click()
+    download = info.value
+    name = download.suggested_filename
+    assert name.startswith("layercapture-ui_square-") and name.endswith("-dataset.zip")
+    path = tmp_path / name
+    download.save_as(str(path))
+    with zipfile.ZipFile(path) as archive:
+        top = name[: -len(".zip")]
+        rows = archive.read(f"{top}/metadata.jsonl").decode().splitlines()
+        assert len(rows) == 18
+        manifest = json.loads(archive.read(f"{top}/dataset.json"))
+        assert manifest["format"] == "imagefolder" and manifest["images"] == 18
 
 
 def test_deleting_asks_first_and_removes_the_print(ui: Any) -> None:

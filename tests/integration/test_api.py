@@ -180,6 +180,7 @@ def _endpoints(api: Api) -> List[Tuple[str, str, str, Dict[str, Any]]]:
         ("GET", f"{BASE}/files/{image['thumbnail']}", "view", {}),
         ("GET", f"{BASE}/files/{layer['metadata']}", "view", {}),
         ("GET", f"{BASE}/download/{box}.zip", "view", {}),
+        ("GET", f"{BASE}/export/{box}.zip", "view", {}),
         ("POST", f"{BASE}/gallery/rescan", "manage", {"json": {}}),
         ("DELETE", f"{BASE}/prints/{'0' * 16}", "manage", {}),  # 404 once allowed
         ("POST", f"{BASE}/settings/validate", "settings", {"json": {}}),
@@ -261,6 +262,8 @@ TRAVERSALS = [
     "/files/",
     "/download/..%2f..%2fsecret.txt",
     "/download/%2e%2e.zip",
+    "/export/..%2f..%2fsecret.txt",
+    "/export/%2e%2e.zip",
     "/prints/..%2f..%2fsecret.txt",
     "/prints/%2e%2e/layers",
 ]
@@ -285,6 +288,8 @@ def test_traps_are_not_listed_and_a_symlinked_day_is_ignored(api: Api) -> None:
     assert layers["layers"][0]["images"] == []
     zipped = api.request(ADMIN, "GET", f"{BASE}/download/{trap['id']}.zip")
     assert zipped.status_code == 200 and SECRET not in zipped.content
+    exported = api.request(ADMIN, "GET", f"{BASE}/export/{trap['id']}.zip")
+    assert exported.status_code == 404 and SECRET not in exported.content  # no image left
 
 
 # ---- listing, files, zip, delete ---------------------------------------------------------

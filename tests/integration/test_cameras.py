@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
 import pytest
-from capture_checks import apply_settings, capture_files
+from capture_checks import METADATA_RE, apply_settings, capture_files
 from expected_layers import analyse, expected_capture_layers
 from harness import OctoPrintServer, free_port
 from harness.camera_servers import SnapshotServer
@@ -277,7 +277,7 @@ def finish_print(server: OctoPrintServer, known: set, mark: int) -> List[Dict[st
         return len(seen) >= wanted
 
     server.events.wait_for(captured, 30, since=mark, description="the layer captures")
-    paths = sorted(p for p in capture_files(server) - known if p.suffix == ".json")
+    paths = sorted(p for p in capture_files(server) - known if METADATA_RE.match(p.name))
     metadata = []
     for path in paths:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -51,7 +51,6 @@ from expected_layers import (
     layer_markers,
 )
 from harness import OctoPrintServer
-from paths import metadata_schema
 from safety_support import (
     DOCUMENTED_SCRIPTS,
     NO_SCRIPTS,
@@ -60,11 +59,13 @@ from safety_support import (
     scripted_block,
 )
 
+from octoprint_layercapture.schemas import load_schema
+
 pytestmark = pytest.mark.integration
 
 TESTS = Path(__file__).resolve().parents[1]
 FIXTURES = TESTS / "fixtures"
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 BED = (0.0, 0.0, 200.0, 200.0)  # OctoPrint's default printer profile
 PRINT_TIMEOUT = 120.0
 
@@ -205,7 +206,11 @@ def run_print(server: OctoPrintServer, spec: RunSpec) -> PrintRun:
         pass  # the layer checks below say what is missing
     new_files = capture_files(server) - known
     metadata = sorted(
-        ((p, json.loads(p.read_text(encoding="utf-8"))) for p in new_files if p.suffix == ".json"),
+        (
+            (p, json.loads(p.read_text(encoding="utf-8")))
+            for p in new_files
+            if METADATA_RE.match(p.name)
+        ),
         key=lambda item: int(item[1]["layer"]),
     )
     # resent lines (the virtual printer's simulated errors) come without tags: skip them

@@ -29,7 +29,8 @@ import requests
 from gallery_tree import BuiltPrint, build_print
 from harness import ADMIN, OPERATOR, READ_ONLY, VIEW_MANAGE, VIEW_ONLY, OctoPrintServer
 
-pytestmark = pytest.mark.integration
+# they measure OctoPrint's responsiveness: make test runs them alone, after the rest
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 BASE = "/plugin/layercapture"
 LARGE_LAYERS = 300  # x 9 images of IMAGE_BYTES: about 300 MB

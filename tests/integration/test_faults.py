@@ -355,7 +355,7 @@ def test_shutdown_during_a_sequence_is_clean(make_server: Callable[..., OctoPrin
     assert server.exit_code() == 0, server.diagnostics()
     root = server.uploads_dir / "layercapture"
     assert [p for p in files_below(root) if p.name.endswith(".tmp")] == []
-    metadata = [json.loads(p.read_text()) for p in files_below(root) if p.suffix == ".json"]
+    metadata = [json.loads(p.read_text()) for p in files_below(root) if "_metadata_" in p.name]
     assert len(metadata) == 1, "the interrupted layer's metadata is written on the way out"
     assert any("shutdown: nothing more sent" in f["message"] for f in metadata[0]["failures"])
     blocks = split_blocks(replay([r for r in server.sent_lines(since=printing) if r["tags"]]))

@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 from capture_checks import (
+    METADATA_RE,
     TOLERANCE,
     apply_settings,
     capture_files,
@@ -188,7 +189,7 @@ def run_flavour(
         pass  # the layer check says what is missing
     files = capture_files(server) - known
     metadata = sorted(
-        (json.loads(p.read_text(encoding="utf-8")) for p in files if p.suffix == ".json"),
+        (json.loads(p.read_text(encoding="utf-8")) for p in files if METADATA_RE.match(p.name)),
         key=lambda meta: int(meta["layer"]),
     )
     return FlavourRun(

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 from capture_checks import (
+    METADATA_RE,
     apply_settings,
     capture_files,
     code_of,
@@ -184,7 +185,7 @@ def run_print(
         wait_for_captured_layers(server, layers, since=mark)
     files = capture_files(server) - known
     metadata = sorted(
-        (json.loads(p.read_text(encoding="utf-8")) for p in files if p.suffix == ".json"),
+        (json.loads(p.read_text(encoding="utf-8")) for p in files if METADATA_RE.match(p.name)),
         key=lambda meta: int(meta["layer"]),
     )
     steps = replay([r for r in server.sent_lines(since=started) if r["tags"]])

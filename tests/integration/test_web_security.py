@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 BASE = "/plugin/layercapture"
 SECRET = "INTERNAL-ONLY api_token=7d1f0c"
+LAYER_EVENT = "plugin_layercapture_layer_captured"
 USERS: List[Optional[str]] = [None, OPERATOR, READ_ONLY, VIEW_ONLY, VIEW_MANAGE, ADMIN]
 
 
@@ -230,6 +231,29 @@ def test_status_pushes_reach_exactly_the_users_with_view_captures(
         states = [data["status"]["state"] for data in received[user]]
         assert states[0] == "waiting" and states[-1] == "idle", (user, states)
         assert received[user][0]["status"]["gcode_file"] == "pushed.gcode"
+
+
+def test_the_layer_event_reaches_only_users_with_view_captures(site: Site, tmp_path: Path) -> None:
+    """OctoPrint sends events to every user with its Status permission; the plugin's
+    event per captured layer names the print and its files, so only users who may view
+    the captures get it (here: the admin; the View-only users have no Status at all)."""
+    server = site.server
+    server.connect()
+    listeners = listen_all(server)
+    try:
+        response = server.save_plugin_settings({"capture_every_n_layers": 2, "grid_size": 1})
+        assert response.status_code == 200, response.text
+        mark = server.mark()
+        server.start_print(write_square_print(tmp_path, "event.gcode", layers=3))
+        server.wait_print_done(timeout=60, since=mark)
+        server.events.wait_for_events(LAYER_EVENT, 1, timeout=30, since=mark)
+        server.barrier(list(listeners.values()))
+    finally:
+        stop_all(listeners)
+        server.save_plugin_settings({"capture_every_n_layers": 100, "grid_size": 3})
+    received = {user: listener.events(LAYER_EVENT) for user, listener in listeners.items()}
+    assert {user for user, got in received.items() if got} == {ADMIN}
+    assert received[ADMIN][0].payload["gcode_file"] == "event.gcode"
 
 
 def test_rejected_settings_reach_settings_users_only_with_credentials_masked(site: Site) -> None:

@@ -35,6 +35,8 @@ IMAGE_RE = re.compile(
     r"_(?P<stamp>\d{8}_\d{6})(?P<thumb>_thumb)?\.jpg$"
 )
 METADATA_RE = re.compile(r"^layer_(?P<layer>\d{4})_metadata_(?P<stamp>\d{8}_\d{6})\.json$")
+# the layer's toolpath and its preview (metadata schema version 2), named like the metadata
+TOOLPATH_RE = re.compile(r"^layer_(?P<layer>\d{4})_toolpath_(?P<stamp>\d{8}_\d{6})\.(json|svg)$")
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _WORD = re.compile(r"([A-Z])\s*([-+]?(?:\d+\.?\d*|\.\d+))?")
@@ -314,11 +316,16 @@ def check_layer_files(folder: Path, meta: Mapping[str, Any], names: Sequence[str
     images = [n for n, m in parsed.items() if m is not None and not m["thumb"]]
     thumbs = [n for n, m in parsed.items() if m is not None and m["thumb"]]
     jsons = [n for n in names if METADATA_RE.match(n)]
-    other = sorted(set(names) - set(images) - set(thumbs) - set(jsons))
+    toolpaths = [n for n in names if TOOLPATH_RE.match(n)]
+    other = sorted(set(names) - set(images) - set(thumbs) - set(jsons) - set(toolpaths))
     if other:
         problems.append(f"layer {layer}: files with unexpected names {other}")
     if len(jsons) != 1:
         problems.append(f"layer {layer}: {len(jsons)} metadata files")
+    toolpath = meta.get("toolpath") or {}
+    listed_toolpaths = sorted(n for n in (toolpath.get("path"), toolpath.get("svg")) if n)
+    if sorted(toolpaths) != listed_toolpaths:
+        problems.append(f"layer {layer}: toolpath files {toolpaths}, metadata {listed_toolpaths}")
     for kind, group in (("images", images), ("thumbnails", thumbs)):
         found = sorted(int(IMAGE_RE.match(n)["index"]) for n in group)  # type: ignore[index]
         if found != wanted:

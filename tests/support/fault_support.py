@@ -185,7 +185,7 @@ def run_with_fault(
         (
             (p, json.loads(p.read_text(encoding="utf-8")))
             for p in new_files
-            if p.suffix == ".json" and not p.name.startswith(".")
+            if p.suffix == ".json" and "_metadata_" in p.name and not p.name.startswith(".")
         ),
         key=lambda item: int(item[1]["layer"]),
     )

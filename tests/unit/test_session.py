@@ -9,11 +9,12 @@ from typing import Any, List, Optional
 
 from fakes import make_settings
 
+from octoprint_layercapture.analysis.records import ProcessState
 from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from octoprint_layercapture.capture.results import SequenceResult
 from octoprint_layercapture.capture.worker import CaptureRequest
-from octoprint_layercapture.session import CaptureSession, PrintCounter
+from octoprint_layercapture.session import CaptureSession, PrintCounter, print_records
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
 HELD = "G1 X10 Y10 E0.5"
@@ -151,3 +152,88 @@ def test_late_events_of_the_previous_print_are_not_the_new_ones() -> None:
     assert not counter.is_current(session)
     counter.event()
     assert counter.is_current(session)
+
+
+# ---- what the metadata records about the print (analysis.records) -------------------------
+
+
+class Reader:
+    def profile(self) -> Any:
+        return {"id": "_default", "name": "Default", "volume": {"width": 200, "depth": 200}}
+
+
+class Files:
+    def __init__(self) -> None:
+        self.asked: List[tuple] = []
+
+    def path_on_disk(self, storage: str, path: str) -> str:
+        self.asked.append((storage, path))
+        return f"/uploads/{path}"
+
+
+class Printer:
+    def get_current_temperatures(self) -> Any:
+        return {"tool0": {"actual": 200.0, "target": 200.0}}
+
+
+def test_a_session_notes_where_each_layer_starts_and_hands_the_span_with_its_capture() -> None:
+    session, _ = make_session("hold")
+    session.tracker = LayerTracker(LayerTargets(every_n=2))
+    session.records = print_records(
+        {"origin": "local", "path": "f/a.gcode"},
+        session.armed,
+        Reader(),  # type: ignore[arg-type]
+        Printer(),
+        Files(),
+        LOGGER,
+    )
+    process = ProcessState()
+    process.feed("M220", "M220 S120")
+    session.process = process
+    lines = ["G90", "M83", "G1 Z0.2", "G1 X5 Y5 E1", "G1 Z0.4", "G1 X9 Y5 E1", "G1 Z0.6"]
+    lines += ["G1 X9 Y9 E1"]  # layer 3 starts: layer 2 is complete
+    worker = Worker()
+    end = 0
+    for line in lines:
+        end += len(line) + 1
+        found = session.feed(line, {"source:file", f"filepos:{end}"})
+        if found is not None:
+            assert session.stop_for(found, line, worker)
+    [request] = worker.requests
+    context = request.context
+    assert request.trigger.layer == 2 and context is not None
+    assert context.print_records is session.records
+    span = context.span
+    assert span is not None and span.layer == 2
+    # from the line that started layer 2 (its first extruding move) to layer 3's
+    assert (span.start_line_end, span.next_line_end) == (48, 68)
+    assert span.start_state is not None and span.start_state.z == 0.4
+    assert context.process["feed_rate_percent"] == 120.0
+
+
+def test_markers_start_layers_for_the_spans_too() -> None:
+    session, _ = make_session("hold")
+    session.tracker = LayerTracker(LayerTargets(every_n=1))
+    session.feed("G1 X3 Y4 Z0.2", {"source:file", "filepos:14"})
+    session.feed_marker("0 0.2", {"source:file", "filepos:30"})
+    assert session.spans.layer == 1
+    assert session.feed_marker("1 0.4", {"source:file", "filepos:46"}) is not None
+    span = session.spans.completed(1)
+    assert span is not None and (span.start_line_end, span.next_line_end) == (30, 46)
+
+
+def test_print_records_find_a_local_file_on_disk_only() -> None:
+    session, _ = make_session("hold")
+    files = Files()
+    local = {"origin": "local", "path": "f/a.gcode", "name": "a.gcode"}
+    records = print_records(local, session.armed, Reader(), Printer(), files, LOGGER)  # type: ignore[arg-type]
+    assert files.asked == [("local", "f/a.gcode")]
+    assert records.gcode_path == Path("/uploads/f/a.gcode") and records.gcode is not None
+    assert records.gcode_storage_path == "f/a.gcode"
+    assert records.printer_profile is not None and records.printer_profile["name"] == "Default"
+    assert records.read_temperatures is not None
+    assert records.read_temperatures()["tool0"]["actual"] == 200.0
+    for job, manager in (({"origin": "sdcard", "path": "A.GCO"}, files), (local, None)):
+        other = print_records(job, session.armed, Reader(), Printer(), manager, LOGGER)  # type: ignore[arg-type]
+        assert other.gcode_path is None and other.gcode is None
+    assert len(files.asked) == 1, "a print from the SD card is not looked for on disk"

@@ -76,6 +76,11 @@
         return this.base.getBaseUrl() + this.url("download/" + encodeURIComponent(id) + ".zip");
     };
 
+    // The print as a Hugging Face ImageFolder dataset (images, metadata.jsonl, toolpaths)
+    OctoPrintLayerCaptureClient.prototype.exportUrl = function (id) {
+        return this.base.getBaseUrl() + this.url("export/" + encodeURIComponent(id) + ".zip");
+    };
+
     OctoPrintClient.registerPluginComponent("layercapture", OctoPrintLayerCaptureClient);
     return OctoPrintLayerCaptureClient;
 });

@@ -7,19 +7,12 @@ $(function () {
 
     var PLUGIN = "layercapture";
     // what "Test camera" sends: the unsaved camera fields of the form, and the grid centre
-    // and height, where the fake camera draws the head (camera_probe.py takes these keys)
-    var CAMERA_KEYS = [
-        "use_fake_camera",
-        "webcam",
-        "snapshot_url",
-        "stream_url",
-        "snapshot_timeout",
-        "snapshot_retries",
-        "image_quality",
-        "grid_center_x",
-        "grid_center_y",
-        "z_offset"
-    ];
+    // and height, where the fake camera draws the head; the keys come from the server
+    // (cameras/probe.py), which accepts exactly these
+    function cameraTestKeys() {
+        var keys = $(".layercapture-settings").attr("data-camera-test-keys");
+        return keys ? JSON.parse(keys) : [];
+    }
 
     function LayerCaptureSettingsViewModel(parameters) {
         var self = this;
@@ -384,7 +377,7 @@ $(function () {
             self.cameraTesting(true);
             self.cameraTest(null);
             OctoPrint.plugins.layercapture
-                .testCamera(_.pick(self.formData(), CAMERA_KEYS))
+                .testCamera(_.pick(self.formData(), cameraTestKeys()))
                 .done(function (response) {
                     self.cameraTest(response);
                 })

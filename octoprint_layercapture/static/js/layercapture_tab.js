@@ -177,6 +177,9 @@ $(function () {
         self.zipUrl = function (id) {
             return self.client().zipUrl(id);
         };
+        self.exportUrl = function (id) {
+            return self.client().exportUrl(id);
+        };
         self.when = function (iso) {
             return iso ? String(iso).replace("T", " ") : "";
         };
@@ -411,6 +414,7 @@ $(function () {
                 }),
                 imageUrl: self.fileUrl(image.path),
                 metadataUrl: self.fileUrl(layer.metadata),
+                toolpathUrl: layer.toolpath_svg ? self.fileUrl(layer.toolpath_svg) : null,
                 rows: rows
             });
             $("#layercapture_viewer").modal("show");

@@ -350,6 +350,21 @@ class EventListener:
             description=f"event {name}" + (" matching the predicate" if predicate else ""),
         )
 
+    def wait_for_events(
+        self, name: str, count: int, timeout: float, *, since: int = 0
+    ) -> List[Message]:
+        """Waits until ``count`` events ``name`` arrived at index >= ``since`` (a plugin's
+        custom event, one per captured layer); returns them. AssertionError otherwise."""
+        found: List[Message] = []
+
+        def enough(message: Message) -> bool:
+            if message.kind == "event" and message.name == name:
+                found.append(message)
+            return len(found) >= count
+
+        self.wait_for(enough, timeout, since=since, description=f"{count} events {name}")
+        return found
+
     def wait_for_plugin_message(
         self,
         plugin: str,

@@ -4,6 +4,7 @@ with what failed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -14,7 +15,6 @@ from typing import Any, Dict, List, Optional
 import jsonschema
 import pytest
 from fakes import FakeClock, HeadState, RecorderPrinter, tiny_jpeg
-from paths import metadata_schema
 from PIL import Image
 
 from octoprint_layercapture.cameras.base import Transform
@@ -23,11 +23,12 @@ from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.capture.ports import ShotRequest, Snapshot
 from octoprint_layercapture.capture.shots import RigCamera
 from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
 from octoprint_layercapture.store import writer as image_writer
 from octoprint_layercapture.store.writer import ImageWriter
 
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 BED = Bounds(0, 0, 200, 200, 200)
 PHOTO = tiny_jpeg((10, 200, 90), size=(64, 32))
 
@@ -126,9 +127,17 @@ def test_camera_bytes_are_stored_as_received(tmp_path):
     for image in meta["images"]:
         assert (meta["_folder"] / image["path"]).read_bytes() == PHOTO
         assert image["size_bytes"] == len(PHOTO)
+        # schema version 2: the stored file's hash and size, the camera's answer time
+        assert image["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+        assert (image["width"], image["height"]) == (64, 32)
+        assert image["camera_latency_s"] == 0.01
         thumb = Image.open(meta["_folder"] / image["thumbnail"])
         assert thumb.format == "JPEG" and thumb.size == (64, 32)
     assert rig.camera.closed, "the worker closes the camera after the sequence"
+    assert meta["schema_version"] == 3
+    assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
+    assert {image["camera_name"] for image in meta["images"]} == {"main"}
+    assert meta["camera_info"]["kind"] == "none"  # a test double, none of the plugin's
 
 
 def test_several_cameras_each_store_their_own_bytes_under_their_names(tmp_path):
@@ -139,12 +148,20 @@ def test_several_cameras_each_store_their_own_bytes_under_their_names(tmp_path):
     rig = Rig(Camera(), others={"nozzle": nozzle, "side-2": turned})
     meta = rig.run(make_request(tmp_path))
     assert meta["failures"] == [] and len(meta["images"]) == 27
-    assert meta["cameras"] == [
-        {"name": "main", "camera": "test camera", "mounting": "fixed"},
-        {"name": "nozzle", "camera": "snapshot URL http://n", "mounting": "fixed"},
-        {"name": "side-2", "camera": "webcam", "mounting": "fixed"},
+    assert [(c["name"], c["mounting"]) for c in meta["cameras"]] == [
+        ("main", "fixed"),
+        ("nozzle", "fixed"),
+        ("side-2", "fixed"),
+    ]
+    # each camera's identity and the size it delivered (before side-2's rotation)
+    resolutions = [c["camera_info"]["resolution"] for c in meta["cameras"]]
+    assert resolutions == [
+        {"width": 64, "height": 32},
+        {"width": 48, "height": 40},
+        {"width": 64, "height": 32},
     ]
     assert meta["camera"] == "test camera"
+    assert meta["camera_info"] == meta["cameras"][0]["camera_info"]
     by_camera: Dict[str, List[Dict[str, Any]]] = {}
     for image in meta["images"]:
         by_camera.setdefault(image["camera_name"], []).append(image)
@@ -159,6 +176,8 @@ def test_several_cameras_each_store_their_own_bytes_under_their_names(tmp_path):
     for image in by_camera["nozzle"]:
         assert f"_pos_{image['index']:02d}_cam_nozzle_z_0_60_" in image["path"]
         assert (meta["_folder"] / image["path"]).read_bytes() == nozzle.photo
+        assert image["sha256"] == hashlib.sha256(nozzle.photo).hexdigest()
+        assert (image["width"], image["height"]) == (48, 40)
         assert image["thumbnail"] == image["path"].replace(".jpg", "_thumb.jpg")
     for image in by_camera["side-2"]:
         stored = (meta["_folder"] / image["path"]).read_bytes()
@@ -192,6 +211,10 @@ def test_flip_and_rotate_are_applied_when_the_webcam_asks(tmp_path):
     assert stored != PHOTO
     assert Image.open(io.BytesIO(stored)).size == (32, 64)
     assert image["size_bytes"] == len(stored)
+    assert image["sha256"] == hashlib.sha256(stored).hexdigest()
+    assert (image["width"], image["height"]) == (32, 64)
+    # the camera's resolution is what it delivered, before the rotation
+    assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
     assert Image.open(meta["_folder"] / image["thumbnail"]).size == (32, 64)
 
 

@@ -891,3 +891,20 @@ def test_trigger_carries_the_highest_printed_z_without_its_own_line():
     assert tracker.layer == 14
     assert fired[0][1].printed_top == pytest.approx(0.2)  # not the next layer's 0.4
     assert all(t.printed_top == pytest.approx(2.0) for _, t in fired[9:])
+
+
+def test_layer_start_state_is_the_state_before_each_layers_first_line():
+    tracker = LayerTracker(LayerTargets(every_n=0))
+    assert tracker.layer_start_state is None
+    for line in ["G90", "M83", "G1 Z0.2", "G1 X5 Y5", "G1 X10 Y5 E1", "G1 Z0.4", "G1 X12 Y7"]:
+        tracker.feed(line)
+    start = tracker.layer_start_state
+    assert start is not None and (start.x, start.y, start.z) == (5.0, 5.0, 0.2)
+    tracker.feed("G1 X20 Y7 E1")  # layer 2 starts: the state before it
+    start = tracker.layer_start_state
+    assert tracker.layer == 2 and (start.x, start.y, start.z) == (12.0, 7.0, 0.4)
+    marked = LayerTracker(LayerTargets(every_n=1))
+    marked.feed("G1 X3 Y4 Z0.2")
+    marked.feed_marker("0 0.2")
+    marked.feed_marker("1 0.4")  # markers start layers too
+    assert marked.layer == 2 and (marked.layer_start_state.x, marked.layer_start_state.y) == (3, 4)

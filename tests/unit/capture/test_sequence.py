@@ -852,6 +852,11 @@ def test_random_faults_keep_the_safety_invariants(scenario):
         assert result.outcome == "interrupted"
     elif result.outcome == "left_paused_by_user":
         assert faults.user_pause_at_check is not None and rig.printer.calls["continue"] == 0
+    elif result.owed_return:
+        # the head was never confirmed back: it stays up, the job stays stopped, and the
+        # way back is sent before the job goes on
+        assert faults.wrong_reports or faults.confirm_timeouts
+        assert rig.printer.calls["continue"] == 0 and not result.continued
     else:
         attempts = 1 + scenario["emergency_resume_attempts"]
         assert rig.printer.calls["continue"] == min(attempts, faults.continue_failures + 1)

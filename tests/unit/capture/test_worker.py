@@ -10,15 +10,15 @@ from typing import Any, Dict, List
 import jsonschema
 import pytest
 from fakes import FakeCamera, FakeClock, HeadState, RecorderPrinter
-from paths import metadata_schema
 
 from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.capture.shots import RigCamera
 from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
 
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 BED = Bounds(0, 0, 200, 200, 200)
 
 

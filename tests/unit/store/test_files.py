@@ -7,10 +7,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from paths import metadata_schema
 from PIL import Image
 from sample_records import sample_metadata
 
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.store import files as storage
 from octoprint_layercapture.store.files import (
     CaptureStore,
@@ -24,7 +24,7 @@ from octoprint_layercapture.store.records import (
 )
 
 WHEN = datetime(2024, 1, 15, 10, 30, 0)
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 SPEC_KEYS = [
     "layer",
     "z_height",

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from paths import metadata_schema
 
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.store.names import (
     ImageName,
     day_folder,
@@ -18,7 +18,7 @@ from octoprint_layercapture.store.names import (
 )
 
 WHEN = datetime(2024, 1, 15, 10, 30, 0)
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 SPEC_KEYS = [
     "layer",
     "z_height",

@@ -4,14 +4,14 @@ import json
 
 import jsonschema
 import pytest
-from paths import metadata_schema
 from sample_records import sample_metadata
 
+from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.store.records import (
     LayerMetadata,
 )
 
-SCHEMA = metadata_schema()
+SCHEMA = load_schema("metadata")
 SPEC_KEYS = [
     "layer",
     "z_height",
