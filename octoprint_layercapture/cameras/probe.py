@@ -21,7 +21,7 @@ import math
 import time
 from typing import Any, Dict, Mapping, Set, Tuple
 
-from ..camera_settings import FIRST_CAMERA_NAME, URL_TYPES, CameraSettings
+from ..camera_settings import FIRST_CAMERA_NAME, SINGLE_CAMERA_KEYS, URL_TYPES, CameraSettings
 from ..capture.ports import CameraError, CameraPort, ShotRequest
 from ..settings import DEFAULTS, CaptureSettings, InvalidSettings, SettingsError, validate
 from .base import jpeg_size
@@ -78,7 +78,17 @@ def camera_test_settings(
     keys = TEST_KEYS
     unknown = sorted(set(body) - set(keys))
     if unknown:
-        raise InvalidSettings([SettingsError(k, "is not a camera setting") for k in unknown])
+        raise InvalidSettings(
+            [
+                SettingsError(
+                    key,
+                    "was replaced by 'camera', one entry of the list 'cameras' (settings version 3)"
+                    if key in SINGLE_CAMERA_KEYS
+                    else "is not a camera setting",
+                )
+                for key in unknown
+            ]
+        )
     candidate = {key: saved.get(key, DEFAULTS[key]) for key in SHARED_KEYS + POSITION_KEYS}
     candidate.update({key: body[key] for key in SHARED_KEYS + POSITION_KEYS if key in body})
     if CAMERA_KEY in body:

@@ -104,9 +104,10 @@ class CameraRig:
         if not cameras:
             return []
         first, others = cameras[0], cameras[1:]
+        # from the moment they are all asked: the wait is the slowest camera's, not a sum
+        deadline = time.monotonic() + self.wait_limit
         waiting = [(camera, self._submit(camera, request)) for camera in others]
         shots = {first.name: self._shoot(first, request)}
-        deadline = time.monotonic() + self.wait_limit
         for camera, pending in waiting:
             if isinstance(pending, Shot):
                 shots[camera.name] = pending

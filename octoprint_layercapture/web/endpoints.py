@@ -196,9 +196,9 @@ class Endpoints:
         saved = self.reader.stored()
         if unsaved_url(body, saved) and not self.may_change_settings():
             message = (
-                "the camera's URL is none of the saved cameras': trying a camera address "
-                "that is not saved needs the Settings permission (save it first, or ask an "
-                "administrator)"
+                "this camera's URL is not one of the saved cameras': trying a camera "
+                "address that is not saved needs the Settings permission (save it first, or "
+                "ask an administrator)"
             )
             return flask.make_response(flask.jsonify(ok=False, error=message), 403)
         try:

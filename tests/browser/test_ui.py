@@ -20,9 +20,11 @@ from gallery_tree import build_print
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 SETTINGS = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,
@@ -168,10 +170,11 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
     assert pixels_differing_below_overlay(drawn, probe_reference(*saved, z_offset)) > 100
     camera.screenshot(path=str(screenshots / "settings_panel_camera_test.png"))
     # unsaved form values are what the test uses: a snapshot URL where nothing listens
-    page.uncheck(f"{PANEL} .lc-group-camera input[type=checkbox] >> nth=0")
+    first = f"{PANEL} .lc-camera[data-lc-camera='1']"
+    page.select_option(f"{first} .lc-camera-type", "snapshot")
     url = "http://127.0.0.1:9/snapshot"
-    page.fill(f"{PANEL} [data-lc-key=snapshot_url] input", url)
-    page.press(f"{PANEL} [data-lc-key=snapshot_url] input", "Tab")
+    page.fill(f"{first} .lc-camera-url-input", url)
+    page.press(f"{first} .lc-camera-url-input", "Tab")
     page.click(f"{PANEL} .lc-test-camera")
     result = page.locator(f"{PANEL} .lc-camera-result.text-error")
     result.wait_for(state="visible")
@@ -179,7 +182,7 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
     assert not image.is_visible()
     page.click('[data-test-id="settings-close-button"]')
     page.wait_for_selector('[data-test-id="settings-dialog"]', state="hidden")
-    assert ui.server.plugin_settings_now()["snapshot_url"] == "", "nothing was saved"
+    assert ui.server.plugin_settings_now()["cameras"] == SETTINGS["cameras"], "nothing saved"
 
 
 def test_an_invalid_value_shows_its_error_and_nothing_is_sent(ui: Any) -> None:

@@ -23,6 +23,8 @@ from gallery_tree import BuiltPrint, build_print
 from harness import ADMIN, VIEWER, OctoPrintServer
 from small_prints import write_square_print
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = pytest.mark.integration
 
 BASE = "/plugin/layercapture"
@@ -30,7 +32,7 @@ LOOKER = "looker"  # may view captures, not manage them
 SECRET = b"LC-SECRET-DO-NOT-SERVE-7f3a"
 SETTINGS = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_size": 3,
