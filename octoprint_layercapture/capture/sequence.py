@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..settings import WAIT_POLL
@@ -474,7 +475,9 @@ class _Run:
             self._fail(Phase.CAPTURE, message, shot.index, camera=camera, duration=got.duration)
             return
         shot.snapshot_camera = got.snapshot.camera
-        shot.captured_at = self.clock.now()
+        # when this camera's picture came (the others may have taken longer)
+        since = 0.0 if got.finished is None else max(0.0, self.clock.monotonic() - got.finished)
+        shot.captured_at = self.clock.now() - timedelta(seconds=since)
         started = self.clock.monotonic() - got.duration  # the camera's time counts too
         try:
             shot.saved = self.sink.save(shot.request, got.snapshot, shot.captured_at)

@@ -60,13 +60,15 @@ class RigCamera:
 @dataclass(frozen=True)
 class Shot:
     """What one camera gave at one position: a snapshot, or why not (``error``, a finished
-    sentence without the position). ``duration`` is that camera's own time."""
+    sentence without the position). ``duration`` is that camera's own time, ``finished``
+    when it ended (the rig's clock; None: the camera was not waited for)."""
 
     camera: RigCamera
     request: ShotRequest
     snapshot: Optional[Snapshot]
     error: Optional[str]
     duration: float
+    finished: Optional[float] = None
 
 
 class CameraRig:
@@ -154,14 +156,17 @@ class CameraRig:
         try:
             snapshot = camera.port.take(mine)
         except CameraError as exc:
-            return Shot(camera, mine, None, str(exc), self._clock() - started)
+            ended = self._clock()
+            return Shot(camera, mine, None, str(exc), ended - started, ended)
         except Exception as exc:
             self._logger.exception(
                 f"layer {request.layer} position {request.index + 1}: camera {camera.name!r} "
                 "failed unexpectedly"
             )
-            return Shot(camera, mine, None, f"camera error {exc!r}", self._clock() - started)
-        return Shot(camera, mine, snapshot, None, self._clock() - started)
+            ended = self._clock()
+            return Shot(camera, mine, None, f"camera error {exc!r}", ended - started, ended)
+        ended = self._clock()
+        return Shot(camera, mine, snapshot, None, ended - started, ended)
 
     def close(self) -> None:
         """Frees every camera and ends the worker threads (a stuck one ends with its I/O)."""

@@ -82,7 +82,7 @@ def camera_test(server: OctoPrintServer, body: Any, user: str = "admin") -> Any:
     return server.api_as(user, "POST", f"{PLUGIN}/camera/test", json=body)
 
 
-def test_body(kind: str, **fields: Any) -> Dict[str, Any]:
+def camera_body(kind: str, **fields: Any) -> Dict[str, Any]:
     """A Test camera body for one camera of the form (the settings panel sends its row)."""
     return {"camera": {"type": kind, **fields}}
 
@@ -119,7 +119,7 @@ def test_camera_test_shows_the_image_as_received(
     octoprint_server: OctoPrintServer, snapshots: SnapshotServer
 ) -> None:
     url = snapshots.url("jpeg")
-    response = camera_test(octoprint_server, test_body("snapshot", url=url, name="top"))
+    response = camera_test(octoprint_server, camera_body("snapshot", url=url, name="top"))
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["ok"] is True and answer["camera"] == f"snapshot URL {url}"
@@ -134,7 +134,7 @@ def test_camera_test_shows_the_exact_error(
     octoprint_server: OctoPrintServer, snapshots: SnapshotServer
 ) -> None:
     url = snapshots.url("html")
-    answer = camera_test(octoprint_server, test_body("snapshot", url=url)).json()
+    answer = camera_test(octoprint_server, camera_body("snapshot", url=url)).json()
     assert answer == {
         "ok": False,
         "name": "main",
@@ -142,7 +142,7 @@ def test_camera_test_shows_the_exact_error(
         "error": f"snapshot URL {url}: answered text/html with 72 bytes, not a JPEG",
         "duration_s": answer["duration_s"],
     }
-    answer = camera_test(octoprint_server, test_body("webcam", webcam="garage")).json()
+    answer = camera_test(octoprint_server, camera_body("webcam", webcam="garage")).json()
     assert answer["error"] == (
         "OctoPrint has no webcam named 'garage' (Settings > Webcam & Timelapse)"
     )
@@ -153,7 +153,7 @@ def test_a_hanging_camera_test_is_bounded_and_does_not_block_octoprint(
 ) -> None:
     url = snapshots.url("hang")
     answers: List[Any] = []
-    body = {**test_body("snapshot", url=url), "snapshot_timeout": 1.5, "snapshot_retries": 0}
+    body = {**camera_body("snapshot", url=url), "snapshot_timeout": 1.5, "snapshot_retries": 0}
     started = time.monotonic()
     thread = threading.Thread(target=lambda: answers.append(camera_test(octoprint_server, body)))
     thread.start()
@@ -163,7 +163,7 @@ def test_a_hanging_camera_test_is_bounded_and_does_not_block_octoprint(
         probe = time.monotonic()
         assert octoprint_server.api("GET", "/api/version").status_code == 200
         assert time.monotonic() - probe < 1.0
-        busy = camera_test(octoprint_server, test_body("snapshot", url=snapshots.url("jpeg")))
+        busy = camera_test(octoprint_server, camera_body("snapshot", url=snapshots.url("jpeg")))
         assert busy.status_code == 409 and "another camera test" in busy.json()["error"]
     finally:
         thread.join(15)
@@ -177,7 +177,7 @@ def test_a_hanging_camera_test_is_bounded_and_does_not_block_octoprint(
 def test_camera_test_grabs_a_frame_of_the_ffmpeg_stream(
     octoprint_server: OctoPrintServer, relay: MjpegRelay
 ) -> None:
-    answer = camera_test(octoprint_server, test_body("stream", url=relay.url)).json()
+    answer = camera_test(octoprint_server, camera_body("stream", url=relay.url)).json()
     assert answer["ok"] is True, answer
     client = relay.clients[-1]
     assert client.closed.wait(5), "the stream must be closed after the frame"
@@ -193,7 +193,7 @@ def test_camera_test_honours_the_webcams_flip_and_rotation(
 ) -> None:
     classic_webcam(octoprint_server, snapshot=snapshots.url("jpeg"), flipH=True, rotate90=True)
     try:
-        answer = camera_test(octoprint_server, test_body("webcam", webcam="classic")).json()
+        answer = camera_test(octoprint_server, camera_body("webcam", webcam="classic")).json()
     finally:
         classic_webcam(octoprint_server, flipH=False, rotate90=False)
     assert answer["ok"] is True, answer
@@ -214,9 +214,9 @@ def test_camera_test_honours_the_webcams_flip_and_rotation(
     [
         ({"snapshot_timeout": 0, "bogus": 1}, ["bogus"]),
         ({"snapshot_timeout": 0, "snapshot_retries": -1}, ["snapshot_retries", "snapshot_timeout"]),
-        (test_body("stream", url="rtsp://cam/stream"), ["camera.url"]),
-        (test_body("fake", name="Not A Name"), ["camera.name"]),
-        (test_body("snapshot"), ["camera.url"]),
+        (camera_body("stream", url="rtsp://cam/stream"), ["camera.url"]),
+        (camera_body("fake", name="Not A Name"), ["camera.name"]),
+        (camera_body("snapshot"), ["camera.url"]),
         ({"camera": "fake"}, ["camera"]),
         ({"snapshot_url": "http://cam/snap"}, ["snapshot_url"]),  # version 2's keys
         (["not", "an", "object"], ["settings"]),
@@ -328,7 +328,7 @@ def test_a_print_with_the_classic_webcam(
     known, mark = start_print(server, {"grid_size": 3, "snapshot_timeout": 3.0})
     try:
         assert snapshots.gate_reached.wait(60), "the first snapshot was never asked for"
-        refused = camera_test(server, test_body("fake"))
+        refused = camera_test(server, camera_body("fake"))
         assert refused.status_code == 409 and "capture sequence is running" in refused.text
     finally:
         snapshots.gate_open.set()
