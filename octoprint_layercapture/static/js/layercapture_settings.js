@@ -88,7 +88,7 @@ $(function () {
             {value: "webcam", text: gettext("OctoPrint webcam")},
             {value: "snapshot", text: gettext("Snapshot URL")},
             {value: "stream", text: gettext("MJPEG stream URL")},
-            {value: "fake", text: gettext("Fake camera (drawn test images)")}
+            {value: "fake", text: gettext("Fake camera (test images)")}
         ];
         self.cameraFieldLabels = {
             name: gettext("name"),
