@@ -10,11 +10,12 @@ from __future__ import annotations
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 from gallery_tree import build_print
 from small_prints import write_square_print
+from ui_pages import PANEL, TAB, open_settings, open_tab, wait_thumbnails
 
 from octoprint_layercapture.camera_settings import camera_entry
 
@@ -31,8 +32,6 @@ SETTINGS = {
     "stop_mode": "hold",
 }
 PRINT_NAME = "two_cameras.gcode"
-PANEL = "#settings_plugin_layercapture"
-TAB = "#tab_plugin_layercapture"
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +39,12 @@ def ui_server_options() -> Dict[str, Any]:
     return {"plugin_settings": SETTINGS}
 
 
-@pytest.fixture(autouse=True)
-def _no_page_errors(ui: Any) -> Iterator[None]:
-    before = len(ui.errors)
-    yield
-    assert ui.errors[before:] == []
-
-
 def row(number: int) -> str:
     return f"{PANEL} .lc-camera[data-lc-camera='{number}']"
 
 
-def open_settings(ui: Any) -> Any:
-    page = ui.page
-    page.click('[data-test-id="settings-open"]')
-    page.wait_for_selector('[data-test-id="settings-dialog"]', state="visible")
-    page.click(f"{PANEL}_link a")
-    page.wait_for_selector(f"{PANEL} .lc-drawing circle.lc-point")
+def open_cameras(ui: Any) -> Any:
+    page = open_settings(ui)
     page.locator(f"{PANEL} .lc-group-camera").scroll_into_view_if_needed()
     return page
 
@@ -71,7 +59,7 @@ def fill(page: Any, selector: str, value: str) -> None:
 
 
 def test_the_panel_adds_checks_tests_and_saves_a_second_camera(ui: Any, screenshots: Path) -> None:
-    page = open_settings(ui)
+    page = open_cameras(ui)
     assert page.locator(f"{PANEL} .lc-camera").count() == 1
     assert not page.locator(f"{row(1)} .lc-remove-camera").is_visible(), "one camera is kept"
     page.click(f"{PANEL} .lc-add-camera")
@@ -124,21 +112,8 @@ def test_the_panel_adds_checks_tests_and_saves_a_second_camera(ui: Any, screensh
     ]
 
 
-def open_tab(ui: Any) -> Any:
-    page = ui.page
-    link = page.locator(f"{TAB}_link a")
-    if not link.is_visible():  # OctoPrint moved the tab into its overflow menu
-        page.click("#tabs .tabdrop > a.dropdown-toggle")
-    link.click()
-    page.wait_for_selector(f"{TAB} .lc-status-text", state="visible")
-    return page
-
-
 def thumbnails(page: Any) -> List[str]:
-    page.wait_for_function(
-        """() => [...document.querySelectorAll("#tab_plugin_layercapture .lc-cell img")]
-            .every((img) => img.complete && img.naturalWidth > 0)"""
-    )
+    wait_thumbnails(page)
     return [
         str(src).rsplit("/", 1)[-1]
         for src in page.eval_on_selector_all(f"{TAB} .lc-cell img", "imgs => imgs.map(i => i.src)")

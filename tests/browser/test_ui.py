@@ -12,13 +12,14 @@ import re
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 from fake_frames import pixels_differing_below_overlay, probe_reference
 from gallery_tree import build_print
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
+from ui_pages import PANEL, TAB, open_settings, open_tab, wait_thumbnails
 
 from octoprint_layercapture.camera_settings import camera_entry
 
@@ -35,30 +36,11 @@ SETTINGS = {
     "stop_mode": "hold",
 }
 PRINT_NAME = "ui_square.gcode"
-PANEL = "#settings_plugin_layercapture"
-TAB = "#tab_plugin_layercapture"
 
 
 @pytest.fixture(scope="module")
 def ui_server_options() -> Dict[str, Any]:
     return {"plugin_settings": SETTINGS}
-
-
-@pytest.fixture(autouse=True)
-def _no_page_errors(ui: Any) -> Iterator[None]:
-    """Every test also checks that no script error happened in the page meanwhile."""
-    before = len(ui.errors)
-    yield
-    assert ui.errors[before:] == []
-
-
-def open_settings(ui: Any) -> Any:
-    page = ui.page
-    page.click('[data-test-id="settings-open"]')
-    page.wait_for_selector('[data-test-id="settings-dialog"]', state="visible")
-    page.click(f"{PANEL}_link a")
-    page.wait_for_selector(f"{PANEL} .lc-drawing circle.lc-point")
-    return page
 
 
 def link_display(page: Any) -> str:
@@ -68,16 +50,6 @@ def link_display(page: Any) -> str:
             ".display"
         )
     )
-
-
-def open_tab(ui: Any) -> Any:
-    page = ui.page
-    link = page.locator(f"{TAB}_link a")
-    if not link.is_visible():  # OctoPrint moved the tab into its overflow menu
-        page.click("#tabs .tabdrop > a.dropdown-toggle")
-    link.click()
-    page.wait_for_selector(f"{TAB} .lc-status-text", state="visible")
-    return page
 
 
 def wait_points(page: Any, total: int, outside: int) -> None:
@@ -291,13 +263,6 @@ def open_layers(page: Any) -> List[int]:
             f"{TAB} .lc-layer.lc-layer-open", "ls => ls.map(l => l.dataset.layer)"
         )
     ]
-
-
-def wait_thumbnails(page: Any) -> None:
-    page.wait_for_function(
-        """() => [...document.querySelectorAll("#tab_plugin_layercapture .lc-cell img")]
-            .every((img) => img.complete && img.naturalWidth > 0)"""
-    )
 
 
 def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, Set
+from typing import Any, Dict, Iterator, Set, Tuple
 
 import pytest
 import requests
@@ -90,6 +90,20 @@ def unchanged(server: OctoPrintServer) -> Iterator[None]:
     assert tree(folder) == files
 
 
+def validate_raw(server: OctoPrintServer, data: Dict[str, Any]) -> Tuple[int, Any]:
+    """``POST settings/validate`` of ``data``: 200 or 400, and the answer."""
+    # json.dumps writes NaN and Infinity as a browser's JSON.parse never would, but Python's
+    # own reader (Flask's) takes them: hostile input
+    response = server.api(
+        "POST",
+        f"{BASE}/settings/validate",
+        data=json.dumps(data, allow_nan=True),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code in (200, 400), response.text[:300]
+    return response.status_code, response.json()
+
+
 @FUZZ
 @given(field=st.sampled_from(CAMERA_FIELDS), value=HOSTILE_VALUES)
 def test_a_hostile_camera_field_is_named_or_accepted(
@@ -98,16 +112,8 @@ def test_a_hostile_camera_field_is_named_or_accepted(
     """The second of two cameras with one field hostile: 400 naming that field
     (``cameras.1.<field>``), or a valid value."""
     second = {"name": "nozzle", "type": "snapshot", "url": "http://cam/snap", field: value}
-    body_text = json.dumps({"cameras": [{"name": "main", "type": "fake"}, second]}, allow_nan=True)
-    response = server.api(
-        "POST",
-        f"{BASE}/settings/validate",
-        data=body_text,
-        headers={"Content-Type": "application/json"},
-    )
-    assert response.status_code in (200, 400), response.text[:300]
-    body = response.json()
-    if response.status_code == 400:
+    status, body = validate_raw(server, {"cameras": [{"name": "main", "type": "fake"}, second]})
+    if status == 400:
         keys = {e["key"] for e in body["errors"]}
         # a camera type without its URL is the URL's error; any name but main is fine
         assert keys <= {f"cameras.1.{field}", "cameras.1.url"}, body["errors"]
@@ -121,18 +127,8 @@ def test_a_hostile_camera_field_is_named_or_accepted(
 def test_validate_answers_400_naming_the_field_or_accepts_a_valid_value(
     server: OctoPrintServer, unchanged: None, key: str, value: Any
 ) -> None:
-    # json.dumps writes NaN and Infinity as a browser's JSON.parse never would, but Python's
-    # own reader (Flask's) takes them: hostile input
-    body_text = json.dumps({key: value}, allow_nan=True)
-    response = server.api(
-        "POST",
-        f"{BASE}/settings/validate",
-        data=body_text,
-        headers={"Content-Type": "application/json"},
-    )
-    assert response.status_code in (200, 400), response.text[:300]
-    body = response.json()
-    if response.status_code == 400:
+    status, body = validate_raw(server, {key: value})
+    if status == 400:
         keys = [e["key"] for e in body["errors"]]
         if key == "cameras":  # the list, or its entries and their fields (cameras.0.url)
             assert all(k == key or k.startswith(key + ".") for k in keys), body["errors"]
