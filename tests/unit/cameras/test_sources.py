@@ -406,6 +406,11 @@ def test_camera_test_settings_take_the_body_over_the_saved_values():
     with pytest.raises(InvalidSettings) as error:
         camera_test_settings({"camera": "http://cam/snap"}, {})
     assert [e.key for e in error.value.errors] == ["camera"]
+    # settings version 2's camera keys point to the camera entry that replaced them
+    with pytest.raises(InvalidSettings) as error:
+        camera_test_settings({"snapshot_url": "http://cam/snap"}, {})
+    ((key, message),) = [(e.key, e.message) for e in error.value.errors]
+    assert key == "snapshot_url" and message.startswith("was replaced by 'camera'")
 
 
 def test_probe_answers_with_the_image_or_the_exact_error():

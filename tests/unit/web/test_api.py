@@ -146,3 +146,17 @@ def test_rejected_camera_urls_are_shown_masked(value, shown):
     test_errors = [SettingsError("camera.url", f"must be a URL, got {value!r}")]
     (masked,) = api.settings_errors(test_errors, {"camera": {"url": value}})
     assert "hunter2" not in masked["message"] and masked["message"].endswith(shown)
+
+
+def test_a_zip_of_one_camera_names_it_and_only_a_camera_of_the_print():
+    summary = {"cameras": ["main", "nozzle"]}
+    assert api.zip_camera(None, summary) is None and api.zip_camera("", summary) is None
+    assert api.zip_camera("nozzle", summary) == "nozzle"
+    with pytest.raises(api.ApiError) as error:
+        api.zip_camera("side", summary)
+    assert error.value.status == 400
+    assert error.value.message == "this print has no camera 'side' (its cameras: 'main', 'nozzle')"
+    with pytest.raises(api.ApiError, match="none with a name"):
+        api.zip_camera("main", {"cameras": [""]})  # a print from before version 3
+    name = api.zip_name("box.gcode", "2024-01-15T10:00:00", "0123456789abcdef", "nozzle")
+    assert name == "layercapture-box-20240115_100000-nozzle.zip"
