@@ -19,22 +19,9 @@ from fake_frames import pixels_differing_below_overlay, probe_reference
 from gallery_tree import build_print
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
-from ui_pages import PANEL, TAB, open_settings, open_tab, wait_thumbnails
+from ui_pages import PANEL, TAB, UI_SETTINGS, open_settings, open_tab, wait_thumbnails
 
-from octoprint_layercapture.camera_settings import camera_entry
-
-SETTINGS = {
-    "enabled": True,
-    "cameras": [camera_entry(type="fake")],
-    "grid_center_x": 100.0,
-    "grid_center_y": 100.0,
-    "grid_spacing": 20.0,
-    "grid_size": 3,
-    "capture_every_n_layers": 2,
-    "capture_delay": 0.2,
-    "retract_length": 0.0,
-    "stop_mode": "hold",
-}
+SETTINGS = {**UI_SETTINGS, "capture_delay": 0.2}
 PRINT_NAME = "ui_square.gcode"
 
 

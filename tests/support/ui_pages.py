@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict
+
+from octoprint_layercapture.camera_settings import camera_entry
 
 PANEL = "#settings_plugin_layercapture"
 TAB = "#tab_plugin_layercapture"
+# the browser tests' settings: the fake camera, a 3x3 grid over the middle of the virtual
+# printer's bed, every 2nd layer, hold mode
+UI_SETTINGS: Dict[str, Any] = {
+    "enabled": True,
+    "cameras": [camera_entry(type="fake")],
+    "grid_center_x": 100.0,
+    "grid_center_y": 100.0,
+    "grid_spacing": 20.0,
+    "grid_size": 3,
+    "capture_every_n_layers": 2,
+    "capture_delay": 0.0,
+    "retract_length": 0.0,
+    "stop_mode": "hold",
+}
 
 
 def open_settings(ui: Any) -> Any:
