@@ -39,12 +39,9 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
-
-import requests
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests" / "support"
@@ -59,6 +56,7 @@ from capture_checks import (  # noqa: E402
 from common import Row, record  # noqa: E402
 from harness import OctoPrintServer  # noqa: E402
 from harness.camera_servers import SnapshotServer  # noqa: E402
+from rest_poller import RestPoller, p95  # noqa: E402
 from small_prints import write_square_print  # noqa: E402
 
 from octoprint_layercapture.camera_settings import camera_entry  # noqa: E402
@@ -70,6 +68,7 @@ from octoprint_layercapture.capture.estimate import (  # noqa: E402
     sequence_seconds,
 )
 from octoprint_layercapture.settings import DEFAULTS  # noqa: E402
+from octoprint_layercapture.store.names import parse_metadata_name  # noqa: E402
 
 BENCH = "time added per layer"
 LAYERS = 9  # every 2nd layer: 4 captured layers per print
@@ -84,6 +83,13 @@ BASE: Dict[str, Any] = {
 }
 
 
+def metadata_files(root: Path) -> List[Path]:
+    """The layers' metadata files under ``root`` (not their toolpaths)."""
+    if not root.is_dir():
+        return []
+    return [p for p in root.rglob("*.json") if parse_metadata_name(p.name)]
+
+
 def capture_print(
     server: OctoPrintServer, folder: Path, settings: Dict[str, Any], layers: int = LAYERS
 ) -> List[Dict[str, Any]]:
@@ -92,7 +98,7 @@ def capture_print(
     response = server.save_plugin_settings({**BASE, **settings})
     assert response.status_code == 200, response.text
     root = server.uploads_dir / "layercapture"
-    known = set(root.rglob("layer_*_metadata_*.json")) if root.is_dir() else set()
+    known = set(metadata_files(root))
     started = time.monotonic()
     mark = server.mark()
     server.start_print(write_square_print(folder, "bench.gcode", layers=layers))
@@ -100,7 +106,7 @@ def capture_print(
     every = int({**BASE, **settings}["capture_every_n_layers"])
     wait_for_captured_layers(server, (layers - 1) // every, since=mark)
     metadata = sorted(
-        (json.loads(p.read_text()) for p in set(root.rglob("layer_*_metadata_*.json")) - known),
+        (json.loads(p.read_text()) for p in set(metadata_files(root)) - known),
         key=lambda m: int(m["layer"]),
     )
     steps = replay([r for r in server.sent_lines(since=started) if r["tags"]])
@@ -303,42 +309,6 @@ def one_by_one(server: OctoPrintServer, folder: Path, snapshot_url: str, plain: 
 # ---- REST latency while sequences run ------------------------------------------------------
 
 
-class Poller:
-    """GET /api/printer every 20 ms on a named thread; (start, seconds) per request."""
-
-    def __init__(self, server: OctoPrintServer) -> None:
-        self.server = server
-        self.samples: List[Tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-rest-poller", daemon=True)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        session.headers["X-Api-Key"] = self.server.admin_key
-        url = f"{self.server.url}/api/printer?exclude=temperature,sd"
-        while not self._stop.is_set():
-            started = time.monotonic()
-            session.get(url, timeout=10).raise_for_status()
-            self.samples.append((started, time.monotonic() - started))
-            self._stop.wait(0.02)
-
-    def during(self, windows: List[Tuple[float, float]]) -> List[float]:
-        return [s for t, s in self.samples if any(a <= t <= b for a, b in windows)]
-
-
-def p95(values: List[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 # ---- the naive design --------------------------------------------------------------------------
 
 
@@ -408,8 +378,9 @@ def main() -> None:
             for size in (1, 3, 5):
                 label = f"{size}x{size} {mode}, fake camera"
                 if size == 3:
-                    with Poller(server) as poller:
+                    with RestPoller(server) as poller:
                         rows = capture_print(server, work, {"grid_size": 3, "stop_mode": mode})
+                    assert not poller.errors, poller.errors[:3]
                     during = poller.during([r["window"] for r in rows])
                     idle = [s for t, s in poller.samples if t < rows[0]["window"][0] - 1]
                     record(

@@ -9,7 +9,6 @@ modules that import nothing from OctoPrint (see docs/architecture.md).
 from __future__ import annotations
 
 import copy
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
@@ -23,6 +22,8 @@ from . import session as sessions
 from . import settings as lc_settings
 from .analysis.events import EVENT_NAME, LAYER_CAPTURED, layer_event
 from .analysis.records import PROCESS_CODES, ProcessState
+from .analysis.video.jobs import IndexGallery, RenderGate
+from .analysis.video.renderer import VideoRenderer
 from .cameras import probe
 from .cameras.sources import cameras_for
 from .cameras.webcams import OctoPrintWebcams
@@ -83,6 +84,21 @@ class LayerCapturePlugin(
             plugin_version=str(self._plugin_version),
             logger=self._logger,
             on_layer_saved=self._on_layer_saved,
+            on_busy=lambda: self._videos.hold_now(),  # no ffmpeg while the head moves
+            on_idle=lambda: self._videos.wake(),
+        )
+        self._videos = VideoRenderer(
+            gallery=IndexGallery(lambda: self._web.gallery()),
+            config=self._reader.render_config,
+            work_root=Path(self.get_plugin_data_folder()),
+            may_render=RenderGate(
+                capturing=lambda: self._worker.busy,
+                printing=lambda: sessions.job_active(self._printer),
+                while_printing=lambda: self._reader.flag("video_render_while_printing"),
+            ).reason,
+            on_update=self._pushes.video,
+            logger=self._logger,
+            plugin_version=str(self._plugin_version),
         )
         self.serve(
             Endpoints(
@@ -96,6 +112,7 @@ class LayerCapturePlugin(
                 pushes=self._pushes,
                 may_change_settings=lambda: bool(Permissions.SETTINGS.can()),
                 motion_limits=lambda: sessions.motion_limits(self._reader, self._firmware),
+                videos=self._videos,
             )
         )
 
@@ -104,7 +121,8 @@ class LayerCapturePlugin(
     def on_after_startup(self) -> None:
         self._pushes.start()
         self._worker.start()
-        threading.Thread(target=self._build_gallery, name="layercapture-index", daemon=True).start()
+        self._videos.start()
+        self._web.build_gallery_later()
         try:
             values = self._reader.current()
         except lc_settings.InvalidSettings as exc:
@@ -114,13 +132,6 @@ class LayerCapturePlugin(
             f"Layer Capture ready: {'enabled' if values.enabled else 'disabled'}, "
             f"{values.grid_size}x{values.grid_size} grid, stop mode {values.stop_mode}"
         )
-
-    def _build_gallery(self) -> None:
-        """Reads the capture folder once, off the start-up thread (it ends by itself)."""
-        try:
-            self._web.gallery().ensure_built()
-        except Exception:
-            self._logger.exception("Could not index the capture folder")
 
     def _on_layer_saved(self, path: Path) -> None:
         """The image writer's thread, once a layer's files are all written."""
@@ -134,6 +145,7 @@ class LayerCapturePlugin(
         session = self._session
         if session is not None:
             session.port.interrupt("shutdown")
+        self._videos.stop()
         self._worker.stop()
         self._zips.close()
         self._pushes.stop()
@@ -161,6 +173,8 @@ class LayerCapturePlugin(
         elif event in (*PRINT_ENDS, Events.PRINT_CANCELLING):
             if event != Events.PRINT_DONE:
                 session.port.interrupt("cancelled" if "Cancel" in event else "print failed")
+            # (a cancel disarms at PrintCancelling: PrintCancelled finds no session)
+            sessions.render_after_print(session, self._reader, self._worker, self._videos)
             self._disarm(event)
         elif event == Events.PRINT_PAUSED:
             session.port.on_paused(payload)
@@ -207,10 +221,7 @@ class LayerCapturePlugin(
         self._publish_status({"state": State.IDLE, "reason": reason})
 
     def _on_firmware_data(self, payload: Dict[str, Any]) -> None:
-        try:
-            setting = self._reader.current().firmware
-        except lc_settings.InvalidSettings:
-            setting = str(lc_settings.DEFAULTS["firmware"])
+        setting = self._reader.firmware_setting()
         queries = self._firmware.introduced(payload.get("name"), setting, time.monotonic())
         self._logger.info(self._firmware.describe(setting))
         if queries:
@@ -330,20 +341,9 @@ class LayerCapturePlugin(
             self._logger.info(f"Migrated settings from version {current} to {target}")
 
     def on_settings_save(self, data: Dict[str, Any]) -> Dict[str, Any]:
-        if not isinstance(data, dict):
-            self._web.settings_rejected(
-                [lc_settings.SettingsError("settings", "expected an object")], {}
-            )
+        changed = self._web.settings_to_save(data)  # None: refused, nothing saved
+        if changed is None:
             return {}
-        candidate = self._reader.with_form(data)
-        try:
-            values = lc_settings.validate(candidate, self._reader.profile_bounds())
-        except lc_settings.InvalidSettings as exc:
-            self._web.settings_rejected(exc.errors, candidate)
-            return {}
-        self._web.settings_accepted()
-        cleaned = lc_settings.to_storable(values)
-        changed = {key: cleaned[key] for key in data if key in cleaned}
         saved: Dict[str, Any] = octoprint.plugin.SettingsPlugin.on_settings_save(self, changed)
         return saved
 
@@ -363,7 +363,12 @@ class LayerCapturePlugin(
 
     def get_assets(self) -> Dict[str, List[str]]:
         return {
-            "js": ["js/layercapture_settings.js", "js/layercapture_tab.js"],
+            "js": [
+                "js/layercapture_settings.js",
+                "js/layercapture_videos.js",
+                "js/layercapture_compare.js",
+                "js/layercapture_tab.js",
+            ],
             "clientjs": ["clientjs/layercapture.js"],
             "css": ["css/layercapture.css"],
         }

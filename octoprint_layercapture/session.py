@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 from .analysis.gcode_file import GcodeFile
 from .analysis.records import (
@@ -39,6 +39,7 @@ from .capture.status import next_every_n, planned_layer_seconds
 from .capture.worker import CaptureRequest
 from .settings import InvalidSettings
 from .settings_reader import SettingsReader
+from .store.index import print_id
 from .vocabulary import Outcome, State
 
 ScriptLines = Tuple[Optional[List[str]], Optional[List[str]]]
@@ -49,6 +50,14 @@ class Worker(Protocol):
     def busy(self) -> bool: ...
 
     def submit(self, request: CaptureRequest) -> None: ...
+
+
+class Writes(Protocol):
+    def after_writes(self, job: Callable[[], None]) -> None: ...
+
+
+class Videos(Protocol):
+    def submit_after_print(self, print_id: str) -> None: ...
 
 
 class CaptureSession:
@@ -379,3 +388,27 @@ def port_of(session: Optional[CaptureSession]) -> OctoPrintPrinterPort:
     if session is None:
         raise RuntimeError("no print job is armed")
     return session.port
+
+
+def gallery_print_id(session: CaptureSession) -> str:
+    """The gallery's id of the print a session captures (store.index.print_id)."""
+    info = session.armed.print_info
+    return print_id(info.gcode_file, info.started_at.isoformat(timespec="seconds"), "")
+
+
+def job_active(printer: Any) -> bool:
+    """Whether OctoPrint's printer runs a job (printing, pausing or paused)."""
+    return bool(printer.is_printing() or printer.is_pausing() or printer.is_paused())
+
+
+def render_after_print(
+    session: CaptureSession, reader: SettingsReader, writes: Writes, videos: Videos
+) -> bool:
+    """A print ended (done, failed or cancelled): its videos are queued when it captured
+    layers and ``video_render_after_print`` is on, once the image writer has written (and
+    the gallery indexed) its last files; whether they were."""
+    if not reader.flag("video_render_after_print") or not session.tracker.captured_layers():
+        return False
+    pid = gallery_print_id(session)
+    writes.after_writes(lambda: videos.submit_after_print(pid))
+    return True

@@ -21,8 +21,9 @@ from .camera_settings import (
 )
 from .capture.firmware import AUTO, FIRMWARE_CHOICES
 
-# 3: one list of cameras (``cameras``) instead of the four single-camera keys
-SETTINGS_VERSION = 3
+# 2: one value per setting (no per-axis keys); 3: the video settings (video_*);
+# 4: one list of cameras (``cameras``) instead of the four single-camera keys
+SETTINGS_VERSION = 4
 
 STOP_MODES = ("pause", "hold")
 # How a move is awaited before M114 confirms it: the G-code that waits for the printer's
@@ -79,6 +80,12 @@ DEFAULTS: Dict[str, Any] = {
     "emergency_resume_attempts": 3,
     # capture folder, relative to OctoPrint's uploads folder
     "capture_folder": "layercapture",
+    # videos of a print's captures (rendered with OctoPrint's ffmpeg); fps and hold as
+    # OctoPrint's timelapse defaults
+    "video_fps": 25,
+    "video_hold_seconds": 0.0,
+    "video_render_after_print": False,
+    "video_render_while_printing": False,
 }
 
 # The plugin's earlier public version split some settings per axis; version 2 keeps one
@@ -177,6 +184,10 @@ class CaptureSettings:
     movement_timeout: float
     emergency_resume_attempts: int
     capture_folder: str
+    video_fps: int
+    video_hold_seconds: float
+    video_render_after_print: bool
+    video_render_while_printing: bool
 
     def bounds(self, profile_bounds: Optional[Bounds]) -> Optional[Bounds]:
         """Explicit bed settings override the printer profile, per edge."""
@@ -354,7 +365,7 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
     c = _Checker(merged)
     for key in unknown:
         if key in SINGLE_CAMERA_KEYS:
-            c.fail(key, "was replaced by the list 'cameras' (settings version 3)")
+            c.fail(key, "was replaced by the list 'cameras' (settings version 4)")
         else:
             c.fail(key, "is not a Layer Capture setting")
     cameras, camera_errors = check_cameras(merged["cameras"])
@@ -411,6 +422,10 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         movement_timeout=c.number("movement_timeout", 0, exclusive=True, maximum=3600),
         emergency_resume_attempts=c.integer("emergency_resume_attempts", 0, 20),
         capture_folder=_check_folder(c),
+        video_fps=c.integer("video_fps", 1, 120),
+        video_hold_seconds=c.number("video_hold_seconds", 0, maximum=60),
+        video_render_after_print=c.boolean("video_render_after_print"),
+        video_render_while_printing=c.boolean("video_render_while_printing"),
     )
     _check_bounds(c, values, profile_bounds)
     if c.errors:
@@ -502,7 +517,10 @@ def migrate(
                 result["capture_z_heights"] = list(parse_z_heights(result["capture_z_heights"]))
             except ValueError:
                 result["capture_z_heights"] = []
-    if version < 3 and any(key in result for key in SINGLE_CAMERA_KEYS):
+    # version 3 only adds settings (video_fps, video_hold_seconds, video_render_after_print,
+    # video_render_while_printing): stored settings of version 2 keep every value and take
+    # the new ones' defaults, which render nothing by themselves
+    if version < 4 and any(key in result for key in SINGLE_CAMERA_KEYS):
         # the one camera of version 2 becomes the first (and only) of the list: the same
         # source, and as the first camera the same file names
         single = {key: result.pop(key) for key in SINGLE_CAMERA_KEYS if key in result}
@@ -518,6 +536,6 @@ def to_storable(values: CaptureSettings) -> Dict[str, Any]:
     stored = {key: getattr(values, key) for key in DEFAULTS}
     stored["capture_z_heights"] = list(values.capture_z_heights)
     stored["cameras"] = [camera.to_storable() for camera in values.cameras]
-    for key in ("grid_size", "capture_every_n_layers", "image_quality"):
+    for key in ("grid_size", "capture_every_n_layers", "image_quality", "video_fps"):
         stored[key] = int(stored[key])
     return stored

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import settings as lc_settings
+from .analysis.video.jobs import RenderConfig
 from .capture.estimate import profile_feedrates
 from .capture.profile import bounds_from_profile
 from .store.files import resolve_inside
@@ -69,6 +70,13 @@ class SettingsReader:
         """The stored settings, validated (raises :class:`settings.InvalidSettings`)."""
         return lc_settings.validate(self.stored(), self.profile_bounds())
 
+    def firmware_setting(self) -> str:
+        """The ``firmware`` setting, its default while the stored settings are invalid."""
+        try:
+            return self.current().firmware
+        except lc_settings.InvalidSettings:
+            return str(lc_settings.DEFAULTS["firmware"])
+
     def uploads(self) -> Path:
         return Path(self._settings.global_get_basefolder("uploads"))
 
@@ -105,4 +113,25 @@ class SettingsReader:
             not flag("neverSendChecksum")
             and flag("disconnectOnErrors")
             and not flag("ignoreErrorsFromFirmware")
+        )
+
+    def flag(self, key: str) -> bool:
+        """One boolean setting as stored (cheap: no validation of the rest)."""
+        return bool(self._settings.get_boolean([key]))
+
+    def video_fps(self) -> int:
+        return int(self._settings.get_int(["video_fps"]) or lc_settings.DEFAULTS["video_fps"])
+
+    def video_hold_seconds(self) -> float:
+        return float(self._settings.get_float(["video_hold_seconds"]) or 0.0)
+
+    def render_config(self) -> RenderConfig:
+        """What a video is made with: OctoPrint's ffmpeg (``webcam.ffmpeg``) and its
+        timelapse bitrate and threads, the plugin's frame rate and held last frame."""
+        return RenderConfig(
+            ffmpeg=self._settings.global_get(["webcam", "ffmpeg"]),
+            bitrate=self._settings.global_get(["webcam", "bitrate"]),
+            threads=self._settings.global_get(["webcam", "ffmpegThreads"]),
+            fps=self.video_fps(),
+            hold_seconds=self.video_hold_seconds(),
         )

@@ -74,3 +74,21 @@ class StopSource(_Text):
     POSITION_REPORT = "position_report"
     TRACKER = "tracker"
     UNKNOWN = "unknown"
+
+
+class RenderState(_Text):
+    """Where a video render is (analysis.video): queued, then, its turn come, waiting while
+    the gate is closed, preparing its frames, rendering (paused whenever the gate closes);
+    it ends done, failed (with the exact error) or cancelled."""
+
+    QUEUED = "queued"
+    WAITING = "waiting"  # its turn, but the gate is closed
+    PREPARING = "preparing"
+    RENDERING = "rendering"
+    PAUSED = "paused"  # the gate closed while it ran
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+RENDER_ENDED = (RenderState.DONE, RenderState.FAILED, RenderState.CANCELLED)

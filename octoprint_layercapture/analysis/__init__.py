@@ -1,4 +1,4 @@
-"""Captures as research data: what is known about each captured layer besides its images.
+"""What the plugin makes of captures besides the images themselves.
 
 * :mod:`.records`: the process state at the stop (factors, fan, tool), the layer's place in
   the G-code file, the camera and the per-image facts, gathered into the metadata
@@ -7,7 +7,9 @@
   numbers, a layer's bytes);
 * :mod:`.toolpath`: a layer's extrusion moves as polylines in bed millimetres, and an SVG;
 * :mod:`.dataset`: a print's captures as a Hugging Face ImageFolder zip;
-* :mod:`.events`: the payload of the plugin's event per captured layer.
+* :mod:`.events`: the payload of the plugin's event per captured layer;
+* :mod:`.video`: a print's timelapse videos (one per grid position, one of the grid),
+  rendered with OctoPrint's ffmpeg on a background thread.
 
 Plain modules: nothing here imports OctoPrint.
 """

@@ -55,8 +55,8 @@ class FakeFrameRequest:
     count: int
 
 
-@lru_cache(maxsize=4)
-def _font(size: int) -> Any:
+@lru_cache(maxsize=8)
+def pillow_font(size: int) -> Any:
     """Pillow's built-in font; scalable with Pillow >= 10.1 and FreeType, else bitmap."""
     try:
         return ImageFont.load_default(size=size)
@@ -155,7 +155,7 @@ def _draw_stack(
 
     Heights use :func:`_stack_scale` up to ``z_max`` (the printer's max Z or 250 mm).
     """
-    font = _font(11)
+    font = pillow_font(11)
     left, top, right, bottom = box
     draw.rectangle(box, fill=_PANEL, outline=_BED_EDGE)
     z_max = max(z_max, layer_z, capture_z)
@@ -228,7 +228,7 @@ def render_fake_frame(
 
     overlay = _overlay_height(height)
     draw.rectangle((0, 0, width, overlay), fill=_PANEL)
-    font = _font(max(10, overlay // 4))
+    font = pillow_font(max(10, overlay // 4))
     lines = (
         f"FAKE CAMERA{' ' + camera if camera else ''}   layer {layer}   Z {layer_z:.2f} mm",
         f"position {index + 1} of {count}   X {x:.1f}  Y {y:.1f}  Z {z:.2f}",

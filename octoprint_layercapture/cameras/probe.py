@@ -82,7 +82,7 @@ def camera_test_settings(
             [
                 SettingsError(
                     key,
-                    "was replaced by 'camera', one entry of the list 'cameras' (settings version 3)"
+                    "was replaced by 'camera', one entry of the list 'cameras' (settings version 4)"
                     if key in SINGLE_CAMERA_KEYS
                     else "is not a camera setting",
                 )

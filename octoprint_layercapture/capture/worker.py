@@ -182,7 +182,10 @@ class CaptureWorker:
     :class:`ImageWriter` thread writes their files.
 
     ``on_layer_saved(path)`` gets each metadata file once it is written (the gallery index
-    adds the layer), before the ``captured`` status is reported.
+    adds the layer), before the ``captured`` status is reported. ``on_busy()`` is called
+    when a sequence is submitted (on the comm thread, before the head moves: keep it cheap)
+    and ``on_idle()`` once its sequence has handed the job back (the video renderer stops
+    and continues ffmpeg with them).
     """
 
     def __init__(
@@ -196,6 +199,8 @@ class CaptureWorker:
         clock: Any = None,
         on_layer_saved: Optional[Callable[[Path], object]] = None,
         writer: Optional[ImageWriter] = None,
+        on_busy: Optional[Callable[[], None]] = None,
+        on_idle: Optional[Callable[[], None]] = None,
     ) -> None:
         self._make_printer = make_printer
         self._on_layer_saved = on_layer_saved
@@ -210,6 +215,8 @@ class CaptureWorker:
         self._busy = threading.Event()
         self._stopping = threading.Event()
         self._writer = writer or ImageWriter(self._logger)
+        self._on_busy = on_busy
+        self._on_idle = on_idle
 
     @property
     def busy(self) -> bool:
@@ -236,7 +243,14 @@ class CaptureWorker:
 
     def submit(self, request: CaptureRequest) -> None:
         self._busy.set()
+        if self._on_busy is not None:
+            self._on_busy()
         self._queue.put(request)
+
+    def after_writes(self, job: Callable[[], None]) -> None:
+        """Runs ``job`` on the writer's thread once the files and metadata queued so far
+        are written (the gallery has indexed them)."""
+        self._writer.submit(job)
 
     def _run(self) -> None:
         while True:
@@ -251,7 +265,12 @@ class CaptureWorker:
                 )
                 self._on_status({"state": State.ERROR, "layer": request.trigger.layer})
             finally:
-                self._busy.clear()
+                self._idle()
+
+    def _idle(self) -> None:
+        self._busy.clear()
+        if self._on_idle is not None:
+            self._on_idle()
 
     def _plan(self, request: CaptureRequest) -> GridPlan:
         s = request.settings
@@ -329,7 +348,7 @@ class CaptureWorker:
                 result = sequence.run(task)
         finally:
             # the job runs again from here on; the next layer may queue its capture
-            self._busy.clear()
+            self._idle()
             rig.close()
         self._on_finished(request, result)
         # queued behind this layer's images: runs once they are written

@@ -1,4 +1,5 @@
-"""What the gallery keeps of one layer's metadata file: a JSON-ready record.
+"""What the gallery keeps of one layer's metadata file, and of a video's frames file: JSON-ready
+records.
 
 Pure module. Only images whose names follow the storage patterns and that exist as regular
 files are kept, with paths relative to the capture folder (``<day>/<name>``): the gallery
@@ -16,7 +17,9 @@ from .names import (
     is_toolpath_name,
     parse_image_name,
     parse_metadata_name,
+    parse_video_name,
     thumbnail_name,
+    video_name,
 )
 
 SizeOf = Callable[[str], Optional[int]]  # file name in the day folder -> bytes, None: absent
@@ -149,6 +152,55 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         "size_bytes": total,
         "toolpath": toolpath_files["path"],
         "toolpath_svg": toolpath_files["svg"],
+    }
+
+
+def _whole(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def video_record(
+    key: str, day: str, document: Mapping[str, Any], size_of: SizeOf
+) -> Optional[Dict[str, Any]]:
+    """The gallery's record of the video whose frames file ``key`` (``<day>/<name>``) holds
+    ``document`` (see ``analysis.video.files``); None when the name is not ours or the
+    video file is missing. The print and the position come from the file names, never from
+    the document alone."""
+    parsed = parse_video_name(key.rsplit("/", 1)[-1])
+    if parsed is None or not parsed.is_frames_file:
+        return None
+    video = video_name(parsed.print_id, parsed.index)
+    size = size_of(video)
+    if size is None:
+        return None
+    fps = _whole(document.get("fps"))
+    count = _whole(document.get("frame_count"))
+    frames = document.get("frames")
+    layers = [
+        f["layer"]
+        for f in (frames if isinstance(frames, list) else [])
+        if isinstance(f, Mapping) and _whole(f.get("layer")) is not None
+    ]
+    grid_size = _whole(document.get("grid_size")) or 1
+    row, col = (None, None) if parsed.index is None else divmod(parsed.index, max(1, grid_size))
+    rendered = document.get("rendered_at")
+    return {
+        "print_id": parsed.print_id,
+        "kind": parsed.kind,
+        "index": parsed.index,
+        "row": row,
+        "col": col,
+        "path": f"{day}/{video}",
+        "metadata": key,
+        "size_bytes": size,
+        "width": _whole(document.get("width")),
+        "height": _whole(document.get("height")),
+        "fps": fps,
+        "frame_count": count,
+        "layers": layers,
+        "hold_frames": _whole(document.get("hold_frames")) or 0,
+        "duration_s": round(count / fps, 3) if count and fps else None,
+        "rendered_at": rendered if isinstance(rendered, str) else None,
     }
 
 

@@ -1,6 +1,6 @@
 """The gallery's index of captured layers, grouped into prints.
 
-Pure module (stdlib only, plus :mod:`storage` for names). The capture folder is read once
+Pure module (stdlib, and :mod:`store.names` for the names). The capture folder is read once
 (:meth:`CaptureIndex.ensure_built`); afterwards the worker reports each metadata file it
 writes (:meth:`CaptureIndex.add_metadata_file`) and deletions go through the index, so
 answering a request never walks the folder tree.
@@ -18,6 +18,9 @@ Files changed behind the plugin's back through OctoPrint's file manager (the Fil
 ``/api/files``: day folders deleted or moved) are followed: the plugin maps each file event
 to the day folders it touches (:func:`capture_days`) and :meth:`CaptureIndex.refresh_later`
 reads just those again on a background thread.
+
+A print's videos (``analysis.video``) are indexed from the frames file beside each
+(:func:`entries.video_record`): served, zipped and deleted with the print like its images.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
-from .entries import PrintEntry, layer_record
+from .entries import PrintEntry, SizeOf, layer_record, video_record
 from .files import resolve_inside
-from .names import is_day_folder_name, parse_metadata_name
+from .names import is_day_folder_name, parse_metadata_name, parse_video_name
 from .records import read_metadata
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.gallery")
@@ -95,6 +98,47 @@ class _Layer:
     encoded: str
 
 
+def _sizes(root: Path, day: str, sizes: Optional[Mapping[str, int]]) -> SizeOf:
+    """Sizes of a day folder's files: from its listing, or (None) from ``lstat``."""
+
+    def size_of(file_name: str) -> Optional[int]:
+        if sizes is not None:
+            return sizes.get(file_name)
+        info = _regular_file(root / day / file_name)
+        return None if info is None else info.st_size
+
+    return size_of
+
+
+@dataclass(frozen=True)
+class _Video:
+    """A video read from disk (its frames file), ready to insert."""
+
+    key: str  # frames file path relative to the root
+    record: Dict[str, Any]
+
+
+_Item = Union[_Layer, _Video]
+
+
+def _read_video(
+    root: Path, day: str, name: str, sizes: Optional[Mapping[str, int]]
+) -> Optional[_Video]:
+    """Read one video's frames file (disk; no lock); None when it or its video is not ours."""
+    key = f"{day}/{name}"
+    parsed = parse_video_name(name)
+    if parsed is None or not parsed.is_frames_file or not is_print_id(parsed.print_id):
+        return None
+    try:
+        document = read_metadata(root / day / name)
+    except (OSError, ValueError) as exc:
+        _logger.warning(f"Skipping unreadable video frames file {key}: {exc}")
+        return None
+
+    record = video_record(key, day, document, _sizes(root, day, sizes))
+    return None if record is None else _Video(key, record)
+
+
 def _read_layer(
     root: Path, day: str, name: str, sizes: Optional[Mapping[str, int]]
 ) -> Optional[_Layer]:
@@ -106,12 +150,7 @@ def _read_layer(
         _logger.warning(f"Skipping unreadable capture metadata {key}: {exc}")
         return None
 
-    def size_of(file_name: str) -> Optional[int]:
-        if sizes is not None:
-            return sizes.get(file_name)
-        info = _regular_file(root / day / file_name)
-        return None if info is None else info.st_size
-
+    size_of = _sizes(root, day, sizes)
     record = layer_record(key, day, meta, size_of)
     record["print_id"] = print_id(record["gcode_file"], record["print_start_time"], day)
     record["size_bytes"] += size_of(name) or 0
@@ -131,7 +170,34 @@ class _State:
         self.prints: Dict[str, PrintEntry] = {}
         self.files: Dict[str, str] = {}  # relative path -> print id
         self.layer_of: Dict[str, str] = {}  # metadata path -> print id
+        self.videos: Dict[str, Dict[str, Any]] = {}  # frames file path -> video record
         self._sorted: Optional[List[PrintEntry]] = None
+
+    def add(self, item: _Item) -> None:
+        if isinstance(item, _Video):
+            self.insert_video(item)
+        else:
+            self.insert(item)
+
+    def insert_video(self, video: _Video) -> None:
+        self.remove_video(video.key)
+        pid = video.record["print_id"]
+        self.videos[video.key] = video.record
+        self.files[video.key] = pid
+        self.files[video.record["path"]] = pid
+
+    def video_counts(self) -> Dict[str, int]:
+        """Videos per print id."""
+        counts: Dict[str, int] = {}
+        for record in self.videos.values():
+            counts[record["print_id"]] = counts.get(record["print_id"], 0) + 1
+        return counts
+
+    def remove_video(self, key: str) -> None:
+        record = self.videos.pop(key, None)
+        if record is not None:
+            self.files.pop(key, None)
+            self.files.pop(record["path"], None)
 
     def insert(self, layer: _Layer) -> None:
         self.remove(layer.key)
@@ -184,8 +250,8 @@ class _State:
         return self._sorted
 
 
-def _read_day(root: Path, day: str) -> List[_Layer]:
-    """The layers of one day folder (none when it is missing or a symlink)."""
+def _read_day(root: Path, day: str) -> List[_Item]:
+    """The layers and videos of one day folder (none when it is missing or a symlink)."""
     path = root / day
     try:
         if not is_day_folder_name(day) or not stat.S_ISDIR(os.lstat(path).st_mode):
@@ -200,13 +266,16 @@ def _read_day(root: Path, day: str) -> List[_Layer]:
     except OSError as exc:
         _logger.warning(f"Could not read {path}: {exc}")
         return []
-    layers = []
+    items: List[_Item] = []
     for name in sorted(sizes):
+        item: Optional[_Item] = None
         if parse_metadata_name(name) is not None:
-            layer = _read_layer(root, day, name, sizes)
-            if layer is not None:
-                layers.append(layer)
-    return layers
+            item = _read_layer(root, day, name, sizes)
+        elif parse_video_name(name) is not None:
+            item = _read_video(root, day, name, sizes)
+        if item is not None:
+            items.append(item)
+    return items
 
 
 def _scan(root: Path) -> _State:
@@ -222,8 +291,8 @@ def _scan(root: Path) -> _State:
     for day in days:
         if not is_day_folder_name(day.name) or not day.is_dir(follow_symlinks=False):
             continue
-        for layer in _read_day(root, day.name):
-            state.insert(layer)
+        for item in _read_day(root, day.name):
+            state.add(item)
     _logger.info(
         f"Indexed {len(state.layer_of)} captured layers ({len(state.files)} files) "
         f"in {len(state.prints)} prints below {root}"
@@ -309,7 +378,7 @@ class CaptureIndex:
         with self._lock:
             if generation == self._generation:
                 for layer in late:
-                    state.insert(layer)
+                    state.add(layer)
                 self._state = state
 
     def refresh(self, days: Optional[Iterable[str]]) -> None:
@@ -339,13 +408,15 @@ class CaptureIndex:
             with self._lock:
                 if generation != self._generation or self._state is not state:
                     return
-                for day, layers in fresh.items():
+                for day, items in fresh.items():
                     for key in [k for k in state.layer_of if k.startswith(day + "/")]:
                         state.remove(key)
-                    for layer in layers:
-                        state.insert(layer)
-                for layer in late:
-                    state.insert(layer)
+                    for key in [k for k in state.videos if k.startswith(day + "/")]:
+                        state.remove_video(key)
+                    for item in items:
+                        state.add(item)
+                for item in late:
+                    state.add(item)
         _logger.info(f"Read {len(wanted)} day folder(s) again: {', '.join(wanted)}")
 
     def refresh_later(self, days: Optional[Iterable[str]]) -> None:
@@ -377,7 +448,7 @@ class CaptureIndex:
 
     # ---- incremental updates ---------------------------------------------------------
 
-    def _read(self, path: Path) -> Optional[_Layer]:
+    def _read(self, path: Path) -> Optional[_Item]:
         root = self._root
         if root is None or path.parent.parent != root:
             try:
@@ -386,13 +457,16 @@ class CaptureIndex:
             except OSError:
                 return None
         day = path.parent.name
-        if not is_day_folder_name(day) or parse_metadata_name(path.name) is None:
+        if not is_day_folder_name(day):
             return None
+        if parse_metadata_name(path.name) is None:
+            return _read_video(root, day, path.name, None)
         return _read_layer(root, day, path.name, None)
 
     def add_metadata_file(self, path: Path) -> bool:
-        """Index a layer whose metadata (and images) were just written; False when the
-        file is not a metadata file inside a day folder of the current root."""
+        """Index a layer whose metadata (and images) were just written, or a video whose
+        frames file was; False when the file is neither, inside a day folder of the
+        current root."""
         path = Path(path)
         with self._lock:
             if self._building:
@@ -403,7 +477,7 @@ class CaptureIndex:
             return False
         with self._lock:
             if self._state is not None and generation == self._generation:
-                self._state.insert(layer)
+                self._state.add(layer)
         return True
 
     # ---- queries ---------------------------------------------------------------------
@@ -419,13 +493,17 @@ class CaptureIndex:
         with self._lock:
             ordered = state.ordered()
             chosen = ordered[offset : None if limit is None else offset + limit]
-            return Page([p.summary() for p in chosen], len(ordered), offset, limit or 0)
+            videos = state.video_counts()
+            items = [{**p.summary(), "video_count": videos.get(p.id, 0)} for p in chosen]
+            return Page(items, len(ordered), offset, limit or 0)
 
     def print_summary(self, pid: str) -> Optional[Dict[str, Any]]:
         state, _root = self._current()
         with self._lock:
             entry = state.prints.get(pid)
-            return None if entry is None else entry.summary()
+            if entry is None:
+                return None
+            return {**entry.summary(), "video_count": state.video_counts().get(pid, 0)}
 
     def layers(self, pid: str, offset: int = 0, limit: Optional[int] = None) -> Optional[Page]:
         """A print's layers (with their images), lowest layer first; None: unknown print."""
@@ -465,6 +543,13 @@ class CaptureIndex:
             list(ordered[offset : None if limit is None else offset + limit]),
             len(ordered),
         )
+
+    def videos(self, pid: str) -> List[Dict[str, Any]]:
+        """The videos of a print: the grid video first, then by position."""
+        state, _root = self._current()
+        with self._lock:
+            found = [dict(v) for v in state.videos.values() if v["print_id"] == pid]
+        return sorted(found, key=lambda v: (v["index"] is not None, v["index"] or 0))
 
     def file_path(self, relative: str) -> Optional[Path]:
         """Absolute path of an indexed file (image, thumbnail, metadata), else None.
@@ -533,6 +618,10 @@ class CaptureIndex:
                 for extra in _layer_files(layer):
                     files.append((extra, root / extra))
                 files.append((layer["metadata"], root / layer["metadata"]))
+            for video in state.videos.values():
+                if video["print_id"] == pid:
+                    files.append((video["path"], root / video["path"]))
+                    files.append((video["metadata"], root / video["metadata"]))
             return files
 
     def counts(self) -> Tuple[int, int]:
@@ -554,6 +643,8 @@ class CaptureIndex:
             relatives = [rel for rel, owner in state.files.items() if owner == pid]
             for key in list(entry.layers):
                 state.remove(key)
+            for key in [k for k, v in state.videos.items() if v["print_id"] == pid]:
+                state.remove_video(key)
         return _unlink(root, relatives)
 
 

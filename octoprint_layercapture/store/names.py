@@ -1,4 +1,5 @@
-"""The capture folder's names: day folders, image, thumbnail, metadata and toolpath files.
+"""The capture folder's names: day folders, image, thumbnail, metadata, toolpath and video
+files.
 
 Pure module, the one place for the file-name patterns; :func:`parse_image_name` and
 :func:`parse_metadata_name` read them back for the gallery. Layout under the capture root::
@@ -8,9 +9,15 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
     2024-01-15/layer_0003_pos_00_cam_nozzle_z_0_60_20240115_103000.jpg
     2024-01-15/layer_0003_metadata_20240115_103000.json
     2024-01-15/layer_0003_toolpath_20240115_103000.json   (and .svg)
+    2024-01-15/video_<print id>_grid.mp4                  the grid video of a print
+    2024-01-15/video_<print id>_grid.json                 its frames file
+    2024-01-15/video_<print id>_pos_04.mp4                position 4's video (and .json)
 
 The first camera of the settings (the only one, in a single-camera set-up) keeps the names
 without a camera; every other camera's images carry ``_cam_<name>`` after the position.
+
+A video is rendered to ``.video_<...>.mp4.<random>.tmp`` beside its final name, its frames
+laid out in ``render-<job>-<random>/`` below the plugin's data folder.
 """
 
 from __future__ import annotations
@@ -62,6 +69,22 @@ _TOOLPATH_RE = re.compile(
     + ")$"
 )
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+VIDEO_PREFIX = "video_"
+VIDEO_EXT = ".mp4"
+VIDEO_FRAMES_EXT = ".json"
+KIND_GRID = "grid"  # the video whose frames tile every position
+KIND_POSITION = "position"  # the video of one position
+RENDER_WORK_PREFIX = "render-"  # a render's frame folders, below the plugin's data folder
+_VIDEO_RE = re.compile(
+    "^"
+    + re.escape(VIDEO_PREFIX)
+    + r"(?P<print>[0-9a-f]{8,64})_(?:(?P<grid>grid)|pos_(?P<index>\d{2,}))(?P<ext>"
+    + re.escape(VIDEO_EXT)
+    + "|"
+    + re.escape(VIDEO_FRAMES_EXT)
+    + ")$"
+)
 
 
 def _stamp(when: datetime) -> str:
@@ -201,3 +224,53 @@ def parse_metadata_name(name: str) -> Optional[MetadataName]:
     if m is None or _parse_stamp(m["stamp"]) is None:
         return None
     return MetadataName(layer=int(m["layer"]), stamp=m["stamp"])
+
+
+# ---- videos ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoName:
+    """The parts of a video's (or its frames file's) name."""
+
+    print_id: str
+    index: Optional[int]  # None: the grid video
+    is_frames_file: bool
+
+    @property
+    def kind(self) -> str:
+        return KIND_GRID if self.index is None else KIND_POSITION
+
+
+def video_name(print_id: str, index: Optional[int]) -> str:
+    """``video_<print id>_grid.mp4`` (index None) or ``video_<print id>_pos_04.mp4``."""
+    if index is not None:
+        _check_index("index", index)
+    part = "grid" if index is None else f"pos_{index:02d}"
+    return f"{VIDEO_PREFIX}{print_id}_{part}{VIDEO_EXT}"
+
+
+def video_frames_name(video: str) -> str:
+    """The frames file beside a video: the same stem, ``.json``."""
+    if not video.endswith(VIDEO_EXT):
+        raise ValueError(f"not a video name: {video!r}")
+    return video[: -len(VIDEO_EXT)] + VIDEO_FRAMES_EXT
+
+
+def parse_video_name(name: str) -> Optional[VideoName]:
+    """Read back :func:`video_name` / :func:`video_frames_name`; None for other names."""
+    m = _VIDEO_RE.match(name)
+    if m is None:
+        return None
+    index = None if m["grid"] else int(m["index"])
+    return VideoName(m["print"], index, m["ext"] == VIDEO_FRAMES_EXT)
+
+
+def temp_video_name(video: str, token: str) -> str:
+    """Where ``video`` is rendered before it is renamed: ``.<video>.<token>.tmp``."""
+    return f"{TEMP_PREFIX}{video}.{token}{TEMP_SUFFIX}"
+
+
+def is_temp_video_name(name: str) -> bool:
+    """Whether ``name`` is a :func:`temp_video_name` (what an interrupted render leaves)."""
+    return name.startswith(TEMP_PREFIX + VIDEO_PREFIX) and name.endswith(TEMP_SUFFIX)

@@ -10,11 +10,13 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import settings as lc_settings
+from ..analysis.video.plan import TARGETS, RenderTarget
 from ..camera_settings import submitted_url
 from ..cameras.base import redact_url
 from ..capture.grid import plan_grid
 from ..numbers import finite_number
 from ..store.index import is_print_id
+from ..store.names import KIND_POSITION
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 2000
@@ -56,6 +58,29 @@ def check_print_id(value: str) -> str:
     if not is_print_id(value):
         raise ApiError(404, "no such print")
     return value
+
+
+def parse_render_request(body: Any) -> RenderTarget:
+    """The body of ``POST prints/<id>/videos``: ``{"target": "all"}``, ``{"target": "grid"}``
+    or ``{"target": "position", "index": 4}`` (whether the print has that position is the
+    renderer's to say)."""
+    if not isinstance(body, Mapping):
+        raise ApiError(400, 'expected a JSON object like {"target": "all"}')
+    unknown = sorted(set(body) - {"target", "index"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(map(str, unknown))}")
+    target = body.get("target", "all")
+    if target not in TARGETS:
+        names = ", ".join(repr(t) for t in TARGETS)
+        raise ApiError(400, f"target must be one of {names}, got {target!r}")
+    index = body.get("index")
+    if target != KIND_POSITION:
+        if index is not None:
+            raise ApiError(400, f"index is only for target 'position', not {target!r}")
+        return RenderTarget(target)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ApiError(400, f"index must be a whole number (a position, from 0), got {index!r}")
+    return RenderTarget(target, index)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -15,13 +15,16 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 import flask
 
 from .. import settings as lc_settings
+from ..analysis.video.jobs import RenderRefused
+from ..analysis.video.plan import grid_size_of, images_per_position
+from ..analysis.video.renderer import VideoRenderer
 from ..cameras.probe import camera_test_settings, probe_camera, unsaved_url
 from ..cameras.sources import WebcamInfo, camera_port
 from ..capture.estimate import MotionLimits
 from ..capture.status import LiveStatus, plan_layer_time
-from ..session import CaptureSession
+from ..session import CaptureSession, gallery_print_id
 from ..settings_reader import SettingsReader
-from ..store.index import CaptureIndex, capture_days, is_print_id, print_id
+from ..store.index import CaptureIndex, capture_days, is_print_id
 from . import api
 from .downloads import ZipDownloads
 from .push import SETTINGS_REJECTED, Pushes
@@ -57,6 +60,7 @@ class Endpoints:
     pushes: Pushes
     may_change_settings: Callable[[], bool]  # the requesting user has Settings
     motion_limits: Callable[[], MotionLimits]  # what the time estimate assumes of the printer
+    videos: VideoRenderer
 
     def __post_init__(self) -> None:
         self._settings_errors: List[Dict[str, str]] = []
@@ -69,13 +73,22 @@ class Endpoints:
         self.index.use_root(self.reader.capture_root())
         return self.index
 
+    def build_gallery_later(self) -> None:
+        """Reads the capture folder once on a thread of its own (it ends by itself), off
+        OctoPrint's start-up."""
+
+        def build() -> None:
+            try:
+                self.gallery().ensure_built()
+            except Exception:
+                _logger.exception("Could not index the capture folder")
+
+        threading.Thread(target=build, name="layercapture-index", daemon=True).start()
+
     def current_print_id(self) -> Optional[str]:
         """The gallery id of the print being captured (armed), else None."""
         session = self.session()
-        if session is None:
-            return None
-        info = session.armed.print_info
-        return print_id(info.gcode_file, info.started_at.isoformat(timespec="seconds"), "")
+        return None if session is None else gallery_print_id(session)
 
     def status(self) -> Any:
         status = self.live_status.snapshot()
@@ -116,6 +129,8 @@ class Endpoints:
             return error(404, "no such print")
         if pid == self.current_print_id():
             return error(409, "this print is being captured; delete it when it has ended")
+        if not self.videos.cancel_print(pid):  # its videos are files of the print
+            return error(409, "a video of this print is still being cancelled; try again")
         with self.zips.deleting(pid) as nobody_downloads:
             if not nobody_downloads:
                 return error(409, "this print is being downloaded; delete it when that has ended")
@@ -126,6 +141,41 @@ class Endpoints:
             return error(500, f"could not delete {len(result.failed)} file(s), see the log")
         _logger.info(f"Deleted print {pid}: {result.files} files")
         return flask.jsonify(deleted=result.files)
+
+    # ---- videos
+
+    def print_videos(self, pid: str) -> Any:
+        index = self.gallery()
+        page = index.layers(pid) if is_print_id(pid) else None
+        if page is None:
+            return error(404, "no such print")
+        return flask.jsonify(
+            videos=index.videos(pid),
+            grid_size=grid_size_of(page.items),
+            positions=sorted(images_per_position(page.items)),
+            render=self.videos.job_for(pid),
+            ffmpeg_error=self.videos.ffmpeg_problem(),
+            fps=self.reader.video_fps(),
+            hold_seconds=self.reader.video_hold_seconds(),
+        )
+
+    def render_videos(self, pid: str, body: Any) -> Any:
+        try:
+            api.check_print_id(pid)
+            target = api.parse_render_request(body)
+            job = self.videos.submit(pid, target)
+        except (api.ApiError, RenderRefused) as exc:
+            return error(exc.status, exc.message)
+        return flask.make_response(flask.jsonify(job=job), 202)
+
+    def render_jobs(self) -> Any:
+        return flask.jsonify(self.videos.jobs())
+
+    def cancel_render(self, job_id: int) -> Any:
+        job = self.videos.cancel(job_id)
+        if job is None:
+            return error(404, "no such render queued or running")
+        return flask.jsonify(job=job)
 
     def rescan(self) -> Any:
         index = self.gallery()
@@ -172,8 +222,23 @@ class Endpoints:
         }
         return flask.jsonify(errors=[], preview=preview, estimate=estimate)
 
-    def settings_accepted(self) -> None:
+    def settings_to_save(self, data: Any) -> Optional[Dict[str, Any]]:
+        """A settings save from OctoPrint (the keys the form changed): the values to store,
+        validated with every other setting as stored, or None when refused (logged, kept
+        for ``GET status`` and pushed, see :meth:`settings_rejected`)."""
+        if not isinstance(data, dict):
+            refused = lc_settings.SettingsError("settings", "expected an object")
+            self.settings_rejected([refused], {})
+            return None
+        candidate = self.reader.with_form(data)
+        try:
+            values = lc_settings.validate(candidate, self.reader.profile_bounds())
+        except lc_settings.InvalidSettings as exc:
+            self.settings_rejected(exc.errors, candidate)
+            return None
         self._settings_errors = []
+        cleaned = lc_settings.to_storable(values)
+        return {key: cleaned[key] for key in data if key in cleaned}
 
     def settings_rejected(
         self, errors: Sequence[lc_settings.SettingsError], data: Mapping[str, Any]

@@ -1,6 +1,7 @@
 """Large files through OctoPrint's tornado handlers (the ``octoprint.server.http.routes``
-hook): images, thumbnails and metadata files streamed from disk with ranges and ETags,
-and a print's zip produced on a worker thread while it is sent.
+hook): images, thumbnails, metadata, toolpath files, videos and their frames files
+streamed from disk with ranges and ETags (a browser seeks in a video with ranges), and a
+print's zip (its videos too) produced on a worker thread while it is sent.
 
     GET /plugin/layercapture/files/<day>/<file>        view
     GET /plugin/layercapture/download/<id>.zip         view   (streamed; ?camera=<name>)
@@ -72,7 +73,8 @@ def file_routes(
     access = access_validation_factory(app, may_view)
 
     class CaptureFileHandler(LargeResponseHandler):
-        """An indexed image, thumbnail or metadata file of the current capture folder."""
+        """An indexed file of the current capture folder (image, thumbnail, metadata,
+        toolpath, video, frames file)."""
 
         def initialize(self) -> None:
             index = gallery()

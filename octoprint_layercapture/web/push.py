@@ -20,16 +20,21 @@ from typing import Any, Dict, Optional
 from ..analysis.events import EVENT_NAME
 
 STATUS = "status"
+VIDEO = "video"  # a video render's state and progress (analysis.video)
 SETTINGS_REJECTED = "settings_rejected"
+
+
+def permission_name(kind: Any) -> str:
+    """The OctoPrint permission that may read a message of this kind: Settings for
+    rejected settings, *View captures* for the rest (status, video, the layer event)."""
+    return "SETTINGS" if kind == SETTINGS_REJECTED else "PLUGIN_LAYERCAPTURE_VIEW"
 
 
 def _permission(kind: Any) -> Any:
     # looked up when used: the plugin's own permissions are registered after start-up
     from octoprint.access.permissions import Permissions
 
-    if kind == SETTINGS_REJECTED:
-        return Permissions.SETTINGS
-    return Permissions.PLUGIN_LAYERCAPTURE_VIEW
+    return getattr(Permissions, permission_name(kind))
 
 
 class Pushes:
@@ -73,6 +78,9 @@ class Pushes:
 
     def status(self, snapshot: Dict[str, Any]) -> None:
         self.send({"type": STATUS, "status": snapshot})
+
+    def video(self, job: Dict[str, Any]) -> None:
+        self.send({"type": VIDEO, "job": job})
 
     def allows(self, user: Any, message: str, payload: Any) -> bool:
         """The sockjs emit hook: our messages only to users with the permission of their

@@ -10,6 +10,10 @@ mixin of the plugin class; the plugin hands it its :class:`Endpoints` once
     GET    /plugin/layercapture/prints/<id>/layers?...    view
     DELETE /plugin/layercapture/prints/<id>               manage
     POST   /plugin/layercapture/gallery/rescan            manage
+    GET    /plugin/layercapture/prints/<id>/videos        view
+    POST   /plugin/layercapture/prints/<id>/videos        manage
+    GET    /plugin/layercapture/videos/jobs               view
+    DELETE /plugin/layercapture/videos/jobs/<job id>      manage
     POST   /plugin/layercapture/settings/validate         settings
     GET    /plugin/layercapture/webcams                   settings
     POST   /plugin/layercapture/camera/test               manage (unsaved URLs: settings)
@@ -89,6 +93,26 @@ class Routes:
     @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
     def rescan_gallery(self) -> Any:
         return self._web.rescan()
+
+    @route("/prints/<print_id>/videos", methods=["GET"])
+    @Permissions.PLUGIN_LAYERCAPTURE_VIEW.require(403)
+    def list_videos(self, print_id: str) -> Any:
+        return self._web.print_videos(print_id)
+
+    @route("/prints/<print_id>/videos", methods=["POST"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    def render_videos(self, print_id: str) -> Any:
+        return self._web.render_videos(print_id, flask.request.get_json(silent=True))
+
+    @route("/videos/jobs", methods=["GET"])
+    @Permissions.PLUGIN_LAYERCAPTURE_VIEW.require(403)
+    def list_render_jobs(self) -> Any:
+        return self._web.render_jobs()
+
+    @route("/videos/jobs/<int:job_id>", methods=["DELETE"])
+    @Permissions.PLUGIN_LAYERCAPTURE_MANAGE.require(403)
+    def cancel_render(self, job_id: int) -> Any:
+        return self._web.cancel_render(job_id)
 
     @route("/settings/validate", methods=["POST"])
     @Permissions.SETTINGS.require(403)

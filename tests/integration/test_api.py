@@ -21,7 +21,7 @@ import pytest
 import requests
 from gallery_tree import BuiltPrint, build_print
 from harness import ADMIN, VIEWER, OctoPrintServer
-from small_prints import write_square_print
+from small_prints import QUICK_CAPTURE, write_square_print
 
 from octoprint_layercapture.camera_settings import camera_entry
 
@@ -30,17 +30,7 @@ pytestmark = pytest.mark.integration
 BASE = "/plugin/layercapture"
 LOOKER = "looker"  # may view captures, not manage them
 SECRET = b"LC-SECRET-DO-NOT-SERVE-7f3a"
-SETTINGS = {
-    "enabled": True,
-    "cameras": [camera_entry(type="fake")],
-    "grid_center_x": 100.0,
-    "grid_center_y": 100.0,
-    "grid_size": 3,
-    "capture_every_n_layers": 2,
-    "capture_delay": 0.0,
-    "retract_length": 0.0,
-    "stop_mode": "hold",
-}
+SETTINGS = QUICK_CAPTURE
 
 
 class Api:
@@ -169,7 +159,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 
 def _endpoints(api: Api) -> List[Tuple[str, str, str, Dict[str, Any]]]:
-    """(method, path, needed permission, request kwargs) for every route."""
+    """(method, path, needed permission, request kwargs) for every route (see _ANSWERS for
+    those that answer other than 200 once allowed)."""
     box = api.print_id("box")
     layer = api.request(ADMIN, "GET", f"{BASE}/prints/{box}/layers?limit=1").json()["layers"][0]
     image = layer["images"][0]
@@ -183,10 +174,18 @@ def _endpoints(api: Api) -> List[Tuple[str, str, str, Dict[str, Any]]]:
         ("GET", f"{BASE}/files/{layer['metadata']}", "view", {}),
         ("GET", f"{BASE}/download/{box}.zip", "view", {}),
         ("GET", f"{BASE}/export/{box}.zip", "view", {}),
+        ("GET", f"{BASE}/prints/{box}/videos", "view", {}),
+        ("GET", f"{BASE}/videos/jobs", "view", {}),
         ("POST", f"{BASE}/gallery/rescan", "manage", {"json": {}}),
         ("DELETE", f"{BASE}/prints/{'0' * 16}", "manage", {}),  # 404 once allowed
+        ("POST", f"{BASE}/prints/{box}/videos", "manage", {"json": {"target": "film"}}),
+        ("DELETE", f"{BASE}/videos/jobs/999", "manage", {}),
         ("POST", f"{BASE}/settings/validate", "settings", {"json": {}}),
     ]
+
+
+# what a route answers once allowed, where that is not 200 (nothing is deleted, rendered)
+_ANSWERS = {"DELETE": (200, 404), "POST videos": (400,)}
 
 
 def test_every_endpoint_refuses_users_without_the_permission(api: Api) -> None:
@@ -201,11 +200,8 @@ def test_every_endpoint_refuses_users_without_the_permission(api: Api) -> None:
         for user, permissions in allowed.items():
             response = api.request(user, method, path, **kwargs)
             if needed in permissions:
-                ok = (
-                    response.status_code in (200, 404)
-                    if method == "DELETE"
-                    else (response.status_code == 200)
-                )
+                key = "POST videos" if method == "POST" and path.endswith("/videos") else method
+                ok = response.status_code in _ANSWERS.get(key, (200,))
             else:
                 ok = response.status_code in ((401, 403) if user is None else (403,))
             if not ok:

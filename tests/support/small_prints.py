@@ -8,7 +8,9 @@ extruding moves).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
+
+from octoprint_layercapture.camera_settings import camera_entry
 
 
 def square_layers(layers: int, layer_height: float = 0.2, x: float = 90.0, y: float = 90.0) -> str:
@@ -30,3 +32,18 @@ def write_square_print(folder: Path, name: str, layers: int) -> Path:
     path = Path(folder) / name
     path.write_text(square_layers(layers), encoding="utf-8")
     return path
+
+
+# A 3x3 grid of the drawn test camera, every second layer, the job held (no scripts, no
+# retract): what tests that need a captured print but not a particular capture use.
+QUICK_CAPTURE: Dict[str, Any] = {
+    "enabled": True,
+    "cameras": [camera_entry(type="fake")],
+    "grid_center_x": 100.0,
+    "grid_center_y": 100.0,
+    "grid_size": 3,
+    "capture_every_n_layers": 2,
+    "capture_delay": 0.0,
+    "retract_length": 0.0,
+    "stop_mode": "hold",
+}

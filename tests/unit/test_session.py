@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, List, Optional
 
+import pytest
 from fakes import make_settings
 
 from octoprint_layercapture.analysis.records import ProcessState
@@ -14,7 +15,15 @@ from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTargets, LayerTracker, LayerTrigger
 from octoprint_layercapture.capture.results import SequenceResult
 from octoprint_layercapture.capture.worker import CaptureRequest
-from octoprint_layercapture.session import CaptureSession, PrintCounter, print_records
+from octoprint_layercapture.session import (
+    CaptureSession,
+    PrintCounter,
+    gallery_print_id,
+    job_active,
+    print_records,
+    render_after_print,
+)
+from octoprint_layercapture.store.index import print_id
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
 HELD = "G1 X10 Y10 E0.5"
@@ -237,3 +246,82 @@ def test_print_records_find_a_local_file_on_disk_only() -> None:
         other = print_records(job, session.armed, Reader(), Printer(), manager, LOGGER)  # type: ignore[arg-type]
         assert other.gcode_path is None and other.gcode is None
     assert len(files.asked) == 1, "a print from the SD card is not looked for on disk"
+
+
+# ---- videos after the print (analysis.video) ------------------------------------------------
+
+
+class Flags:
+    def __init__(self, **flags: bool) -> None:
+        self.flags = flags
+
+    def flag(self, key: str) -> bool:
+        return self.flags.get(key, False)
+
+
+class Writes:
+    def __init__(self) -> None:
+        self.jobs: List[Any] = []
+
+    def after_writes(self, job: Any) -> None:
+        self.jobs.append(job)
+
+
+class Videos:
+    def __init__(self) -> None:
+        self.asked: List[str] = []
+
+    def submit_after_print(self, print_id: str) -> None:
+        self.asked.append(print_id)
+
+
+def captured_session() -> CaptureSession:
+    session, _ = make_session("hold")
+    session.tracker = LayerTracker(LayerTargets(every_n=1))
+    for line in ["G90", "M83", "G1 Z0.2", "G1 X5 Y5 E1", "G1 Z0.4", "G1 X9 Y5 E1"]:
+        session.feed(line, {"source:file"})
+    assert session.tracker.captured_layers() == (1,)
+    return session
+
+
+def test_a_print_that_captured_layers_queues_its_videos_after_the_writers_last_files() -> None:
+    session, writes, videos = captured_session(), Writes(), Videos()
+    on = Flags(video_render_after_print=True)
+    assert render_after_print(session, on, writes, videos)  # type: ignore[arg-type]
+    assert videos.asked == []  # not before the image writer has written the last layer
+    [job] = writes.jobs
+    job()
+    assert videos.asked == [gallery_print_id(session)]
+    assert gallery_print_id(session) == print_id("a.gcode", "2026-01-01T00:00:00", "")
+
+
+def test_no_videos_after_a_print_when_the_setting_is_off_or_nothing_was_captured() -> None:
+    writes, videos = Writes(), Videos()
+    off = Flags(video_render_after_print=False)
+    assert not render_after_print(captured_session(), off, writes, videos)  # type: ignore[arg-type]
+    nothing, _ = make_session("hold")
+    on = Flags(video_render_after_print=True)
+    assert not render_after_print(nothing, on, writes, videos)  # type: ignore[arg-type]
+    assert writes.jobs == [] and videos.asked == []
+
+
+class JobPrinter:
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def is_printing(self) -> bool:
+        return self.state == "printing"
+
+    def is_pausing(self) -> bool:
+        return self.state == "pausing"
+
+    def is_paused(self) -> bool:
+        return self.state == "paused"
+
+
+@pytest.mark.parametrize(
+    ("state", "active"),
+    [("printing", True), ("pausing", True), ("paused", True), ("operational", False)],
+)
+def test_a_job_is_active_while_printing_pausing_or_paused(state: str, active: bool) -> None:
+    assert job_active(JobPrinter(state)) is active

@@ -57,6 +57,13 @@ def test_defaults_validate_and_round_trip():
         ("capture_folder", "", "relative folder"),
         ("capture_every_n_layers", -3, "at least 0"),
         ("not_a_setting", 1, "not a Layer Capture setting"),
+        ("video_fps", 0, "at least 1"),
+        ("video_fps", 121, "at most 120"),
+        ("video_fps", 2.5, "whole number"),
+        ("video_hold_seconds", -1, "at least 0"),
+        ("video_hold_seconds", 61, "at most 60"),
+        ("video_render_after_print", "often", "true or false"),
+        ("video_render_while_printing", 1, "true or false"),
     ],
 )
 def test_invalid_values_are_refused_with_a_message(key, value, fragment):
@@ -178,9 +185,29 @@ def test_migrate_the_single_camera_of_version_2_to_the_first_of_the_list(old, ca
     assert s.migrate(old, None) == s.migrate(old, 2), "a config without a version too"
 
 
-def test_migrate_version_3_keeps_its_cameras():
+def test_migrate_version_4_keeps_its_cameras():
     data = {"cameras": [{"name": "top", "type": "fake"}]}
-    assert s.migrate(data, 3) == data
+    assert s.migrate(data, 4) == data
+
+
+@pytest.mark.parametrize("version", [None, 1, 2, 3])
+def test_migrate_chains_the_video_version_and_then_the_cameras_list(version):
+    """2 -> 3 adds the video settings (nothing to change), 3 -> 4 turns the one camera into
+    the list: settings of any older version end with one camera ``main`` (today's names)
+    and keep their video values."""
+    old = {"grid_size": 5, "snapshot_url": "http://cam/snap", "webcam": "garage"}
+    if version == 3:
+        old = {**old, "video_fps": 30, "video_hold_seconds": 2.0}
+    migrated = s.migrate(old, version)
+    camera = {"name": "main", "type": "snapshot", "webcam": "garage", "url": "http://cam/snap"}
+    assert migrated == {
+        **{key: value for key, value in old.items() if key not in ("snapshot_url", "webcam")},
+        "cameras": [{**camera, "mounting": "fixed"}],
+    }
+    values = s.validate(migrated, BED)
+    assert [c.name for c in values.cameras] == ["main"]
+    assert values.video_fps == (30 if version == 3 else 25)
+    assert s.SETTINGS_VERSION == 4
 
 
 camera_entries = st.one_of(
@@ -260,6 +287,15 @@ def test_migrate_from_the_per_axis_version():
 
 def test_migrate_keeps_current_keys_when_both_exist():
     assert s.migrate({"grid_size": 3, "grid_size_x": 5}, 1) == {"grid_size": 3}
+
+
+def test_version_2_settings_keep_their_values_and_take_the_video_defaults():
+    stored = {"grid_size": 5, "grid_spacing": 10.0, "stop_mode": "hold"}
+    migrated = s.migrate(stored, 2)
+    assert migrated == stored and s.SETTINGS_VERSION == 4
+    values = s.validate(migrated, BED)
+    assert (values.video_fps, values.video_hold_seconds) == (25, 0.0)
+    assert not values.video_render_after_print and not values.video_render_while_printing
 
 
 def test_migrate_current_version_is_unchanged():

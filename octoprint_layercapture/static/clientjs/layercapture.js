@@ -55,6 +55,27 @@
         return this.base.postJson(this.url("gallery/rescan"), {}, opts);
     };
 
+    OctoPrintLayerCaptureClient.prototype.getVideos = function (id, opts) {
+        return this.base.get(this.url("prints/" + encodeURIComponent(id) + "/videos"), opts);
+    };
+
+    // target: {target: "all"} | {target: "grid"} | {target: "position", index: 4}
+    OctoPrintLayerCaptureClient.prototype.renderVideos = function (id, target, opts) {
+        return this.base.postJson(
+            this.url("prints/" + encodeURIComponent(id) + "/videos"),
+            target,
+            opts
+        );
+    };
+
+    OctoPrintLayerCaptureClient.prototype.getRenderJobs = function (opts) {
+        return this.base.get(this.url("videos/jobs"), opts);
+    };
+
+    OctoPrintLayerCaptureClient.prototype.cancelRender = function (jobId, opts) {
+        return this.base.delete(this.url("videos/jobs/" + encodeURIComponent(jobId)), opts);
+    };
+
     OctoPrintLayerCaptureClient.prototype.getWebcams = function (opts) {
         return this.base.get(this.url("webcams"), opts);
     };

@@ -137,7 +137,11 @@ $(function () {
             resume_timeout: gettext("Continue timeout"),
             movement_timeout: gettext("Move timeout"),
             emergency_resume_attempts: gettext("Emergency resume attempts"),
-            capture_folder: gettext("Capture folder")
+            capture_folder: gettext("Capture folder"),
+            video_fps: gettext("Frame rate"),
+            video_hold_seconds: gettext("Hold the last frame"),
+            video_render_after_print: gettext("Render the videos after every print"),
+            video_render_while_printing: gettext("Render while a print is running")
         };
 
         self.labelFor = function (key) {

@@ -2,7 +2,8 @@
  * Layer Capture tab: the live status (pushed as plugin messages) and the gallery of
  * captured prints, layers laid out as the physical grid (one camera at a time, chosen
  * with the camera selector when a print has several), with the full image, its
- * metadata, the zip download and deleting.
+ * metadata, the zip download and deleting. A print's videos: layercapture_videos.js;
+ * the viewer's stepping, compare modes and deep links: layercapture_compare.js.
  */
 $(function () {
     "use strict";
@@ -194,6 +195,9 @@ $(function () {
                 size: formatSize(print.size_bytes)
             });
         };
+        self.videoCountText = function (count) {
+            return _.sprintf(gettext("%(count)s videos"), {count: count});
+        };
         self.failuresText = function (count) {
             return _.sprintf(gettext("%(count)s failures"), {count: count});
         };
@@ -250,6 +254,7 @@ $(function () {
             }
             self.selected(print);
             self.loadLayers();
+            self.videos.load(print);
         };
 
         // ---- cameras of the selected print
@@ -424,6 +429,13 @@ $(function () {
         };
 
         self.openImage = function (layer, image) {
+            self.compare.open(self.selectedId(), layer, image);
+            self.showImage(layer, image);
+            $("#layercapture_viewer").modal("show");
+        };
+
+        // the viewer's title, image and metadata rows for one image (stepping calls it too)
+        self.showImage = function (layer, image) {
             var position = image.position || {};
             var count = (layer.grid_size || 1) * (layer.grid_size || 1);
             var row = function (name, value) {
@@ -469,7 +481,6 @@ $(function () {
                 toolpathUrl: layer.toolpath_svg ? self.fileUrl(layer.toolpath_svg) : null,
                 rows: rows
             });
-            $("#layercapture_viewer").modal("show");
             // the rest comes from the layer's metadata file itself
             self.client()
                 .getFile(layer.metadata)
@@ -543,6 +554,7 @@ $(function () {
                     if (self.selectedId() === print.id) {
                         self.selected(null);
                         self.layers([]);
+                        self.videos.clear();
                     }
                     self.loadPrints();
                 })
@@ -564,6 +576,9 @@ $(function () {
             self.client().rescan().done(self.refreshGallery).fail(failed(gettext("rescan")));
         };
 
+        self.videos = new LayerCaptureVideos(self);
+        self.compare = new LayerCaptureCompare(self);
+
         // ---- OctoPrint callbacks
 
         self.onStartupComplete = function () {
@@ -582,10 +597,17 @@ $(function () {
         self.onAfterTabChange = function (current) {
             self.tabActive = current === "#tab_plugin_layercapture";
             if (self.tabActive) self.refreshGallery();
+            if (self.tabActive && self.compare.pending) self.compare.openPending();
         };
 
         self.onDataUpdaterPluginMessage = function (plugin, data) {
-            if (plugin !== PLUGIN || !data || data.type !== "status") return;
+            if (plugin !== PLUGIN || !data) return;
+            if (data.type === "video") {
+                self.videos.onJob(data.job);
+                if (self.tabActive && data.job && data.job.state === "done") self.loadPrints();
+                return;
+            }
+            if (data.type !== "status") return;
             var status = data.status || {state: "idle"};
             self.status(status);
             if (self.tabActive && (status.state === "captured" || status.state === "idle")) {

@@ -44,7 +44,7 @@ def make_request(tmp_path: Path, **settings: Any) -> CaptureRequest:
 
 
 class Harness:
-    def __init__(self, make_cameras: Any = None, on_layer_saved: Any = None) -> None:
+    def __init__(self, make_cameras: Any = None, on_layer_saved: Any = None, **hooks: Any) -> None:
         self.clock = FakeClock()
         self.printer = RecorderPrinter(
             self.clock, HeadState(x=90.0, y=95.0, z=0.8, e=12.5, feedrate=1800.0)
@@ -61,6 +61,7 @@ class Harness:
             plugin_version="test",
             clock=self.clock,
             on_layer_saved=on_layer_saved,
+            **hooks,
         )
 
     def _status(self, status: Dict[str, Any]) -> None:
@@ -172,3 +173,16 @@ def test_metadata_records_the_stop_mode(tmp_path, stop_mode):
     harness.run(request)
     data = json.loads(metadata_files(request.store_root)[0].read_text())
     assert data["settings"]["stop_mode"] == stop_mode
+
+
+def test_the_worker_says_when_a_sequence_is_handed_to_it_and_when_the_job_is_back(tmp_path):
+    """The video renderer stops ffmpeg on on_busy (before the head moves) and lets it go on
+    at on_idle; busy is true in between."""
+    seen: List[tuple] = []
+    harness = Harness(
+        on_busy=lambda: seen.append(("busy", harness.worker.busy)),
+        on_idle=lambda: seen.append(("idle", harness.worker.busy)),
+    )
+    harness.run(make_request(tmp_path))
+    assert seen[0] == ("busy", True)
+    assert ("idle", False) in seen and seen.index(("idle", False)) > 0

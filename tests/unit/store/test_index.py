@@ -18,6 +18,7 @@ from octoprint_layercapture.store.index import (
     is_print_id,
     print_id,
 )
+from octoprint_layercapture.store.names import video_frames_name, video_name
 
 START = datetime(2024, 1, 15, 10, 0, 0)
 
@@ -406,3 +407,75 @@ def test_refresh_before_the_first_read_does_nothing(tmp_path):
     index.refresh({"2024-01-15"})
     index.refresh(None)
     assert index.prints().total == 1  # read on first use, as always
+
+
+# ---- videos --------------------------------------------------------------------------------
+
+
+def _add_videos(index: CaptureIndex, root: Path, built, pid: str, indexes) -> list:
+    """Video files as the renderer leaves them: the video and its frames file."""
+    day = built.metadata[0].parent
+    added = []
+    for i in indexes:
+        name = video_name(pid, i)
+        (day / name).write_bytes(b"\x00\x00\x00\x18ftypmp42 video")
+        frames = day / video_frames_name(name)
+        doc = {"fps": 25, "frame_count": 3, "grid_size": 3, "frames": [{"layer": 3}]}
+        frames.write_text(json.dumps(doc))
+        added.append((day / name, frames))
+    return added
+
+
+def test_videos_are_indexed_served_zipped_and_deleted_with_their_print(tmp_path):
+    built = build_print(tmp_path, "a.gcode", START, 2)
+    other = build_print(tmp_path, "b.gcode", datetime(2024, 1, 15, 12, 0, 0), 1)
+    index = index_of(tmp_path)
+    pid = print_id("a.gcode", START.isoformat(), "")
+    files = _add_videos(index, tmp_path, built, pid, [None, 4])
+    assert index.videos(pid) == []  # not yet told
+    assert all(index.add_metadata_file(frames) for _, frames in files)
+    videos = index.videos(pid)
+    assert [(v["kind"], v["index"]) for v in videos] == [("grid", None), ("position", 4)]
+    assert videos[1]["duration_s"] == 0.12 and videos[1]["size_bytes"] == 18
+    assert index.print_summary(pid)["video_count"] == 2
+    assert {p["id"]: p["video_count"] for p in index.prints().items}[pid] == 2
+    for video, frames in files:
+        for path in (video, frames):
+            assert index.file_path(path.relative_to(tmp_path).as_posix()) == path
+    zipped = [rel for rel, _ in index.print_files(pid)]
+    assert all(p.relative_to(tmp_path).as_posix() in zipped for pair in files for p in pair)
+    # a fresh read of the folder finds them too
+    assert [v["index"] for v in index_of(tmp_path).videos(pid)] == [None, 4]
+    result = index.delete_print(pid)
+    assert result is not None and not any(p.exists() for pair in files for p in pair)
+    assert index.videos(pid) == [] and other.images[0].exists()
+
+
+def test_a_frames_file_without_its_video_or_of_another_name_is_not_indexed(tmp_path):
+    built = build_print(tmp_path, "a.gcode", START, 1)
+    index = index_of(tmp_path)
+    pid = print_id("a.gcode", START.isoformat(), "")
+    ((video, frames),) = _add_videos(index, tmp_path, built, pid, [2])
+    video.unlink()
+    assert index.add_metadata_file(frames) is False
+    stray = frames.with_name("video_notanid_pos_02.json")
+    frames.rename(stray)
+    assert index.add_metadata_file(stray) is False
+    index.rebuild()
+    assert (
+        index.videos(pid) == []
+        and index.file_path(f"{built.metadata[0].parent.name}/{stray.name}") is None
+    )
+
+
+def test_a_day_read_again_drops_videos_removed_by_hand(tmp_path):
+    built = build_print(tmp_path, "a.gcode", START, 1)
+    index = index_of(tmp_path)
+    pid = print_id("a.gcode", START.isoformat(), "")
+    ((video, frames),) = _add_videos(index, tmp_path, built, pid, [None])
+    index.add_metadata_file(frames)
+    video.unlink()
+    frames.unlink()
+    index.refresh([built.metadata[0].parent.name])
+    assert index.videos(pid) == []
+    assert index.file_path(frames.relative_to(tmp_path).as_posix()) is None

@@ -11,13 +11,19 @@ from octoprint_layercapture.store.names import (
     image_name,
     is_camera_name,
     is_day_folder_name,
+    is_temp_video_name,
     metadata_name,
     parse_image_name,
     parse_metadata_name,
+    parse_video_name,
+    temp_video_name,
     thumbnail_name,
+    video_frames_name,
+    video_name,
 )
 
 WHEN = datetime(2024, 1, 15, 10, 30, 0)
+PID = "0123456789abcdef"
 SCHEMA = load_schema("metadata")
 SPEC_KEYS = [
     "layer",
@@ -131,3 +137,37 @@ def test_parse_metadata_name():
     parsed = parse_metadata_name(metadata_name(3, WHEN))
     assert parsed is not None and parsed.layer == 3 and parsed.when == WHEN
     assert parse_metadata_name("layer_0003_pos_00_z_0_60_20240115_103000.jpg") is None
+
+
+def test_names_read_back_and_nothing_else_parses():
+    grid, four = video_name(PID, None), video_name(PID, 4)
+    assert (grid, four) == (f"video_{PID}_grid.mp4", f"video_{PID}_pos_04.mp4")
+    assert video_frames_name(four) == f"video_{PID}_pos_04.json"
+    parsed = parse_video_name(video_frames_name(four))
+    assert parsed is not None and (parsed.print_id, parsed.index, parsed.kind) == (
+        PID,
+        4,
+        "position",
+    )
+    assert parsed.is_frames_file
+    assert parse_video_name(grid).kind == "grid"  # type: ignore[union-attr]
+    for other in (
+        "video_XYZ_grid.mp4",
+        f"video_{PID}_pos_4.mp4",
+        f"video_{PID}_grid.mkv",
+        f".video_{PID}_grid.mp4.ab12.tmp",
+        f"video_{PID}_grid.mp4/../x",
+        "layer_0003_metadata_20240101_090000.json",
+    ):
+        assert parse_video_name(other) is None, other
+    with pytest.raises(ValueError):
+        video_frames_name("video.json")
+    with pytest.raises(ValueError):
+        video_name(PID, -1)
+
+
+def test_a_video_renders_to_a_temporary_name_beside_it():
+    temp = temp_video_name(video_name(PID, 4), "ab12cd34")
+    assert temp == f".video_{PID}_pos_04.mp4.ab12cd34.tmp"
+    assert is_temp_video_name(temp) and parse_video_name(temp) is None
+    assert not is_temp_video_name(".layer_0003_pos_00_z_0_60_20240101_090000.jpg.x.tmp")

@@ -74,6 +74,42 @@ def settings(**values):
     return {**DEFAULTS, "grid_center_x": 100.0, "grid_center_y": 100.0, **values}
 
 
+@pytest.mark.parametrize(
+    ("body", "kind", "index"),
+    [
+        ({}, "all", None),
+        ({"target": "all"}, "all", None),
+        ({"target": "grid"}, "grid", None),
+        ({"target": "position", "index": 4}, "position", 4),
+        ({"target": "position", "index": 99}, "position", 99),  # the renderer checks the grid
+    ],
+)
+def test_render_requests(body, kind, index):
+    target = api.parse_render_request(body)
+    assert (target.kind, target.index) == (kind, index)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (None, "expected a JSON object"),
+        ([], "expected a JSON object"),
+        ({"target": "movie"}, "target must be one of 'all', 'grid', 'position'"),
+        ({"target": None}, "target must be one of"),
+        ({"target": "position"}, "index must be a whole number"),
+        ({"target": "position", "index": "4"}, "index must be a whole number"),
+        ({"target": "position", "index": True}, "index must be a whole number"),
+        ({"target": "position", "index": 1.5}, "index must be a whole number"),
+        ({"target": "grid", "index": 2}, "only for target 'position'"),
+        ({"target": "all", "fps": 60}, "unknown field(s): fps"),
+    ],
+)
+def test_bad_render_requests_are_a_400(body, fragment):
+    with pytest.raises(api.ApiError) as refused:
+        api.parse_render_request(body)
+    assert refused.value.status == 400 and fragment in refused.value.message
+
+
 def test_preview_of_a_grid_inside_the_bed():
     preview = api.grid_preview(settings(), BED)
     assert preview is not None

@@ -57,3 +57,30 @@ def test_before_start_pushes_go_out_at_once() -> None:
     manager.release.set()
     Pushes(manager, "layercapture", logging.getLogger("test")).status({"state": "idle"})
     assert manager.sent == [{"type": "status", "status": {"state": "idle"}}]
+
+
+def test_a_renders_progress_is_pushed_as_a_video_message_for_view_captures() -> None:
+    manager = SlowPluginManager()
+    manager.release.set()
+    Pushes(manager, "layercapture", logging.getLogger("test")).video({"id": 3, "state": "done"})
+    assert manager.sent == [{"type": "video", "job": {"id": 3, "state": "done"}}]
+    assert push.permission_name(push.VIDEO) == "PLUGIN_LAYERCAPTURE_VIEW"
+    assert push.permission_name(push.STATUS) == "PLUGIN_LAYERCAPTURE_VIEW"
+    assert push.permission_name(push.SETTINGS_REJECTED) == "SETTINGS"
+
+
+class User:
+    def __init__(self, *permissions: str) -> None:
+        self.permissions = permissions
+
+    def has_permission(self, permission: Any) -> bool:
+        return permission in self.permissions
+
+
+def test_video_pushes_reach_only_users_with_view_captures() -> None:
+    pushes = Pushes(SlowPluginManager(), "layercapture", logging.getLogger("test"))
+    message = {"plugin": "layercapture", "data": {"type": "video", "job": {"id": 1}}}
+    # (the permissions are the message kinds here: see no_octoprint_permissions)
+    assert pushes.allows(User("video"), "plugin", message)
+    assert not pushes.allows(User("settings_rejected"), "plugin", message)
+    assert not pushes.allows(None, "plugin", message)
