@@ -165,11 +165,12 @@ def video_record(
     """The gallery's record of the video whose frames file ``key`` (``<day>/<name>``) holds
     ``document`` (see ``analysis.video.files``); None when the name is not ours or the
     video file is missing. The print and the position come from the file names, never from
-    the document alone."""
+    the document alone; the camera too, but for the first camera (whose names carry none):
+    its name is the document's ``camera``."""
     parsed = parse_video_name(key.rsplit("/", 1)[-1])
     if parsed is None or not parsed.is_frames_file:
         return None
-    video = video_name(parsed.print_id, parsed.index)
+    video = video_name(parsed.print_id, parsed.index, parsed.camera)
     size = size_of(video)
     if size is None:
         return None
@@ -188,6 +189,8 @@ def video_record(
         "print_id": parsed.print_id,
         "kind": parsed.kind,
         "index": parsed.index,
+        "camera": parsed.camera or _camera_name(document.get("camera")) or "",
+        "first_camera": parsed.camera is None,
         "row": row,
         "col": col,
         "path": f"{day}/{video}",

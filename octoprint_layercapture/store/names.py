@@ -12,9 +12,12 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
     2024-01-15/video_<print id>_grid.mp4                  the grid video of a print
     2024-01-15/video_<print id>_grid.json                 its frames file
     2024-01-15/video_<print id>_pos_04.mp4                position 4's video (and .json)
+    2024-01-15/video_<print id>_pos_04_cam_nozzle.mp4     camera nozzle's video of it
+    2024-01-15/video_<print id>_grid_cam_nozzle.mp4       camera nozzle's grid video
 
 The first camera of the settings (the only one, in a single-camera set-up) keeps the names
-without a camera; every other camera's images carry ``_cam_<name>`` after the position.
+without a camera; every other camera's images and videos carry ``_cam_<name>`` after the
+position (or ``grid``).
 
 A video is rendered to ``.video_<...>.mp4.<random>.tmp`` beside its final name, its frames
 laid out in ``render-<job>-<random>/`` below the plugin's data folder.
@@ -79,7 +82,8 @@ RENDER_WORK_PREFIX = "render-"  # a render's frame folders, below the plugin's d
 _VIDEO_RE = re.compile(
     "^"
     + re.escape(VIDEO_PREFIX)
-    + r"(?P<print>[0-9a-f]{8,64})_(?:(?P<grid>grid)|pos_(?P<index>\d{2,}))(?P<ext>"
+    + r"(?P<print>[0-9a-f]{8,64})_(?:(?P<grid>grid)|pos_(?P<index>\d{2,}))"
+    + rf"(?:_cam_(?P<camera>{_CAMERA_NAME}))?(?P<ext>"
     + re.escape(VIDEO_EXT)
     + "|"
     + re.escape(VIDEO_FRAMES_EXT)
@@ -236,18 +240,24 @@ class VideoName:
     print_id: str
     index: Optional[int]  # None: the grid video
     is_frames_file: bool
+    camera: Optional[str] = None  # None: the first camera's (no camera part)
 
     @property
     def kind(self) -> str:
         return KIND_GRID if self.index is None else KIND_POSITION
 
 
-def video_name(print_id: str, index: Optional[int]) -> str:
-    """``video_<print id>_grid.mp4`` (index None) or ``video_<print id>_pos_04.mp4``."""
+def video_name(print_id: str, index: Optional[int], camera: Optional[str] = None) -> str:
+    """``video_<print id>_grid.mp4`` (index None) or ``video_<print id>_pos_04.mp4``. With a
+    ``camera`` (every camera but the first, as for images): ``..._pos_04_cam_nozzle.mp4``,
+    ``..._grid_cam_nozzle.mp4``."""
     if index is not None:
         _check_index("index", index)
+    if camera is not None and not is_camera_name(camera):
+        raise ValueError(f"not a camera name for file names: {camera!r}")
     part = "grid" if index is None else f"pos_{index:02d}"
-    return f"{VIDEO_PREFIX}{print_id}_{part}{VIDEO_EXT}"
+    suffix = "" if camera is None else _CAMERA_FORMAT.format(name=camera)
+    return f"{VIDEO_PREFIX}{print_id}_{part}{suffix}{VIDEO_EXT}"
 
 
 def video_frames_name(video: str) -> str:
@@ -263,7 +273,7 @@ def parse_video_name(name: str) -> Optional[VideoName]:
     if m is None:
         return None
     index = None if m["grid"] else int(m["index"])
-    return VideoName(m["print"], index, m["ext"] == VIDEO_FRAMES_EXT)
+    return VideoName(m["print"], index, m["ext"] == VIDEO_FRAMES_EXT, m["camera"])
 
 
 def temp_video_name(video: str, token: str) -> str:

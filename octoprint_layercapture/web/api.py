@@ -62,25 +62,29 @@ def check_print_id(value: str) -> str:
 
 def parse_render_request(body: Any) -> RenderTarget:
     """The body of ``POST prints/<id>/videos``: ``{"target": "all"}``, ``{"target": "grid"}``
-    or ``{"target": "position", "index": 4}`` (whether the print has that position is the
-    renderer's to say)."""
+    or ``{"target": "position", "index": 4}``, each with an optional ``"camera"`` (one
+    camera's videos; without it every camera's). Whether the print has that position or
+    camera is the renderer's to say."""
     if not isinstance(body, Mapping):
         raise ApiError(400, 'expected a JSON object like {"target": "all"}')
-    unknown = sorted(set(body) - {"target", "index"})
+    unknown = sorted(set(body) - {"target", "index", "camera"})
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(map(str, unknown))}")
     target = body.get("target", "all")
     if target not in TARGETS:
         names = ", ".join(repr(t) for t in TARGETS)
         raise ApiError(400, f"target must be one of {names}, got {target!r}")
+    camera = body.get("camera")
+    if camera is not None and not isinstance(camera, str):
+        raise ApiError(400, f"camera must be a camera's name, got {camera!r}")
     index = body.get("index")
     if target != KIND_POSITION:
         if index is not None:
             raise ApiError(400, f"index is only for target 'position', not {target!r}")
-        return RenderTarget(target)
+        return RenderTarget(target, camera=camera)
     if isinstance(index, bool) or not isinstance(index, int):
         raise ApiError(400, f"index must be a whole number (a position, from 0), got {index!r}")
-    return RenderTarget(target, index)
+    return RenderTarget(target, index, camera)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

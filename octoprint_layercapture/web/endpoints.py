@@ -16,7 +16,7 @@ import flask
 
 from .. import settings as lc_settings
 from ..analysis.video.jobs import RenderRefused
-from ..analysis.video.plan import grid_size_of, images_per_position
+from ..analysis.video.plan import grid_size_of, images_per_position, print_cameras
 from ..analysis.video.renderer import VideoRenderer
 from ..cameras.probe import camera_test_settings, probe_camera, unsaved_url
 from ..cameras.sources import WebcamInfo, camera_port
@@ -153,6 +153,7 @@ class Endpoints:
             videos=index.videos(pid),
             grid_size=grid_size_of(page.items),
             positions=sorted(images_per_position(page.items)),
+            cameras=print_cameras(page.items),
             render=self.videos.job_for(pid),
             ffmpeg_error=self.videos.ffmpeg_problem(),
             fps=self.reader.video_fps(),

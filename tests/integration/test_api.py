@@ -23,8 +23,6 @@ from gallery_tree import BuiltPrint, build_print
 from harness import ADMIN, VIEWER, OctoPrintServer
 from small_prints import QUICK_CAPTURE, write_square_print
 
-from octoprint_layercapture.camera_settings import camera_entry
-
 pytestmark = pytest.mark.integration
 
 BASE = "/plugin/layercapture"

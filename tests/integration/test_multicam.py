@@ -301,10 +301,10 @@ def test_an_old_single_camera_config_keeps_todays_file_names(
     server = make_server(plugin_settings=old, virtual_printer={"simulated_errors": []})
     stored = yaml.safe_load(server.config_path.read_text(encoding="utf-8"))
     ours = stored["plugins"]["layercapture"]
-    assert ours["_config_version"] == 3
+    assert ours["_config_version"] == 4
     assert ours["cameras"] == [camera_entry(type="snapshot", url=url)]
     assert not {"use_fake_camera", "webcam", "snapshot_url", "stream_url"} & set(ours)
-    assert "Migrated settings from version 2 to 3" in server.log_text(0)
+    assert "Migrated settings from version 2 to 4" in server.log_text(0)
     run = run_print(server, tmp_path, {}, "old_config.gcode")
     names = {p.name for p in run.files}
     for path, meta in run.metadata:

@@ -166,6 +166,21 @@ def test_names_read_back_and_nothing_else_parses():
         video_name(PID, -1)
 
 
+def test_videos_of_cameras_after_the_first_carry_their_name():
+    assert video_name(PID, 4, "nozzle") == f"video_{PID}_pos_04_cam_nozzle.mp4"
+    assert video_name(PID, None, "top-2") == f"video_{PID}_grid_cam_top-2.mp4"
+    parsed = parse_video_name(video_frames_name(video_name(PID, 4, "nozzle")))
+    assert parsed is not None and (parsed.index, parsed.camera, parsed.is_frames_file) == (
+        4,
+        "nozzle",
+        True,
+    )
+    assert parse_video_name(video_name(PID, None)).camera is None  # type: ignore[union-attr]
+    assert parse_video_name(f"video_{PID}_grid_cam_Nozzle.mp4") is None
+    with pytest.raises(ValueError):
+        video_name(PID, 4, "top_cam")
+
+
 def test_a_video_renders_to_a_temporary_name_beside_it():
     temp = temp_video_name(video_name(PID, 4), "ab12cd34")
     assert temp == f".video_{PID}_pos_04.mp4.ab12cd34.tmp"

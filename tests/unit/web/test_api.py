@@ -75,18 +75,20 @@ def settings(**values):
 
 
 @pytest.mark.parametrize(
-    ("body", "kind", "index"),
+    ("body", "kind", "index", "camera"),
     [
-        ({}, "all", None),
-        ({"target": "all"}, "all", None),
-        ({"target": "grid"}, "grid", None),
-        ({"target": "position", "index": 4}, "position", 4),
-        ({"target": "position", "index": 99}, "position", 99),  # the renderer checks the grid
+        ({}, "all", None, None),
+        ({"target": "all"}, "all", None, None),
+        ({"target": "grid"}, "grid", None, None),
+        ({"target": "position", "index": 4}, "position", 4, None),
+        ({"target": "position", "index": 99}, "position", 99, None),  # the renderer checks it
+        ({"target": "grid", "camera": "nozzle"}, "grid", None, "nozzle"),
+        ({"target": "position", "index": 4, "camera": "top"}, "position", 4, "top"),
     ],
 )
-def test_render_requests(body, kind, index):
+def test_render_requests(body, kind, index, camera):
     target = api.parse_render_request(body)
-    assert (target.kind, target.index) == (kind, index)
+    assert (target.kind, target.index, target.camera) == (kind, index, camera)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +104,7 @@ def test_render_requests(body, kind, index):
         ({"target": "position", "index": 1.5}, "index must be a whole number"),
         ({"target": "grid", "index": 2}, "only for target 'position'"),
         ({"target": "all", "fps": 60}, "unknown field(s): fps"),
+        ({"target": "all", "camera": 2}, "camera must be a camera's name"),
     ],
 )
 def test_bad_render_requests_are_a_400(body, fragment):
