@@ -59,6 +59,7 @@ from harness.camera_servers import SnapshotServer  # noqa: E402
 from rest_poller import RestPoller, p95  # noqa: E402
 from small_prints import write_square_print  # noqa: E402
 
+from octoprint_layercapture.camera_settings import camera_entry  # noqa: E402
 from octoprint_layercapture.capture.estimate import (  # noqa: E402
     MotionLimits,
     motion_limits,
@@ -72,14 +73,13 @@ from octoprint_layercapture.store.names import parse_metadata_name  # noqa: E402
 BENCH = "time added per layer"
 LAYERS = 9  # every 2nd layer: 4 captured layers per print
 BASE: Dict[str, Any] = {
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,
     "capture_every_n_layers": 2,
     "capture_delay": 0.0,
     "pre_capture_delay": 0.0,
-    "snapshot_url": "",
 }
 
 
@@ -115,7 +115,9 @@ def capture_print(
     rows = []
     for meta, block in zip(metadata, blocks):
         drain = still_printing(steps[: block.start_index], block.steps[0].t)
-        points = len(meta["images"]) + len([f for f in meta["failures"] if f["index"] is not None])
+        # grid positions visited (with several cameras, one image of each camera per position)
+        indexes = {i["index"] for i in meta["images"]}
+        points = len(indexes | {f["index"] for f in meta["failures"] if f["index"] is not None})
         delays = points * (
             meta_setting(settings, "capture_delay") + meta_setting(settings, "pre_capture_delay")
         )
@@ -145,7 +147,10 @@ def real_printer_seconds(
     printer with the virtual printer's profile speeds and Marlin's stock accelerations would
     run them, plus ``waits`` (the delays and the camera time measured)."""
     stop = meta["return_position"] or meta["stop_position"]
-    visited = sorted(meta["images"], key=lambda image: image["captured_at"])
+    first = {}  # one image per position visited (the first camera's, or any)
+    for image in sorted(meta["images"], key=lambda image: image["captured_at"]):
+        first.setdefault(image["index"], image)
+    visited = sorted(first.values(), key=lambda image: image["captured_at"])
     path = sequence_moves(
         (float(stop["x"]), float(stop["y"]), float(stop["z"])),
         [(float(i["position"]["x"]), float(i["position"]["y"])) for i in visited],
@@ -244,7 +249,6 @@ OCTOLAPSE_LIKE: Dict[str, Any] = {
     "z_offset": 0.6,
     "retract_length": 2.0,
     "capture_every_n_layers": 1,
-    "use_fake_camera": False,
 }
 OCTOLAPSE_ADDED_S = 0.031  # issue 15: Octolapse 0.4.5 on this machine, same conditions
 
@@ -267,7 +271,13 @@ def one_by_one(server: OctoPrintServer, folder: Path, snapshot_url: str, plain: 
     added: Dict[str, float] = {}
     for mode in ("hold", "pause"):
         added[mode] = added_per_layer(
-            server, folder, {**OCTOLAPSE_LIKE, "stop_mode": mode, "snapshot_url": snapshot_url}
+            server,
+            folder,
+            {
+                **OCTOLAPSE_LIKE,
+                "stop_mode": mode,
+                "cameras": [camera_entry(type="snapshot", url=snapshot_url)],
+            },
         )
         record(
             Row(
@@ -411,8 +421,7 @@ def main() -> None:
                 settings = {
                     "grid_size": 3,
                     "stop_mode": mode,
-                    "use_fake_camera": False,
-                    "snapshot_url": snapshots.url("jpeg"),
+                    "cameras": [camera_entry(type="snapshot", url=snapshots.url("jpeg"))],
                 }
                 report_grid(
                     f"3x3 {mode}, snapshot URL camera", capture_print(server, work, settings)

@@ -28,7 +28,7 @@ from .analysis.video.jobs import IndexGallery, RenderGate
 from .analysis.video.renderer import VideoRenderer
 from .calibration import PluginCalibration
 from .cameras import probe
-from .cameras.sources import camera_for
+from .cameras.sources import cameras_for
 from .cameras.webcams import OctoPrintWebcams
 from .capture.firmware import ConnectedFirmware
 from .capture.printer_port import PARKED_AT_COMMAND, PLUGIN_TAG, plugin_tags
@@ -81,7 +81,7 @@ class LayerCapturePlugin(
         self._pushes = Pushes(self._plugin_manager, self._identifier, self._logger)
         self._worker = CaptureWorker(
             make_printer=lambda: sessions.port_of(self._session),
-            make_camera=lambda request, plan: camera_for(request, plan, self._webcams.find),
+            make_cameras=lambda request, plan: cameras_for(request, plan, self._webcams.find),
             on_status=self._publish_status,
             on_finished=self._on_sequence_finished,
             plugin_version=str(self._plugin_version),

@@ -13,7 +13,7 @@ import threading
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .analysis.mosaic import NEEDS_NUMPY, numpy_available
-from .cameras.sources import WebcamInfo, choose_camera
+from .cameras.sources import WebcamInfo, camera_port
 from .capture.calibrate import (
     CalibrationRefused,
     CalibrationRequest,
@@ -102,10 +102,10 @@ class PluginCalibration:
         port = OctoPrintPrinterPort(
             self._printer, "hold", logger=self._logger, wait_for_moves=values.wait_for_moves
         )
-        # the camera as mounted on the toolhead, whatever the saved mode (it is measured)
+        # the first camera (the one camera_mounting describes) as mounted on the toolhead,
+        # whatever the saved mode (it is measured)
         mounting = dataclasses.replace(values.camera_mounting, mode="toolhead")
-        camera = choose_camera(
-            dataclasses.replace(values, camera_mounting=mounting), self._find_webcam
-        )
+        measured = dataclasses.replace(values, camera_mounting=mounting)
+        camera = camera_port(measured.cameras[0], measured, self._find_webcam)
         clock = InterruptibleClock(threading.Event())  # sleeps: the settle delay only
         return CalibrationRun(request, values, bounds, port, camera, clock, _measure, progress)

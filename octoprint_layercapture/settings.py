@@ -12,14 +12,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .camera_settings import (
+    DEFAULT_CAMERAS,
+    SINGLE_CAMERA_KEYS,
+    CameraSettings,
+    cameras_from_single,
+    check_cameras,
+)
 from .cameras.mounting import CameraMounting, parse_mounting
 from .cameras.toolhead import FakeToolheadOptions, parse_options
 from .capture.firmware import AUTO, FIRMWARE_CHOICES
 
 # 2: one value per setting (no per-axis keys); 3: the video settings (video_*);
-# 4: the toolhead camera's mounting and mosaic (camera_mounting, fake_toolhead,
-# mosaic_max_correction, departure_warning_score)
-SETTINGS_VERSION = 4
+# 4: one list of cameras (``cameras``) instead of the four single-camera keys;
+# 5: the toolhead camera's mounting and mosaic (camera_mounting, for the first camera;
+# fake_toolhead, mosaic_max_correction, departure_warning_score)
+SETTINGS_VERSION = 5
 
 STOP_MODES = ("pause", "hold")
 # How a move is awaited before M114 confirms it: the G-code that waits for the printer's
@@ -27,9 +35,9 @@ STOP_MODES = ("pause", "hold")
 WAIT_POLL = "poll"
 WAIT_FOR_MOVES = ("M400", "G4 P0", WAIT_POLL)
 GRID_SIZES = (1, 3, 5)
-# Settings that name an address for the OctoPrint host to fetch; they may carry credentials
+# Settings that name addresses for the OctoPrint host to fetch; they may carry credentials
 # (user:password@, ?pwd=): masked in messages, shown only to users who may change settings.
-CAMERA_URL_KEYS = ("snapshot_url", "stream_url")
+CAMERA_URL_KEYS = ("cameras",)
 
 # Grouped as the settings panel shows them. Keys are the public config.yaml interface.
 DEFAULTS: Dict[str, Any] = {
@@ -51,11 +59,8 @@ DEFAULTS: Dict[str, Any] = {
     "capture_every_n_layers": 3,
     "capture_z_heights": [],
     "min_layer_height": 0.05,
-    # camera
-    "use_fake_camera": False,
-    "webcam": "",
-    "snapshot_url": "",
-    "stream_url": "",
+    # cameras: every one is taken at every grid position (see camera_settings.py)
+    "cameras": DEFAULT_CAMERAS,
     "snapshot_timeout": 5.0,
     "snapshot_retries": 1,
     "capture_delay": 0.25,
@@ -107,7 +112,6 @@ LEGACY_KEYS: Dict[str, str] = {
 LEGACY_ONLY_KEYS = ("grid_size_y", "grid_spacing_y")
 
 _FOLDER_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$", re.IGNORECASE)
 MAX_Z_HEIGHTS = 200
 
 
@@ -174,10 +178,7 @@ class CaptureSettings:
     capture_every_n_layers: int
     capture_z_heights: Tuple[float, ...]
     min_layer_height: float
-    use_fake_camera: bool
-    webcam: str
-    snapshot_url: str
-    stream_url: str
+    cameras: Tuple[CameraSettings, ...]
     snapshot_timeout: float
     snapshot_retries: int
     capture_delay: float
@@ -205,6 +206,18 @@ class CaptureSettings:
     fake_toolhead: FakeToolheadOptions = field(default_factory=FakeToolheadOptions)
     mosaic_max_correction: float = 1.5
     departure_warning_score: float = 0.02
+
+    @property
+    def first_camera(self) -> str:
+        """The name of the first camera: the one ``camera_mounting`` describes."""
+        return self.cameras[0].name
+
+    def mounting_of(self, camera: CameraSettings) -> CameraMounting:
+        """Where ``camera`` is mounted: ``camera_mounting`` for the first camera of the
+        list, fixed for the others (a toolhead mounting per camera is not there yet)."""
+        if camera.name == self.first_camera:
+            return self.camera_mounting
+        return CameraMounting()
 
     def bounds(self, profile_bounds: Optional[Bounds]) -> Optional[Bounds]:
         """Explicit bed settings override the printer profile, per edge."""
@@ -361,12 +374,6 @@ class _Checker:
             self.fail(key, f"must be at most {max_length} characters")
         return value.strip()
 
-    def url(self, key: str) -> str:
-        value = self.text(key)
-        if value and not _URL.match(value):
-            self.fail(key, f"must be an http:// or https:// URL, got {value!r}")
-        return value
-
 
 def merge_form(stored: Mapping[str, Any], form: Mapping[str, Any]) -> Dict[str, Any]:
     """Every setting as stored, with the values of a form (saved or not) on top: what the
@@ -391,7 +398,13 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
     merged = {**DEFAULTS, **data}
     c = _Checker(merged)
     for key in unknown:
-        c.fail(key, "is not a Layer Capture setting")
+        if key in SINGLE_CAMERA_KEYS:
+            c.fail(key, "was replaced by the list 'cameras' (settings version 4)")
+        else:
+            c.fail(key, "is not a Layer Capture setting")
+    cameras, camera_errors = check_cameras(merged["cameras"])
+    for key, message in camera_errors:
+        c.fail(key, message)
 
     grid_size = c.integer("grid_size", 1)
     if grid_size not in GRID_SIZES and not any(e.key == "grid_size" for e in c.errors):
@@ -428,10 +441,7 @@ def validate(data: Mapping[str, Any], profile_bounds: Optional[Bounds] = None) -
         capture_every_n_layers=c.integer("capture_every_n_layers", 0, 100000),
         capture_z_heights=z_heights,
         min_layer_height=c.number("min_layer_height", 0, exclusive=True, maximum=10),
-        use_fake_camera=c.boolean("use_fake_camera"),
-        webcam=c.text("webcam", 200),
-        snapshot_url=c.url("snapshot_url"),
-        stream_url=c.url("stream_url"),
+        cameras=cameras,
         snapshot_timeout=c.number("snapshot_timeout", 0, exclusive=True, maximum=300),
         snapshot_retries=c.integer("snapshot_retries", 0, 20),
         capture_delay=c.number("capture_delay", 0, maximum=60),
@@ -531,8 +541,11 @@ def _check_bounds(c: _Checker, values: CaptureSettings, profile_bounds: Optional
         )
 
 
-def migrate(data: Mapping[str, Any], from_version: Optional[int]) -> Dict[str, Any]:
-    """Bring stored settings of an older version to :data:`SETTINGS_VERSION`."""
+def migrate(
+    data: Mapping[str, Any], from_version: Optional[int], unused: Optional[List[str]] = None
+) -> Dict[str, Any]:
+    """Bring stored settings of an older version to :data:`SETTINGS_VERSION`; the keys
+    that were set but had no effect and are dropped are added to ``unused``."""
     result = copy.deepcopy(dict(data))
     version = from_version or 1
     if version < 2:
@@ -550,8 +563,16 @@ def migrate(data: Mapping[str, Any], from_version: Optional[int]) -> Dict[str, A
     # version 3 only adds settings (video_fps, video_hold_seconds, video_render_after_print,
     # video_render_while_printing): stored settings of version 2 keep every value and take
     # the new ones' defaults, which render nothing by themselves
-    if version < 4:
-        # version 4 adds the camera's mounting as one mapping; a hand-written
+    if version < 4 and any(key in result for key in SINGLE_CAMERA_KEYS):
+        # the one camera of version 2 becomes the first (and only) of the list: the same
+        # source, and as the first camera the same file names
+        single = {key: result.pop(key) for key in SINGLE_CAMERA_KEYS if key in result}
+        cameras, dropped = cameras_from_single(single)
+        result.setdefault("cameras", cameras)
+        if unused is not None:
+            unused.extend(dropped)
+    if version < 5:
+        # version 5 adds the first camera's mounting as one mapping; a hand-written
         # ``camera_mounting: toolhead`` (a word) becomes that mapping's mode
         mounting = result.get("camera_mounting")
         if isinstance(mounting, str):
@@ -563,6 +584,7 @@ def to_storable(values: CaptureSettings) -> Dict[str, Any]:
     """The validated settings as the plain values config.yaml stores."""
     stored = {key: getattr(values, key) for key in DEFAULTS}
     stored["capture_z_heights"] = list(values.capture_z_heights)
+    stored["cameras"] = [camera.to_storable() for camera in values.cameras]
     stored["camera_mounting"] = values.camera_mounting.to_dict()
     stored["fake_toolhead"] = values.fake_toolhead.to_dict()
     for key in ("grid_size", "capture_every_n_layers", "image_quality", "video_fps"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from . import settings as lc_settings
 from .analysis.video.jobs import RenderConfig
@@ -33,7 +33,13 @@ class SettingsReader:
     def migrate(self, version: Optional[int]) -> bool:
         """Stored settings of an earlier version brought up to date; whether any changed."""
         stored = self._settings.get_all_data(merged=False, incl_defaults=False) or {}
-        migrated = lc_settings.migrate(stored, version)
+        unused: List[str] = []
+        migrated = lc_settings.migrate(stored, version, unused)
+        if unused:
+            _logger.info(
+                f"Settings migration: {', '.join(unused)} had no effect (another camera "
+                "setting came first) and are no longer stored"
+            )
         for key in set(stored) - set(migrated):
             self._settings.remove([key])
         for key, value in migrated.items():

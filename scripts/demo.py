@@ -22,6 +22,8 @@ from typing import Any, Dict, Optional
 import requests
 import yaml
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
@@ -31,7 +33,7 @@ HOST = "127.0.0.1"
 SAMPLE = ROOT / "octoprint_layercapture" / "samples" / "demo_sample.gcode"
 DEMO_USER = "demo"
 DEMO_SETTINGS: Dict[str, Any] = {
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     # the virtual printer's default profile is a 200 x 200 mm bed; the sample sits at 100/100
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,

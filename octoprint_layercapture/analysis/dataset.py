@@ -73,6 +73,21 @@ def _image(*keys: str) -> Callable[[Row], Any]:
     return lambda row: _at(row.image, *keys)
 
 
+def camera_info(meta: Meta, image: Meta) -> Any:
+    """The ``camera_info`` of the camera that took ``image``: its entry of ``cameras``
+    (metadata version 3), else the layer's one ``camera_info`` (versions 1 and 2 have one
+    camera)."""
+    name = image.get("camera_name")
+    for entry in meta.get("cameras") or ():
+        if isinstance(entry, Mapping) and name is not None and entry.get("name") == name:
+            return entry.get("camera_info")
+    return meta.get("camera_info")
+
+
+def _camera(*keys: str) -> Callable[[Row], Any]:
+    return lambda row: _at(camera_info(row.meta, row.image), *keys)
+
+
 COLUMNS: Tuple[Column, ...] = (
     Column("print_id", "string", "the gallery's id of the print", lambda r: r.print_id),
     Column("gcode_file", "string", "name of the printed G-code file", _layer("gcode_file")),
@@ -167,41 +182,48 @@ COLUMNS: Tuple[Column, ...] = (
     Column("width", "int", "image width (pixels)", _image("width")),
     Column("height", "int", "image height (pixels)", _image("height")),
     Column(
+        "camera",
+        "string",
+        "the camera's name in the settings (one row per camera and position; null before "
+        "the plugin could take several cameras)",
+        _image("camera_name"),
+    ),
+    Column(
         "camera_kind",
         "string",
         "fake, webcam, snapshot_url or stream_url",
-        _layer("camera_info", "kind"),
+        _camera("kind"),
     ),
     Column(
         "camera_name",
         "string",
         "the camera as the plugin names it (URLs without credentials)",
-        lambda r: _at(r.meta, "camera_info", "name") or _at(r.image, "camera"),
+        lambda r: _at(camera_info(r.meta, r.image), "name") or _at(r.image, "camera"),
     ),
     Column(
         "camera_width",
         "int",
         "width of the pictures the camera delivered (before flip/rotate)",
-        _layer("camera_info", "resolution", "width"),
+        _camera("resolution", "width"),
     ),
-    Column("camera_height", "int", "their height", _layer("camera_info", "resolution", "height")),
+    Column("camera_height", "int", "their height", _camera("resolution", "height")),
     Column(
         "webcam_flip_h",
         "int",
         "OctoPrint webcam setting: flipped horizontally (1/0)",
-        _layer("camera_info", "webcam", "flip_h"),
+        _camera("webcam", "flip_h"),
     ),
     Column(
         "webcam_flip_v",
         "int",
         "OctoPrint webcam setting: flipped vertically (1/0)",
-        _layer("camera_info", "webcam", "flip_v"),
+        _camera("webcam", "flip_v"),
     ),
     Column(
         "webcam_rotate90",
         "int",
         "OctoPrint webcam setting: turned 90° counter-clockwise (1/0)",
-        _layer("camera_info", "webcam", "rotate90"),
+        _camera("webcam", "rotate90"),
     ),
     Column(
         "feed_rate_percent",

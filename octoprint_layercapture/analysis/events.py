@@ -48,6 +48,11 @@ def layer_event_payload(
             if path is not None:
                 images.append(path)
     toolpath = meta.get("toolpath") if isinstance(meta.get("toolpath"), Mapping) else {}
+    cameras = [
+        str(camera.get("name"))
+        for camera in meta.get("cameras") or []
+        if isinstance(camera, Mapping) and isinstance(camera.get("name"), str)
+    ]
     return {
         "layer": meta.get("layer"),
         "z_height": meta.get("z_height"),
@@ -57,6 +62,7 @@ def layer_event_payload(
         "metadata": relative(Path(metadata_file).name),
         "images": images,
         "image_count": len(images),
+        "cameras": cameras,  # their names, in the settings' order ([] before version 3)
         "toolpath": relative((toolpath or {}).get("path")),
         "toolpath_svg": relative((toolpath or {}).get("svg")),
         "failures": len(meta.get("failures") or []),

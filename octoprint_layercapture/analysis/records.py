@@ -8,7 +8,7 @@ Gathered in three places, each doing only what its thread can afford:
   connected; :class:`LayerSpans` keeps, per layer change only, the ``filepos`` of the line
   that started the layer and the tracker's motion state before it. At the stop both go into
   a :class:`LayerContext` with the capture request: a few small objects, no parsing.
-* The worker thread, when the sequence starts: OctoPrint's current temperatures and the
+* The worker thread, when the sequence starts: OctoPrint's current temperatures and each
   camera's identity (:func:`describe_camera`).
 * The image writer's thread, after the layer's images: the file's SHA-256, the layer's line
   numbers and bytes, its toolpath (JSON + SVG, :mod:`.toolpath`) and each image's hash and
@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..cameras.base import redact_url
 from ..cameras.fake import FakeCamera
@@ -34,11 +34,12 @@ from ..cameras.http import SnapshotUrlCamera
 from ..cameras.mjpeg import MjpegStreamCamera
 from ..cameras.sources import OctoPrintWebcam
 from ..capture.firmware import ModeHistory
+from ..capture.shots import RigCamera
 from ..settings import Bounds
 from ..store.files import CaptureStore, write_atomic
 from ..store.names import toolpath_name
 from ..store.records import ImageRecord, LayerMetadata
-from ..store.writer import WrittenImage
+from ..store.writer import ShotKey, WrittenImage
 from .gcode_file import GcodeFile
 from .toolpath import PathStart, read_toolpath, toolpath_document, toolpath_svg
 
@@ -304,14 +305,20 @@ def describe_camera(camera: Any) -> Dict[str, Any]:
 
 @dataclass(frozen=True)
 class StopObservation:
-    """What the worker saw when the sequence started."""
+    """What the worker saw when the sequence started: the temperatures and, by the
+    cameras' names in the settings (in their order), each camera's identity."""
 
     temperatures: Dict[str, Dict[str, Any]]
-    camera: Dict[str, Any]
+    cameras: Dict[str, Dict[str, Any]]
+
+    @property
+    def camera(self) -> Dict[str, Any]:
+        """The first camera's identity (the version 2 ``camera_info``)."""
+        return next(iter(self.cameras.values()), describe_camera(None))
 
 
-def observe_stop(context: Optional[LayerContext], camera: Any) -> StopObservation:
-    """Temperatures right now (OctoPrint's last report) and the camera's identity."""
+def observe_stop(context: Optional[LayerContext], cameras: Sequence[RigCamera]) -> StopObservation:
+    """Temperatures right now (OctoPrint's last report) and each camera's identity."""
     temperatures: Dict[str, Dict[str, Any]] = {}
     reader = None if context is None else context.print_records.read_temperatures
     if reader is not None:
@@ -319,7 +326,9 @@ def observe_stop(context: Optional[LayerContext], camera: Any) -> StopObservatio
             temperatures = temperatures_record(reader())
         except Exception:
             _logger.exception("Could not read the temperatures")
-    return StopObservation(temperatures, describe_camera(camera))
+    return StopObservation(
+        temperatures, {camera.name: describe_camera(camera.port) for camera in cameras}
+    )
 
 
 # ---- on the image writer's thread ------------------------------------------------------
@@ -441,32 +450,53 @@ def _toolpath(
     return summary
 
 
+def _camera_info(
+    name: Optional[str],
+    observed: Optional[StopObservation],
+    written: Mapping[ShotKey, WrittenImage],
+) -> Dict[str, Any]:
+    """Camera ``name``'s identity with the size of the pictures it delivered."""
+    if observed is None or name is None:
+        camera = describe_camera(None)
+    else:
+        camera = dict(observed.cameras.get(name) or describe_camera(None))
+    sizes = [
+        facts.camera_size
+        for (_, taken_by), facts in written.items()
+        if facts.camera_size is not None and (name is None or taken_by == name)
+    ]
+    if sizes:
+        camera["resolution"] = {"width": sizes[0][0], "height": sizes[0][1]}
+    return camera
+
+
 def complete_metadata(
     meta: LayerMetadata,
     context: Optional[LayerContext],
     observed: Optional[StopObservation],
-    written: Mapping[int, WrittenImage],
+    written: Mapping[ShotKey, WrittenImage],
     store: CaptureStore,
     when: datetime,
 ) -> None:
-    """Fill in the version 2 fields of ``meta`` (image writer's thread): the printed
-    file's record, the process state, the camera, the per-image facts and the toolpath
-    (written next to the metadata, named after ``when``). Failures are recorded in the
-    fields' ``error``, never raised."""
+    """Fill in the version 2 and 3 fields of ``meta`` (image writer's thread): the printed
+    file's record, the process state, each camera, the per-image facts and the toolpath
+    (written next to the metadata, named after ``when``). ``written`` is keyed by grid
+    index and camera name. Failures are recorded in the fields' ``error``, never raised."""
     images: List[ImageRecord] = meta.images
     for image in images:
-        facts = written.get(image.index)
+        facts = written.get((image.index, image.camera_name))
         if facts is None:
             continue
         image.sha256, image.width, image.height = facts.sha256, facts.width, facts.height
         image.camera_latency_s = (
             None if facts.camera_latency is None else round(facts.camera_latency, 4)
         )
-    camera = dict(observed.camera) if observed is not None else describe_camera(None)
-    sizes = [w.camera_size for w in written.values() if w.camera_size is not None]
-    if sizes:
-        camera["resolution"] = {"width": sizes[0][0], "height": sizes[0][1]}
-    meta.camera_info = camera
+    for entry in meta.cameras:
+        entry["camera_info"] = _camera_info(entry.get("name"), observed, written)
+    first = meta.cameras[0].get("name") if meta.cameras else None
+    meta.camera_info = (
+        dict(meta.cameras[0]["camera_info"]) if meta.cameras else _camera_info(first, None, written)
+    )
     if context is None:
         return
     process = dict(context.process)

@@ -194,8 +194,10 @@ def render_fake_frame(
     when: datetime,
     quality: int = 90,
     size: Tuple[int, int] = DEFAULT_SIZE,
+    camera: str = "",
 ) -> bytes:
-    """A JPEG frame (``quality`` 1-100, ``size`` pixels) picturing this capture.
+    """A JPEG frame (``quality`` 1-100, ``size`` pixels) picturing this capture; a
+    ``camera`` name is written beside "FAKE CAMERA" (the cameras after the first).
 
     ``bounds=None`` draws a 250 x 210 mm bed. Same arguments give the same bytes.
     """
@@ -228,7 +230,7 @@ def render_fake_frame(
     draw.rectangle((0, 0, width, overlay), fill=_PANEL)
     font = pillow_font(max(10, overlay // 4))
     lines = (
-        f"FAKE CAMERA   layer {layer}   Z {layer_z:.2f} mm",
+        f"FAKE CAMERA{' ' + camera if camera else ''}   layer {layer}   Z {layer_z:.2f} mm",
         f"position {index + 1} of {count}   X {x:.1f}  Y {y:.1f}  Z {z:.2f}",
         when.strftime("%Y-%m-%d %H:%M:%S"),
     )
@@ -271,6 +273,7 @@ class FakeCamera:
             grid_points=self._grid_points,
             when=self._now(),
             quality=self._quality,
+            camera=request.camera if request.name_in_files else "",
         )
         return Snapshot(data, "image/jpeg", time.monotonic() - started, self.name)
 

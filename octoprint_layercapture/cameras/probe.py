@@ -1,11 +1,12 @@
 """The Test camera button: which settings it may try, and what it answers.
 
-The settings panel sends its unsaved camera fields; they override the saved settings for
-one snapshot with the camera those settings choose. The answer shows the image (after
-flip/rotate, as it would be stored) or exactly the error a capture would record.
+The settings panel sends one camera of its list (unsaved or not) and the settings every
+camera shares; they override the saved settings for one snapshot with that camera. The
+answer shows the image (after flip/rotate, as it would be stored) or exactly the error a
+capture would record.
 
-Rules: a camera URL that is not the saved one is a camera being configured, which needs
-OctoPrint's Settings permission besides *Manage captures* (:func:`unsaved_urls`), so the
+Rules: a camera URL that no saved camera has is a camera being configured, which needs
+OctoPrint's Settings permission besides *Manage captures* (:func:`unsaved_url`), so the
 test cannot make the OctoPrint host fetch addresses nobody configured. A test never holds
 its request longer than :data:`CAMERA_TEST_LIMIT_S`, whatever the timeout and retries
 say (:func:`camera_test_settings`).
@@ -18,71 +19,99 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, Mapping, Set, Tuple
 
+from ..camera_settings import FIRST_CAMERA_NAME, SINGLE_CAMERA_KEYS, URL_TYPES, CameraSettings
 from ..capture.ports import CameraError, CameraPort, ShotRequest
-from ..settings import (
-    CAMERA_URL_KEYS,
-    DEFAULTS,
-    CaptureSettings,
-    InvalidSettings,
-    SettingsError,
-    validate,
-)
+from ..settings import DEFAULTS, CaptureSettings, InvalidSettings, SettingsError, validate
 from .base import jpeg_size
 
-CAMERA_TEST_KEYS = (
-    "use_fake_camera",
-    "webcam",
-    "snapshot_url",
-    "stream_url",
-    "snapshot_timeout",
-    "snapshot_retries",
-    "image_quality",
-)
+# The body: the camera to try (one entry of ``cameras``, as in the form) and the settings
+# every camera shares, from the form too.
+CAMERA_KEY = "camera"
+SHARED_KEYS = ("snapshot_timeout", "snapshot_retries", "image_quality")
 # where the fake camera draws the head: the form's grid centre and height, not the defaults
 POSITION_KEYS = ("grid_center_x", "grid_center_y", "z_offset")
 # every key a camera test may carry (the settings panel is given this list)
-TEST_KEYS = CAMERA_TEST_KEYS + POSITION_KEYS
+TEST_KEYS = (CAMERA_KEY, *SHARED_KEYS, *POSITION_KEYS)
 
 CAMERA_TEST_LIMIT_S = 30.0
 
 _logger = logging.getLogger("octoprint.plugins.layercapture.camera_probe")
 
 
-def unsaved_urls(body: Any, saved: Mapping[str, Any]) -> List[str]:
-    """The URL keys of the body that name an address other than the saved one (empty
-    values, which fall back to the next camera source, do not)."""
-    if not isinstance(body, dict):
-        return []
-
-    def text(value: Any) -> Any:
-        return value.strip() if isinstance(value, str) else value
-
-    return [
-        key
-        for key in CAMERA_URL_KEYS
-        if key in body
-        and text(body[key]) not in ("", None)
-        and text(body[key]) != text(saved.get(key, DEFAULTS[key]))
-    ]
+def saved_urls(saved: Mapping[str, Any]) -> Set[str]:
+    """The camera URLs of the saved settings."""
+    cameras = saved.get("cameras")
+    return {
+        entry["url"].strip()
+        for entry in (cameras if isinstance(cameras, list) else [])
+        if isinstance(entry, Mapping) and isinstance(entry.get("url"), str)
+    }
 
 
-def camera_test_settings(body: Any, saved: Mapping[str, Any]) -> CaptureSettings:
-    """The saved camera settings with the body's values on top, validated.
+def unsaved_url(body: Any, saved: Mapping[str, Any]) -> bool:
+    """Whether the body's camera fetches an address that no saved camera has (an empty
+    URL, or a camera that fetches none, does not)."""
+    if not isinstance(body, dict) or not isinstance(body.get(CAMERA_KEY), dict):
+        return False
+    camera = body[CAMERA_KEY]
+    url = camera.get("url")
+    if camera.get("type") not in URL_TYPES or not isinstance(url, str) or not url.strip():
+        return False
+    return url.strip() not in saved_urls(saved)
 
-    Only the camera keys and the grid centre and height (where the fake camera draws the
-    head) count: a grid that does not fit the bed must not stop a camera test.
-    Raises :class:`InvalidSettings` (one error per wrong key)."""
+
+def camera_test_settings(
+    body: Any, saved: Mapping[str, Any]
+) -> Tuple[CaptureSettings, CameraSettings]:
+    """The settings and the camera of a test: the saved settings with the body's values
+    on top, validated; the camera is the body's ``camera`` (the saved first camera when
+    there is none).
+
+    Only the camera, the settings every camera shares and the grid centre and height
+    (where the fake camera draws the head) count: a grid that does not fit the bed must
+    not stop a camera test. Raises :class:`InvalidSettings` (one error per wrong key; a
+    field of the camera as ``camera.<field>``)."""
     if not isinstance(body, dict):
         raise InvalidSettings([SettingsError("settings", "expected a JSON object")])
     keys = TEST_KEYS
     unknown = sorted(set(body) - set(keys))
     if unknown:
-        raise InvalidSettings([SettingsError(k, "is not a camera setting") for k in unknown])
-    candidate = {key: saved.get(key, DEFAULTS[key]) for key in keys}
-    candidate.update(body)
-    return within_test_limit(validate(candidate))
+        raise InvalidSettings(
+            [
+                SettingsError(
+                    key,
+                    "was replaced by 'camera', one entry of the list 'cameras' (settings version 4)"
+                    if key in SINGLE_CAMERA_KEYS
+                    else "is not a camera setting",
+                )
+                for key in unknown
+            ]
+        )
+    candidate = {key: saved.get(key, DEFAULTS[key]) for key in SHARED_KEYS + POSITION_KEYS}
+    candidate.update({key: body[key] for key in SHARED_KEYS + POSITION_KEYS if key in body})
+    if CAMERA_KEY in body:
+        camera = body[CAMERA_KEY]
+        if isinstance(camera, dict) and "name" not in camera:
+            camera = {**camera, "name": FIRST_CAMERA_NAME}  # the name takes no picture
+        candidate["cameras"] = [camera]
+    else:
+        cameras = saved.get("cameras", DEFAULTS["cameras"])
+        candidate["cameras"] = cameras[:1] if isinstance(cameras, list) else cameras
+    try:
+        values = validate(candidate)
+    except InvalidSettings as exc:
+        prefix = "cameras.0"
+        raise InvalidSettings(
+            [
+                SettingsError(CAMERA_KEY + e.key[len(prefix) :], e.message)
+                if e.key.startswith(prefix)
+                else e
+                for e in exc.errors
+            ]
+        ) from None
+    return within_test_limit(values), values.cameras[0]
 
 
 def within_test_limit(
@@ -98,6 +127,7 @@ def within_test_limit(
 def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
     """Take one snapshot and describe it for the ``POST /camera/test`` answer."""
     name = camera.name
+    settings_name = values.cameras[0].name
     request = ShotRequest(
         layer=1,
         layer_z=0.2,
@@ -117,6 +147,7 @@ def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
         _logger.info(f"Camera test: {exc}")
         return {
             "ok": False,
+            "name": settings_name,
             "camera": name,
             "error": str(exc),
             "duration_s": round(time.monotonic() - started, 3),
@@ -125,6 +156,7 @@ def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
         _logger.exception("Camera test: the image could not be processed")
         return {
             "ok": False,
+            "name": settings_name,
             "camera": name,
             "error": f"{name}: the image could not be processed ({exc})",
             "duration_s": round(time.monotonic() - started, 3),
@@ -133,6 +165,7 @@ def probe_camera(camera: CameraPort, values: CaptureSettings) -> Dict[str, Any]:
         camera.close()
     return {
         "ok": True,
+        "name": settings_name,
         "camera": snapshot.camera,
         "content_type": "image/jpeg",
         "size_bytes": len(data),

@@ -7,16 +7,19 @@
 * :class:`~.camera_mjpeg.MjpegStreamCamera`: one frame of an MJPEG stream;
 * :class:`FakeCamera`: drawn images, for trying everything without hardware.
 
-:func:`choose_camera` picks one from the settings. Nothing here imports OctoPrint: the
+:func:`camera_port` makes the port of one camera of the settings, :func:`rig_cameras`
+those of all of them. Nothing here imports OctoPrint: the
 plugin describes its webcams as :class:`WebcamInfo` values with a plain snapshot callable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..camera_settings import FAKE, SNAPSHOT, STREAM, CameraSettings
 from ..capture.ports import CameraError, CameraPort, ShotRequest, Snapshot
+from ..capture.shots import RigCamera
 
 if TYPE_CHECKING:  # annotations only: the worker uses this module
     from ..capture.grid import GridPlan
@@ -135,32 +138,31 @@ class NoCamera:
         pass
 
 
-def choose_camera(
+def camera_port(
+    camera: CameraSettings,
     values: CaptureSettings,
     find_webcam: Callable[[str], Optional[WebcamInfo]],
     bounds: Optional[Bounds] = None,
     grid_points: Sequence[Tuple[float, float]] = (),
     load_scene: Optional[SceneLoader] = None,
 ) -> CameraPort:
-    """The camera the settings ask for. First match wins: ``use_fake_camera``,
-    ``stream_url``, ``snapshot_url``, the webcam named in ``webcam``, OctoPrint's snapshot
-    webcam. ``find_webcam("")`` returns OctoPrint's snapshot webcam."""
+    """The port of one camera of the settings (the timeout, retries and quality are the
+    settings' own). ``find_webcam("")`` returns OctoPrint's snapshot webcam."""
     timeout, retries = values.snapshot_timeout, values.snapshot_retries
-    if values.use_fake_camera and values.camera_mounting.on_toolhead:
-        return ToolheadFakeCamera(
-            values.camera_mounting, values.fake_toolhead, values.image_quality, load_scene
-        )
-    if values.use_fake_camera:
+    mounting = values.mounting_of(camera)
+    if camera.type == FAKE and mounting.on_toolhead:
+        return ToolheadFakeCamera(mounting, values.fake_toolhead, values.image_quality, load_scene)
+    if camera.type == FAKE:
         return FakeCamera(values.image_quality, bounds, grid_points)
-    if values.stream_url:
-        return MjpegStreamCamera(values.stream_url, timeout, retries)
-    if values.snapshot_url:
-        return SnapshotUrlCamera(values.snapshot_url, timeout, retries)
-    webcam = find_webcam(values.webcam)
+    if camera.type == STREAM:
+        return MjpegStreamCamera(camera.url, timeout, retries)
+    if camera.type == SNAPSHOT:
+        return SnapshotUrlCamera(camera.url, timeout, retries)
+    webcam = find_webcam(camera.webcam)
     if webcam is None:
-        if values.webcam:
+        if camera.webcam:
             return NoCamera(
-                f"OctoPrint has no webcam named {values.webcam!r} {WEBCAM_SETTINGS_HINT}"
+                f"OctoPrint has no webcam named {camera.webcam!r} {WEBCAM_SETTINGS_HINT}"
             )
         return NoCamera(f"OctoPrint has no snapshot webcam {WEBCAM_SETTINGS_HINT}")
     if not webcam.can_snapshot:
@@ -171,14 +173,34 @@ def choose_camera(
     return OctoPrintWebcam(webcam, timeout, retries)
 
 
-def camera_for(
+def rig_cameras(
+    values: CaptureSettings,
+    find_webcam: Callable[[str], Optional[WebcamInfo]],
+    bounds: Optional[Bounds] = None,
+    grid_points: Sequence[Tuple[float, float]] = (),
+    load_scene: Optional[SceneLoader] = None,
+) -> List[RigCamera]:
+    """Every camera of the settings, in their order; the first one's file names are the
+    single-camera names, the others' carry the camera's name. The first camera's mounting
+    is ``camera_mounting`` (fixed or toolhead); the others are fixed."""
+    return [
+        RigCamera(
+            camera.name,
+            camera_port(camera, values, find_webcam, bounds, grid_points, load_scene),
+            name_in_files=number > 0,
+            mounting=values.mounting_of(camera).mode,
+        )
+        for number, camera in enumerate(values.cameras)
+    ]
+
+
+def cameras_for(
     request: CaptureRequest, plan: GridPlan, find_webcam: Callable[[str], Optional[WebcamInfo]]
-) -> CameraPort:
-    """The camera of a capture request (the fake camera draws the plan's points)."""
+) -> List[RigCamera]:
+    """The cameras of a capture request (the fake camera draws the plan's points)."""
     points = [(p.x, p.y) for p in plan.points]
-    return choose_camera(
-        request.settings, find_webcam, request.bounds, points, _scene_loader(request)
-    )
+    scene = _scene_loader(request)
+    return rig_cameras(request.settings, find_webcam, request.bounds, points, scene)
 
 
 def _scene_loader(request: CaptureRequest) -> Optional[SceneLoader]:

@@ -224,7 +224,7 @@ class CalibrationRun:
         for delay in (self.settings.capture_delay, self.settings.pre_capture_delay):
             if delay > 0:  # the configured settle delays, as in the sequence
                 self.clock.sleep(delay)
-        request = ShotRequest(0, self.request.z, number, 6, x, y, self.request.z, measured)
+        request = ShotRequest(0, self.request.z, number, 6, x, y, self.request.z, measured=measured)
         try:
             return self.camera.take(request).data
         except CameraError as exc:

@@ -125,7 +125,9 @@ class PrinterPort(Protocol):
 
 @dataclass(frozen=True)
 class ShotRequest:
-    """One snapshot to take: which layer, which grid position and where the head is."""
+    """One snapshot to take: which layer, which grid position, where the head is, and which
+    camera takes it (its name in the settings; ``name_in_files``: the file names carry it,
+    as for every camera but the first)."""
 
     layer: int
     layer_z: float
@@ -134,6 +136,8 @@ class ShotRequest:
     x: float
     y: float
     z: float
+    camera: str = ""
+    name_in_files: bool = False
     # where the printer reported the head before the snapshot (None: not confirmed)
     measured: Optional[Position] = None
 

@@ -31,7 +31,8 @@ class CaptureTask:
 
 @dataclass
 class ShotResult:
-    """One grid point the head was sent to; ``saved`` is None when no image was stored."""
+    """One camera's picture of one grid point the head was sent to (one per camera and
+    point); ``saved`` is None when no image was stored."""
 
     index: int
     request: ShotRequest
@@ -42,16 +43,23 @@ class ShotResult:
     duration: float
     captured_at: datetime
 
+    @property
+    def camera(self) -> str:
+        """The name of the camera (in the settings) that took this picture."""
+        return self.request.camera
+
 
 @dataclass
 class SequenceFailure:
     """Something that went wrong; ``phase`` is one of :data:`PHASES`, ``index`` the grid
-    position concerned (None when none is), ``duration`` the time the failing step took."""
+    position concerned (None when none is), ``duration`` the time the failing step took,
+    ``camera`` the name of the camera concerned (None when the failure is no camera's)."""
 
     phase: str
     message: str
     index: Optional[int]
     duration: float
+    camera: Optional[str] = None
 
 
 @dataclass

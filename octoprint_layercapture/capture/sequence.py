@@ -34,8 +34,11 @@ ports in :mod:`ports`. The G-code of every step comes from :mod:`gcode`. Rules i
   sent and the job is not continued. A manual user pause is respected: the head is returned
   but the job stays paused, and the held-back line is left for the plugin to send on resume.
   A manual resume skips the remaining positions: the head returns at once.
-* :data:`CAMERA_FAILURES_TO_SKIP` camera failures in a row skip the layer's remaining
-  positions: a dead camera must not keep a hot nozzle over the part for every timeout.
+* Every camera is taken at every position, all at once once the head settled (see
+  :mod:`shots`). :data:`shots.CAMERA_FAILURES_TO_SKIP` failures in a row of one camera drop that
+  camera for the rest of the layer, and the layer's remaining positions are skipped once no
+  camera is left: a dead camera must not keep a hot nozzle over the part for every timeout,
+  nor keep the other cameras from their pictures.
 * When the head cannot be brought back, the job is not continued; ``owed_return`` is the
   G-code that brings it back, which the plugin sends before the job goes on (a resume).
 """
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..settings import WAIT_POLL
@@ -53,8 +57,6 @@ from . import firmware, moves
 # The ports and the task and result types live in ports.py and results.py; importing
 # them here lets callers take the whole sequence API from this module.
 from .ports import (
-    CameraError,
-    CameraPort,
     Clock,
     ImageSink,
     JobInterrupted,
@@ -67,6 +69,7 @@ from .ports import (
     StopReport,
 )
 from .results import CaptureTask, SequenceFailure, SequenceResult, ShotResult
+from .shots import CameraRig, CameraTurns, Shot
 
 # A printer whose reports keep disagreeing after M400 will not change its mind; cap the
 # position reports per move so a misreporting firmware isn't flooded until the timeout.
@@ -79,9 +82,6 @@ POLL_INTERVAL = 0.05
 # A move whose report shows the head elsewhere was lost on the way (a dropped serial line):
 # it is sent again this many times. Our moves are absolute, so sending one twice is harmless.
 MOVE_RESENDS = 2
-
-# Camera failures in a row after which the layer's remaining positions are skipped.
-CAMERA_FAILURES_TO_SKIP = 2
 
 HEAD_NOT_BACK = (
     "the head could not be brought back; the job is left paused, and the head is brought "
@@ -121,14 +121,14 @@ class CaptureSequence:
     def __init__(
         self,
         printer: PrinterPort,
-        camera: CameraPort,
+        cameras: CameraRig,
         sink: ImageSink,
         clock: Clock,
         logger: logging.Logger,
         on_progress: Optional[ProgressCallback] = None,
     ) -> None:
         self.printer = printer
-        self.camera = camera
+        self.cameras = cameras
         self.sink = sink
         self.clock = clock
         self.logger = logger
@@ -172,7 +172,7 @@ class _Run:
     """The state of one run; a fresh one per task keeps :class:`CaptureSequence` reusable."""
 
     def __init__(self, sequence: CaptureSequence, task: CaptureTask) -> None:
-        self.printer, self.camera, self.sink = sequence.printer, sequence.camera, sequence.sink
+        self.printer, self.cameras, self.sink = sequence.printer, sequence.cameras, sequence.sink
         self.clock, self.logger = sequence.clock, sequence.logger
         self.on_progress = sequence.on_progress
         self.task = task
@@ -199,7 +199,7 @@ class _Run:
         self.xy_moved = False  # an XY move of ours went out
         self.interrupted = False
         self.user_paused = False
-        self.camera_failures = 0  # in a row
+        self.turns = CameraTurns(sequence.cameras)  # the cameras still taken in this layer
         self.back: Optional[_ReturnPoint] = None
         self.travel_z: Optional[float] = None
         self.retract_owed = True  # our retract (if any) is not recovered yet
@@ -442,8 +442,12 @@ class _Run:
         request = ShotRequest(
             self.task.layer, self.task.layer_z, point.index, self.task.plan.count, x, y, travel_z
         )
-        shot = ShotResult(point.index, request, commanded, None, None, "", 0.0, self.clock.now())
-        self.result.shots.append(shot)
+        now = self.clock.now()
+        shots = [
+            ShotResult(point.index, camera.request(request), commanded, None, None, "", 0.0, now)
+            for camera in self.turns.active
+        ]
+        self.result.shots.extend(shots)
         move = moves.move_commands(point.x, point.y, s.movement_speed)
         batched = self.lift_unconfirmed
         if not batched:
@@ -451,15 +455,17 @@ class _Run:
             self.xy_moved = True
         try:
             if batched:
-                shot.measured, mismatch = self._confirm_lifted_move(move, commanded)
+                measured, mismatch = self._confirm_lifted_move(move, commanded)
             else:
-                shot.measured, mismatch = self._confirm_move(move, commanded)
+                measured, mismatch = self._confirm_move(move, commanded)
         except PrinterTimeout as exc:
             self._fail(Phase.MOVES, f"{where}: move not confirmed ({exc})", point.index, started)
             raise _Abort() from exc
+        for shot in shots:
+            shot.measured = measured
         if mismatch:
             self._fail(Phase.MOVES, f"{where}: {mismatch}; no snapshot", point.index, started)
-            self._finish_shot(shot, started)
+            self._finish_shots(shots, started)
             return
         self.timer.enter(Phase.SETTLE)
         for delay in (s.capture_delay, s.pre_capture_delay):
@@ -468,40 +474,50 @@ class _Run:
         self._checkpoint()
         self.timer.enter(Phase.CAPTURE)
         self._progress(Step.CAPTURING, number)
-        camera_ok = self._capture(where, shot)
-        self._finish_shot(shot, started)
-        self.camera_failures = 0 if camera_ok else self.camera_failures + 1
-        left = len(self.points) - number
-        if self.camera_failures >= CAMERA_FAILURES_TO_SKIP and left:
-            self._fail(
-                Phase.CAPTURE,
-                f"{self.camera_failures} camera failures in a row: the remaining {left} "
-                "positions of this layer are skipped",
-            )
+        # the cameras see where the printer reported the head (the fake toolhead camera draws it)
+        failed = self._capture(where, replace(request, measured=measured), shots)
+        self._finish_shots(shots, started)
+        dropped, skip_layer = self.turns.after(failed, len(self.points) - number)
+        for camera, message in dropped:
+            self._fail(Phase.CAPTURE, message, camera=camera)
+        if skip_layer:
             raise _Abort()
 
-    def _capture(self, where: str, shot: ShotResult) -> bool:
-        """False when the camera gave no picture (a failed save is not the camera's)."""
-        started = self.clock.monotonic()
+    def _capture(self, where: str, request: ShotRequest, shots: List[ShotResult]) -> List[str]:
+        """Every camera still taken, at once; the names of those that gave no picture (a
+        failed save is not the camera's)."""
+        failed = []
+        taken = self.cameras.take(request, self.turns.active)
+        for shot, got in zip(shots, taken):
+            self._store(self.turns.where(where, got.camera), shot, got)
+            if got.snapshot is None:
+                failed.append(got.camera.name)
+        return failed
+
+    def _store(self, where: str, shot: ShotResult, got: Shot) -> None:
+        camera = got.camera.name
+        if got.snapshot is None:
+            message = f"{where}: {got.error}"
+            self._fail(Phase.CAPTURE, message, shot.index, camera=camera, duration=got.duration)
+            return
+        shot.snapshot_camera = got.snapshot.camera
+        # when this camera's picture came (the others may have taken longer)
+        since = 0.0 if got.finished is None else max(0.0, self.clock.monotonic() - got.finished)
+        shot.captured_at = self.clock.now() - timedelta(seconds=since)
+        started = self.clock.monotonic() - got.duration  # the camera's time counts too
         try:
-            snapshot = self.camera.take(replace(shot.request, measured=shot.measured))
-        except CameraError as exc:
-            self._fail(Phase.CAPTURE, f"{where}: {exc}", shot.index, started)
-            return False
-        except Exception as exc:
-            self.logger.exception("layer %d %s: camera error", self.task.layer, where)
-            self._fail(Phase.CAPTURE, f"{where}: camera error {exc!r}", shot.index, started)
-            return False
-        shot.snapshot_camera = snapshot.camera
-        shot.captured_at = self.clock.now()
-        try:
-            shot.saved = self.sink.save(shot.request, snapshot, shot.captured_at)
+            shot.saved = self.sink.save(shot.request, got.snapshot, shot.captured_at)
         except OSError as exc:
-            self._fail(Phase.CAPTURE, f"{where}: image not saved ({exc})", shot.index, started)
+            message = f"{where}: image not saved ({exc})"
+            self._fail(Phase.CAPTURE, message, shot.index, started, camera)
         except Exception as exc:
             self.logger.exception("layer %d %s: saving failed", self.task.layer, where)
-            self._fail(Phase.CAPTURE, f"{where}: image not saved ({exc!r})", shot.index, started)
-        return True
+            message = f"{where}: image not saved ({exc!r})"
+            self._fail(Phase.CAPTURE, message, shot.index, started, camera)
+
+    def _finish_shots(self, shots: List[ShotResult], started: float) -> None:
+        for shot in shots:
+            self._finish_shot(shot, started)
 
     def _finish_shot(self, shot: ShotResult, started: float) -> None:
         shot.duration = self.clock.monotonic() - started
@@ -831,10 +847,17 @@ class _Run:
         return Outcome.COMPLETED_WITH_FAILURES if self.result.failures else Outcome.COMPLETED
 
     def _fail(
-        self, phase: str, message: str, index: Optional[int] = None, started: Optional[float] = None
+        self,
+        phase: str,
+        message: str,
+        index: Optional[int] = None,
+        started: Optional[float] = None,
+        camera: Optional[str] = None,
+        duration: Optional[float] = None,
     ) -> None:
-        duration = 0.0 if started is None else self.clock.monotonic() - started
-        self.result.failures.append(SequenceFailure(phase, message, index, duration))
+        if duration is None:
+            duration = 0.0 if started is None else self.clock.monotonic() - started
+        self.result.failures.append(SequenceFailure(phase, message, index, duration, camera))
         self.logger.warning("layer %d: %s", self.task.layer, message)
 
     def _progress(self, phase: str, number: int) -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..analysis.records import LayerContext, StopObservation, complete_metadata, observe_stop
 from ..cameras.sources import NoCamera
@@ -28,9 +28,10 @@ from ..vocabulary import State
 from .armed import ArmedPrint, PrintInfo
 from .grid import GridPlan, plan_grid
 from .layers import LayerTrigger, MotionState
-from .ports import CameraPort, Position, PrinterPort
+from .ports import Position, PrinterPort
 from .results import CaptureTask, SequenceResult
 from .sequence import CaptureSequence
+from .shots import WAIT_GRACE_S, CameraRig, RigCamera
 
 _THREAD_NAME = "layercapture-worker"
 
@@ -90,10 +91,15 @@ def position_record(position: Position) -> Dict[str, Optional[float]]:
 
 
 def build_metadata(
-    request: CaptureRequest, plan: GridPlan, result: SequenceResult, plugin_version: str
+    request: CaptureRequest,
+    plan: GridPlan,
+    result: SequenceResult,
+    plugin_version: str,
+    cameras: Sequence[RigCamera] = (),
 ) -> LayerMetadata:
     s = request.settings
     plan_rows = {p.index: p for p in plan.points}
+    first = cameras[0].name if cameras else None
     images = []
     for shot in result.shots:
         if shot.saved is None:
@@ -113,8 +119,10 @@ def build_metadata(
                 camera=shot.snapshot_camera,
                 size_bytes=shot.saved.size_bytes,
                 content_type="image/jpeg",
+                camera_name=shot.camera,
             )
         )
+    firsts = [image for image in images if first is None or image.camera_name == first]
     return LayerMetadata(
         layer=request.trigger.layer,
         z_height=request.trigger.z,
@@ -140,14 +148,22 @@ def build_metadata(
             None if result.return_position is None else position_record(result.return_position)
         ),
         travel_z=result.travel_z,
-        camera=images[0].camera if images else "",
+        camera=firsts[0].camera if firsts else "",
+        cameras=[
+            {"name": camera.name, "mounting": camera.mounting, "camera_info": None}
+            for camera in cameras
+        ],
         skipped=[
             SkippedRecord(index=p.index, position={"x": p.x, "y": p.y, "z": p.z}, reason=p.reason)
             for p in plan.skipped
         ],
         failures=[
             FailureRecord(
-                index=f.index, phase=f.phase, message=f.message, duration_s=round(f.duration, 4)
+                index=f.index,
+                phase=f.phase,
+                message=f.message,
+                duration_s=round(f.duration, 4),
+                camera=f.camera,
             )
             for f in result.failures
         ],
@@ -178,7 +194,7 @@ class CaptureWorker:
     def __init__(
         self,
         make_printer: Callable[[], PrinterPort],
-        make_camera: Callable[[CaptureRequest, GridPlan], CameraPort],
+        make_cameras: Callable[[CaptureRequest, GridPlan], List[RigCamera]],
         on_status: Callable[[Dict[str, Any]], None],
         on_finished: Callable[[CaptureRequest, SequenceResult], None],
         plugin_version: str,
@@ -191,7 +207,7 @@ class CaptureWorker:
     ) -> None:
         self._make_printer = make_printer
         self._on_layer_saved = on_layer_saved
-        self._make_camera = make_camera
+        self._make_cameras = make_cameras
         self._on_status = on_status
         self._on_finished = on_finished
         self._plugin_version = plugin_version
@@ -291,7 +307,7 @@ class CaptureWorker:
         setup_error: Optional[str] = None
         try:
             plan = self._plan(request)
-            camera = self._make_camera(request, plan)
+            cameras = self._make_cameras(request, plan)
         except Exception as exc:
             # the job is already stopped: an empty plan makes the sequence continue it
             # without moving the head, and the metadata records why
@@ -308,22 +324,27 @@ class CaptureWorker:
                 s.z_offset,
             )
             setup_error = f"could not prepare the capture: {exc}"
-            camera = NoCamera(setup_error)
+            cameras = [RigCamera(s.cameras[0].name, NoCamera(setup_error))]
         for skipped in plan.skipped:
             self._logger.warning(f"layer {layer} position {skipped.index}: {skipped.reason}")
         store = CaptureStore(request.store_root)
-        sink = StoreSink(store, s, self._writer, camera.transform.for_storage(s.image_quality))
+        transforms = {c.name: c.port.transform.for_storage(s.image_quality) for c in cameras}
+        sink = StoreSink(store, s, self._writer, transforms)
+        clock = self._clock or InterruptibleClock(self._stopping)
+        # the cameras' own limit, then a grace: a worker that never returns is given up
+        wait_limit = (s.snapshot_retries + 1) * s.snapshot_timeout + WAIT_GRACE_S
+        rig = CameraRig(cameras, wait_limit, clock.monotonic, self._logger)
         sequence = CaptureSequence(
             printer=request.printer or self._make_printer(),
-            camera=camera,
+            cameras=rig,
             sink=sink,
-            clock=self._clock or InterruptibleClock(self._stopping),
+            clock=clock,
             logger=self._logger,
             on_progress=lambda phase, i, n: self._on_status(
                 {"state": State.CAPTURING, "layer": layer, "phase": phase, "index": i, "count": n}
             ),
         )
-        observed = observe_stop(request.context, camera)
+        observed = observe_stop(request.context, cameras)
         task = CaptureTask(
             layer=layer,
             layer_z=request.trigger.z,
@@ -341,11 +362,13 @@ class CaptureWorker:
         finally:
             # the job runs again from here on; the next layer may queue its capture
             self._idle()
-            camera.close()
+            rig.close()
         self._on_finished(request, result)
         # queued behind this layer's images: runs once they are written
         self._writer.submit(
-            lambda: self._finish_layer(request, plan, result, sink, store, setup_error, observed)
+            lambda: self._finish_layer(
+                request, plan, result, sink, store, setup_error, cameras, observed
+            )
         )
 
     def _finish_layer(
@@ -356,6 +379,7 @@ class CaptureWorker:
         sink: StoreSink,
         store: CaptureStore,
         setup_error: Optional[str],
+        cameras: Sequence[RigCamera] = (),
         observed: Optional[StopObservation] = None,
     ) -> None:
         layer = request.trigger.layer
@@ -363,7 +387,7 @@ class CaptureWorker:
         for failure in result.failures:
             if failure.phase == "write":
                 self._logger.warning(f"layer {layer}: {failure.message}")
-        metadata = build_metadata(request, plan, result, self._plugin_version)
+        metadata = build_metadata(request, plan, result, self._plugin_version, cameras)
         if setup_error is not None:
             metadata.failures.append(FailureRecord(None, "prepare", setup_error, 0.0))
         # the hashes, the layer's lines and its toolpath: disk work, here off the printer's path
@@ -384,7 +408,7 @@ class CaptureWorker:
             except Exception:
                 self._logger.exception(f"layer {layer}: could not add the layer to the gallery")
         self._logger.info(
-            f"layer {layer}: {len(metadata.images)}/{plan.count} images, "
+            f"layer {layer}: {len(metadata.images)}/{plan.count * len(cameras or [None])} images, "
             f"{len(result.failures)} failures, outcome {result.outcome}, "
             f"{result.timings.get('total', 0.0):.2f} s" + (f", metadata {path}" if path else "")
         )

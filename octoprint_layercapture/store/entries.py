@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..numbers import finite_number
 from .names import (
+    is_camera_name,
     is_mosaic_name,
     is_toolpath_name,
     parse_image_name,
@@ -35,12 +36,32 @@ def _position(value: Any) -> Optional[Dict[str, Optional[float]]]:
     return {axis: _number(value.get(axis)) for axis in ("x", "y", "z", "e") if axis in value}
 
 
+def _camera_name(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and is_camera_name(value) else None
+
+
+def layer_cameras(meta: Mapping[str, Any], images: List[Dict[str, Any]]) -> List[str]:
+    """The layer's camera names: those the metadata lists (settings order), then any other
+    an image names; ``[""]`` for a layer of one unnamed camera (metadata before several
+    cameras were possible)."""
+    raw = meta.get("cameras")
+    listed = raw if isinstance(raw, list) else []
+    names = [
+        n for n in (_camera_name(c.get("name")) for c in listed if isinstance(c, Mapping)) if n
+    ]
+    for image in images:
+        if image["camera"] not in names:
+            names.append(image["camera"])
+    return list(dict.fromkeys(names)) or [""]
+
+
 def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -> Dict[str, Any]:
     """The gallery's record of metadata ``meta`` stored as ``key`` (``<day>/<file>``).
 
     ``size_of`` answers for files of the day folder; ``size_bytes`` counts the images and
     thumbnails (the caller adds the metadata file). Kept small: a listing of 10,000 images
-    carries one of these per layer.
+    carries one of these per layer. Each image names its ``camera`` (``""`` in metadata
+    that does not say: one camera), the layer its ``cameras`` in order.
     """
     raw_settings = meta.get("settings")
     settings: Mapping[str, Any] = raw_settings if isinstance(raw_settings, Mapping) else {}
@@ -66,6 +87,7 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         row, col = raw.get("row"), raw.get("col")
         if not isinstance(row, int) or not isinstance(col, int):
             row, col = divmod(index, grid_size)
+        camera = _camera_name(raw.get("camera_name")) or parsed.camera or ""
         # what the gallery grid needs; the rest is read from the metadata file on demand
         images.append(
             {
@@ -76,12 +98,20 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
                 "thumbnail": None if thumb_size is None else f"{day}/{thumb}",
                 "position": _position(raw.get("position")),
                 "size_bytes": size,
+                "camera": camera,
             }
         )
         total += size + (thumb_size or 0)
-    images.sort(key=lambda i: int(i["index"]))
+    cameras = layer_cameras(meta, images)
+    order = {name: number for number, name in enumerate(cameras)}
+    images.sort(key=lambda i: (int(i["index"]), order.get(i["camera"], 0)))
     failures = [
-        {"index": f.get("index"), "phase": f.get("phase"), "message": f.get("message")}
+        {
+            "index": f.get("index"),
+            "phase": f.get("phase"),
+            "message": f.get("message"),
+            "camera": _camera_name(f.get("camera")),
+        }
         for f in meta.get("failures") or []
         if isinstance(f, Mapping)
     ]
@@ -117,6 +147,7 @@ def layer_record(key: str, day: str, meta: Mapping[str, Any], size_of: SizeOf) -
         "print_start_time": start if isinstance(start, str) else None,
         "grid_size": grid_size,
         "camera": meta.get("camera") if isinstance(meta.get("camera"), str) else "",
+        "cameras": cameras,
         "images": images,
         "skipped": skipped,
         "failures": failures,
@@ -187,11 +218,12 @@ def video_record(
     """The gallery's record of the video whose frames file ``key`` (``<day>/<name>``) holds
     ``document`` (see ``analysis.video.files``); None when the name is not ours or the
     video file is missing. The print and the position come from the file names, never from
-    the document alone."""
+    the document alone; the camera too, but for the first camera (whose names carry none):
+    its name is the document's ``camera``."""
     parsed = parse_video_name(key.rsplit("/", 1)[-1])
     if parsed is None or not parsed.is_frames_file:
         return None
-    video = video_name(parsed.print_id, parsed.index)
+    video = video_name(parsed.print_id, parsed.index, parsed.camera)
     size = size_of(video)
     if size is None:
         return None
@@ -210,6 +242,8 @@ def video_record(
         "print_id": parsed.print_id,
         "kind": parsed.kind,
         "index": parsed.index,
+        "camera": parsed.camera or _camera_name(document.get("camera")) or "",
+        "first_camera": parsed.camera is None,
         "row": row,
         "col": col,
         "path": f"{day}/{video}",
@@ -265,6 +299,7 @@ class PrintEntry:
                 "last_capture": max(stamps) if stamps else None,
                 "layer_count": len(layers),
                 "image_count": sum(len(d["images"]) for d in layers),
+                "cameras": list(dict.fromkeys(name for d in layers for name in d["cameras"])),
                 "failure_count": sum(len(d["failures"]) for d in layers),
                 "size_bytes": sum(d["size_bytes"] for d in layers),
                 "cover": None if cover is None else (cover["thumbnail"] or cover["path"]),

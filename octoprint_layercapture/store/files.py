@@ -183,10 +183,13 @@ class CaptureStore:
         layer_z: float,
         when: datetime,
         day: Optional[date] = None,
+        camera: Optional[str] = None,
     ) -> Path:
-        """Where the image of ``layer``/``index`` taken at ``when`` goes (the day folder is
-        created and pinned for the layer); nothing is written yet."""
-        path = self.folder_for(layer, when, day) / image_name(layer, index, layer_z, when)
+        """Where the image of ``layer``/``index`` taken at ``when`` (by ``camera``, see
+        :func:`names.image_name`) goes (the day folder is created and pinned for the layer);
+        nothing is written yet."""
+        name = image_name(layer, index, layer_z, when, camera)
+        path = self.folder_for(layer, when, day) / name
         if self._pinned_day(layer, when) is None:
             self._pins[layer] = (day or when.date(), when)
         return path
@@ -201,6 +204,7 @@ class CaptureStore:
         thumbnail: bool,
         thumb_quality: int = 85,
         day: Optional[date] = None,
+        camera: Optional[str] = None,
     ) -> SavedImage:
         """Store the image bytes unchanged (and a thumbnail when asked), right now.
 
@@ -210,7 +214,7 @@ class CaptureStore:
         """
         if not data:
             raise ValueError("no image data")
-        path = self.image_path(layer, index, layer_z, when, day)
+        path = self.image_path(layer, index, layer_z, when, day, camera)
         write_atomic(path, bytes(data), self._file_mode)
         thumb_path = None
         if thumbnail:

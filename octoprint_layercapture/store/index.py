@@ -549,11 +549,20 @@ class CaptureIndex:
         )
 
     def videos(self, pid: str) -> List[Dict[str, Any]]:
-        """The videos of a print: the grid video first, then by position."""
+        """The videos of a print: the first camera's, then the others' (by name); each
+        camera's grid video first, then by position."""
         state, _root = self._current()
         with self._lock:
             found = [dict(v) for v in state.videos.values() if v["print_id"] == pid]
-        return sorted(found, key=lambda v: (v["index"] is not None, v["index"] or 0))
+        return sorted(
+            found,
+            key=lambda v: (
+                not v["first_camera"],
+                v["camera"],
+                v["index"] is not None,
+                v["index"] or 0,
+            ),
+        )
 
     def file_path(self, relative: str) -> Optional[Path]:
         """Absolute path of an indexed file (image, thumbnail, metadata), else None.
@@ -601,9 +610,12 @@ class CaptureIndex:
                 found[rel] = base / day / name
         return found
 
-    def print_files(self, pid: str, thumbnails: bool = False) -> Optional[List[Tuple[str, Path]]]:
-        """``(relative path, absolute path)`` of a print's images, toolpaths and metadata, by
-        layer; None for an unknown print."""
+    def print_files(
+        self, pid: str, thumbnails: bool = False, camera: Optional[str] = None
+    ) -> Optional[List[Tuple[str, Path]]]:
+        """``(relative path, absolute path)`` of a print's images and videos (only
+        ``camera``'s when one is named), toolpaths and metadata, by layer; None for an
+        unknown print."""
         state, root = self._current()
         with self._lock:
             entry = state.prints.get(pid)
@@ -612,6 +624,8 @@ class CaptureIndex:
             files: List[Tuple[str, Path]] = []
             for layer in entry.ordered():
                 for image in layer["images"]:
+                    if camera is not None and image["camera"] != camera:
+                        continue
                     files.append((image["path"], root / image["path"]))
                     if thumbnails and image["thumbnail"]:
                         files.append((image["thumbnail"], root / image["thumbnail"]))
@@ -619,7 +633,7 @@ class CaptureIndex:
                     files.append((extra, root / extra))
                 files.append((layer["metadata"], root / layer["metadata"]))
             for video in state.videos.values():
-                if video["print_id"] == pid:
+                if video["print_id"] == pid and camera in (None, video["camera"]):
                     files.append((video["path"], root / video["path"]))
                     files.append((video["metadata"], root / video["metadata"]))
             return files

@@ -6,6 +6,7 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
 
     2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000.jpg
     2024-01-15/layer_0003_pos_00_z_0_60_20240115_103000_thumb.jpg
+    2024-01-15/layer_0003_pos_00_cam_nozzle_z_0_60_20240115_103000.jpg
     2024-01-15/layer_0003_metadata_20240115_103000.json
     2024-01-15/layer_0003_toolpath_20240115_103000.json   (and .svg)
     2024-01-15/layer_0003_mosaic_20240115_103000.jpg      (toolhead camera, see analysis.mosaic)
@@ -14,6 +15,12 @@ Pure module, the one place for the file-name patterns; :func:`parse_image_name` 
     2024-01-15/video_<print id>_grid.mp4                  the grid video of a print
     2024-01-15/video_<print id>_grid.json                 its frames file
     2024-01-15/video_<print id>_pos_04.mp4                position 4's video (and .json)
+    2024-01-15/video_<print id>_pos_04_cam_nozzle.mp4     camera nozzle's video of it
+    2024-01-15/video_<print id>_grid_cam_nozzle.mp4       camera nozzle's grid video
+
+The first camera of the settings (the only one, in a single-camera set-up) keeps the names
+without a camera; every other camera's images and videos carry ``_cam_<name>`` after the
+position (or ``grid``).
 
 A video is rendered to ``.video_<...>.mp4.<random>.tmp`` beside its final name, its frames
 laid out in ``render-<job>-<random>/`` below the plugin's data folder.
@@ -36,13 +43,21 @@ METADATA_EXT = ".json"
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
 
-_IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}_z_{z}_{stamp}" + IMAGE_EXT
+_IMAGE_FORMAT = "layer_{layer:04d}_pos_{index:02d}{camera}_z_{z}_{stamp}" + IMAGE_EXT
+_CAMERA_FORMAT = "_cam_{name}"
+# A camera name fit for file names: lowercase letters, digits and '-', no '_' (which
+# separates the parts of a name).
+CAMERA_NAME_LENGTH = 16
+_CAMERA_NAME = rf"[a-z0-9][a-z0-9-]{{0,{CAMERA_NAME_LENGTH - 1}}}"
+_CAMERA_NAME_RE = re.compile(rf"^{_CAMERA_NAME}$")
 _METADATA_FORMAT = "layer_{layer:04d}_metadata_{stamp}" + METADATA_EXT
 TOOLPATH_EXT = ".json"
 TOOLPATH_SVG_EXT = ".svg"
 _TOOLPATH_FORMAT = "layer_{layer:04d}_toolpath_{stamp}"  # + TOOLPATH_EXT or TOOLPATH_SVG_EXT
 _IMAGE_RE = re.compile(
-    r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})_z_(?P<zi>\d+)_(?P<zf>\d{2})"
+    r"^layer_(?P<layer>\d{4,})_pos_(?P<index>\d{2,})"
+    rf"(?:_cam_(?P<camera>{_CAMERA_NAME}))?"
+    r"_z_(?P<zi>\d+)_(?P<zf>\d{2})"
     r"_(?P<stamp>\d{8}_\d{6})(?P<thumb>"
     + re.escape(THUMB_SUFFIX)
     + r")?"
@@ -78,7 +93,8 @@ RENDER_WORK_PREFIX = "render-"  # a render's frame folders, below the plugin's d
 _VIDEO_RE = re.compile(
     "^"
     + re.escape(VIDEO_PREFIX)
-    + r"(?P<print>[0-9a-f]{8,64})_(?:(?P<grid>grid)|pos_(?P<index>\d{2,}))(?P<ext>"
+    + r"(?P<print>[0-9a-f]{8,64})_(?:(?P<grid>grid)|pos_(?P<index>\d{2,}))"
+    + rf"(?:_cam_(?P<camera>{_CAMERA_NAME}))?(?P<ext>"
     + re.escape(VIDEO_EXT)
     + "|"
     + re.escape(VIDEO_FRAMES_EXT)
@@ -107,11 +123,27 @@ def z_text(z: float) -> str:
     return text.replace(".", "_")
 
 
-def image_name(layer: int, index: int, z: float, when: datetime) -> str:
-    """``layer_0003_pos_00_z_0_60_20240115_103000.jpg``; ``z`` is the layer's Z."""
+def is_camera_name(name: str) -> bool:
+    """Whether ``name`` may name a camera in file names (see :func:`image_name`)."""
+    return isinstance(name, str) and bool(_CAMERA_NAME_RE.match(name))
+
+
+def image_name(
+    layer: int, index: int, z: float, when: datetime, camera: Optional[str] = None
+) -> str:
+    """``layer_0003_pos_00_z_0_60_20240115_103000.jpg``; ``z`` is the layer's Z. With a
+    ``camera`` (every camera but the first): ``layer_0003_pos_00_cam_nozzle_z_0_60_...``."""
     _check_index("layer", layer)
     _check_index("index", index)
-    return _IMAGE_FORMAT.format(layer=layer, index=index, z=z_text(z), stamp=_stamp(when))
+    if camera is not None and not is_camera_name(camera):
+        raise ValueError(f"not a camera name for file names: {camera!r}")
+    return _IMAGE_FORMAT.format(
+        layer=layer,
+        index=index,
+        camera="" if camera is None else _CAMERA_FORMAT.format(name=camera),
+        z=z_text(z),
+        stamp=_stamp(when),
+    )
 
 
 def thumbnail_name(image: str) -> str:
@@ -186,6 +218,7 @@ class ImageName:
     z: float
     stamp: str
     is_thumbnail: bool
+    camera: Optional[str] = None  # None: the first camera's name (no camera part)
 
     @property
     def when(self) -> Optional[datetime]:
@@ -213,6 +246,7 @@ def parse_image_name(name: str) -> Optional[ImageName]:
         z=float(f"{m['zi']}.{m['zf']}"),
         stamp=m["stamp"],
         is_thumbnail=m["thumb"] is not None,
+        camera=m["camera"],
     )
 
 
@@ -233,18 +267,24 @@ class VideoName:
     print_id: str
     index: Optional[int]  # None: the grid video
     is_frames_file: bool
+    camera: Optional[str] = None  # None: the first camera's (no camera part)
 
     @property
     def kind(self) -> str:
         return KIND_GRID if self.index is None else KIND_POSITION
 
 
-def video_name(print_id: str, index: Optional[int]) -> str:
-    """``video_<print id>_grid.mp4`` (index None) or ``video_<print id>_pos_04.mp4``."""
+def video_name(print_id: str, index: Optional[int], camera: Optional[str] = None) -> str:
+    """``video_<print id>_grid.mp4`` (index None) or ``video_<print id>_pos_04.mp4``. With a
+    ``camera`` (every camera but the first, as for images): ``..._pos_04_cam_nozzle.mp4``,
+    ``..._grid_cam_nozzle.mp4``."""
     if index is not None:
         _check_index("index", index)
+    if camera is not None and not is_camera_name(camera):
+        raise ValueError(f"not a camera name for file names: {camera!r}")
     part = "grid" if index is None else f"pos_{index:02d}"
-    return f"{VIDEO_PREFIX}{print_id}_{part}{VIDEO_EXT}"
+    suffix = "" if camera is None else _CAMERA_FORMAT.format(name=camera)
+    return f"{VIDEO_PREFIX}{print_id}_{part}{suffix}{VIDEO_EXT}"
 
 
 def video_frames_name(video: str) -> str:
@@ -260,7 +300,7 @@ def parse_video_name(name: str) -> Optional[VideoName]:
     if m is None:
         return None
     index = None if m["grid"] else int(m["index"])
-    return VideoName(m["print"], index, m["ext"] == VIDEO_FRAMES_EXT)
+    return VideoName(m["print"], index, m["ext"] == VIDEO_FRAMES_EXT, m["camera"])
 
 
 def temp_video_name(video: str, token: str) -> str:

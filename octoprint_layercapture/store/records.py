@@ -8,9 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..camera_settings import FIRST_CAMERA_NAME
+
 PositionRecord = Dict[str, float]  # {x, y, z} as the metadata stores it
 #: The metadata layout written now; files without ``schema_version`` are version 1.
-METADATA_SCHEMA_VERSION = 2
+#: 2: the research records (analysis.records); 3: several cameras (each image names its
+#: camera, ``cameras`` lists them, a failure names the camera it is about).
+METADATA_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -24,7 +28,7 @@ class ImageRecord:
     measured: Optional[Dict[str, Optional[float]]] = None  # M114 {x, y, z, e}
     captured_at: Optional[str] = None  # ISO local time
     duration_s: Optional[float] = None
-    camera: str = ""
+    camera: str = ""  # what took it: "snapshot URL http://...", "webcam 'classic'"...
     size_bytes: Optional[int] = None
     content_type: str = "image/jpeg"
     # schema version 2 (see analysis.records): the stored file and the camera's answer
@@ -32,6 +36,9 @@ class ImageRecord:
     width: Optional[int] = None  # pixels of the stored image
     height: Optional[int] = None
     camera_latency_s: Optional[float] = None  # from asking the camera to having the JPEG
+    # schema version 3: the camera's name in the settings ("main", the default camera's,
+    # "nozzle"); files of versions 1 and 2 have one camera and no such key
+    camera_name: str = FIRST_CAMERA_NAME
 
 
 @dataclass
@@ -47,6 +54,7 @@ class FailureRecord:
     phase: str
     message: str
     duration_s: Optional[float] = None
+    camera: Optional[str] = None  # version 3: the camera's name, for a failure of one camera
 
 
 @dataclass
@@ -67,7 +75,7 @@ class LayerMetadata:
     # parked it (pause mode): {x, y, z, e}
     return_position: Optional[Dict[str, Any]] = None
     travel_z: Optional[float] = None  # the height of every move away from the part
-    camera: str = ""
+    camera: str = ""  # what took the (first camera's) images
     skipped: List[SkippedRecord] = field(default_factory=list)
     failures: List[FailureRecord] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)  # stop, moves, ... total (s)
@@ -79,10 +87,13 @@ class LayerMetadata:
     gcode: Optional[Dict[str, Any]] = None  # the printed file: hash, size, the layer's lines
     process: Optional[Dict[str, Any]] = None  # temperatures, factors, fan, tool at the stop
     printer_profile: Optional[Dict[str, Any]] = None  # OctoPrint's profile, the bounds used
-    camera_info: Optional[Dict[str, Any]] = None  # which camera, what it delivered
+    camera_info: Optional[Dict[str, Any]] = None  # which (first) camera, what it delivered
     toolpath: Optional[Dict[str, Any]] = None  # the layer's toolpath files and totals
     # a toolhead camera's stitched layer (analysis.mosaic): "pending" until it is made
     mosaic: Optional[Dict[str, Any]] = None
+    # schema version 3: every camera of the capture in the settings' order, each
+    # {name, mounting, camera_info} (camera_info as above, filled in by analysis.records)
+    cameras: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         data: Dict[str, Any] = _json_safe(asdict(self))

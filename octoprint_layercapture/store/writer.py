@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from PIL import UnidentifiedImageError
 
@@ -240,11 +240,17 @@ def write_image(task: _ImageTask) -> None:
         task.pending._finish()
 
 
+Transforms = Mapping[str, Optional[Callable[[bytes], bytes]]]  # camera name -> its transform
+ShotKey = Tuple[int, str]  # (grid index, camera name): one picture of a layer
+
+
 class StoreSink:
     """The sequence's image sink: names the files and queues them on the image writer.
 
     ``save`` returns at once with the names the files will have; :meth:`settle` (after
-    the writes ran) corrects the shots whose files could not be written.
+    the writes ran) corrects the shots whose files could not be written. ``transforms``
+    says, per camera name, what its images need before they are stored (a webcam's
+    flip/rotate; none: stored as received).
     """
 
     def __init__(
@@ -252,40 +258,49 @@ class StoreSink:
         store: CaptureStore,
         settings: CaptureSettings,
         writer: ImageWriter,
-        transform: Optional[Callable[[bytes], bytes]] = None,
+        transforms: Optional[Transforms] = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._writer = writer
-        self._transform = transform
-        self.pending: Dict[int, PendingImage] = {}
-        self.camera_latency: Dict[int, float] = {}  # seconds the camera took, by grid index
+        self._transforms: Transforms = transforms or {}
+        # by (grid index, camera name)
+        self.pending: Dict[ShotKey, PendingImage] = {}
+        self.camera_latency: Dict[ShotKey, float] = {}  # seconds the camera took
 
     def save(self, request: ShotRequest, snapshot: Snapshot, when: datetime) -> SavedShot:
         if not snapshot.data:
             raise ValueError("no image data")
-        path = self._store.image_path(request.layer, request.index, request.layer_z, when)
+        camera = request.camera if request.name_in_files else None
+        path = self._store.image_path(
+            request.layer, request.index, request.layer_z, when, camera=camera
+        )
         thumb = (
             path.with_name(thumbnail_name(path.name)) if self._settings.create_thumbnails else None
         )
-        self.camera_latency[request.index] = snapshot.duration
-        self.pending[request.index] = self._writer.submit_image(
-            path, snapshot.data, thumb, self._transform, self._store.file_mode
+        key = (request.index, request.camera)
+        self.camera_latency[key] = snapshot.duration
+        self.pending[key] = self._writer.submit_image(
+            path,
+            snapshot.data,
+            thumb,
+            self._transforms.get(request.camera),
+            self._store.file_mode,
         )
         return SavedShot(path.name, thumb.name if thumb else None, len(snapshot.data))
 
-    def written(self) -> Dict[int, WrittenImage]:
-        """What the writer stored, by grid index (call after :meth:`settle`)."""
-        stored: Dict[int, WrittenImage] = {}
-        for index, pending in self.pending.items():
+    def written(self) -> Dict[ShotKey, WrittenImage]:
+        """What the writer stored, by (grid index, camera name) (call after :meth:`settle`)."""
+        stored: Dict[ShotKey, WrittenImage] = {}
+        for key, pending in self.pending.items():
             done = pending.wait(0)
             if done is None or done.size_bytes is None:
                 continue
-            stored[index] = WrittenImage(
+            stored[key] = WrittenImage(
                 done.sha256,
                 None if done.pixels is None else done.pixels[0],
                 None if done.pixels is None else done.pixels[1],
-                self.camera_latency.get(index),
+                self.camera_latency.get(key),
                 done.camera_pixels,
             )
         return stored
@@ -293,18 +308,20 @@ class StoreSink:
     def settle(self, result: SequenceResult, timeout: float) -> None:
         """Waits for this layer's writes; records the failed ones in ``result``."""
         for shot in result.shots:
-            pending = self.pending.get(shot.index)
+            pending = self.pending.get((shot.index, shot.camera))
             if shot.saved is None or pending is None:
                 continue
             written = pending.wait(timeout)
             if written is None:
                 message = f"{shot.saved.path} still being written after {timeout:g} s"
-                result.failures.append(SequenceFailure("write", message, shot.index, timeout))
+                result.failures.append(
+                    SequenceFailure("write", message, shot.index, timeout, shot.camera)
+                )
                 shot.saved = None
                 continue
             for message in written.errors:
                 result.failures.append(
-                    SequenceFailure("write", message, shot.index, written.seconds)
+                    SequenceFailure("write", message, shot.index, written.seconds, shot.camera)
                 )
             if written.size_bytes is None:
                 shot.saved = None

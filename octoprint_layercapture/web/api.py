@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import settings as lc_settings
 from ..analysis.video.plan import TARGETS, RenderTarget
+from ..camera_settings import submitted_url
 from ..cameras.base import redact_url
 from ..cameras.mounting import parse_mounting
 from ..capture.grid import plan_grid
@@ -62,39 +63,59 @@ def check_print_id(value: str) -> str:
 
 def parse_render_request(body: Any) -> RenderTarget:
     """The body of ``POST prints/<id>/videos``: ``{"target": "all"}``, ``{"target": "grid"}``
-    or ``{"target": "position", "index": 4}`` (whether the print has that position is the
-    renderer's to say)."""
+    or ``{"target": "position", "index": 4}``, each with an optional ``"camera"`` (one
+    camera's videos; without it every camera's). Whether the print has that position or
+    camera is the renderer's to say."""
     if not isinstance(body, Mapping):
         raise ApiError(400, 'expected a JSON object like {"target": "all"}')
-    unknown = sorted(set(body) - {"target", "index"})
+    unknown = sorted(set(body) - {"target", "index", "camera"})
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(map(str, unknown))}")
     target = body.get("target", "all")
     if target not in TARGETS:
         names = ", ".join(repr(t) for t in TARGETS)
         raise ApiError(400, f"target must be one of {names}, got {target!r}")
+    camera = body.get("camera")
+    if camera is not None and not isinstance(camera, str):
+        raise ApiError(400, f"camera must be a camera's name, got {camera!r}")
     index = body.get("index")
     if target != KIND_POSITION:
         if index is not None:
             raise ApiError(400, f"index is only for target 'position', not {target!r}")
-        return RenderTarget(target)
+        return RenderTarget(target, camera=camera)
     if isinstance(index, bool) or not isinstance(index, int):
         raise ApiError(400, f"index must be a whole number (a position, from 0), got {index!r}")
-    return RenderTarget(target, index)
+    return RenderTarget(target, index, camera)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def zip_name(gcode_file: str, print_start_time: Optional[str], print_id: str) -> str:
-    """``layercapture-<file stem>-<YYYYmmdd_HHMMSS>.zip`` with only safe characters."""
+def zip_camera(value: Optional[str], summary: Mapping[str, Any]) -> Optional[str]:
+    """The ``camera`` of a zip request: None (every camera) or one of the print's cameras
+    (400 for any other)."""
+    if value is None or value == "":
+        return None
+    cameras = [name for name in summary.get("cameras") or [] if name]
+    if value not in cameras:
+        known = ", ".join(repr(name) for name in cameras) or "none with a name"
+        raise ApiError(400, f"this print has no camera {value!r} (its cameras: {known})")
+    return value
+
+
+def zip_name(
+    gcode_file: str, print_start_time: Optional[str], print_id: str, camera: Optional[str] = None
+) -> str:
+    """``layercapture-<file stem>-<YYYYmmdd_HHMMSS>.zip`` with only safe characters;
+    ``...-<YYYYmmdd_HHMMSS>-<camera>.zip`` for one camera's images."""
     stem = gcode_file.rsplit("/", 1)[-1]
     if "." in stem:
         stem = stem.rsplit(".", 1)[0]
     stem = _UNSAFE.sub("_", stem).strip("._-")[:60] or "print"
     when = re.sub(r"[^0-9]", "", print_start_time or "")[:14]
     stamp = f"{when[:8]}_{when[8:]}" if len(when) == 14 else print_id
-    return f"layercapture-{stem}-{stamp}.zip"
+    which = "" if camera is None else "-" + _UNSAFE.sub("_", camera)
+    return f"layercapture-{stem}-{stamp}{which}.zip"
 
 
 def dataset_name(gcode_file: str, print_start_time: Optional[str], print_id: str) -> str:
@@ -178,8 +199,6 @@ def _box(bounds: Optional[lc_settings.Bounds]) -> Optional[Dict[str, Optional[fl
     return box
 
 
-# Settings whose values may carry credentials (http://user:password@camera/...).
-CREDENTIAL_KEYS = lc_settings.CAMERA_URL_KEYS
 _USERINFO = re.compile(r"[^\s/@'\"]+@")
 
 
@@ -191,17 +210,26 @@ def masked_value(value: Any) -> str:
     return repr(_USERINFO.sub("***@", redact_url(value)))
 
 
+def submitted_value(data: Mapping[str, Any], key: str) -> Optional[Any]:
+    """What was submitted for an error's key when it may carry credentials: a camera's
+    URL (``cameras.<i>.url``, or ``camera.url`` of a camera test); None otherwise."""
+    if key == "camera.url":
+        camera = data.get("camera")
+        return camera.get("url") if isinstance(camera, Mapping) else None
+    return submitted_url(data, key)
+
+
 def settings_errors(
     errors: Sequence[lc_settings.SettingsError], data: Mapping[str, Any]
 ) -> List[Dict[str, str]]:
-    """The errors as ``{"key", "message"}``, where a message that repeats a value of
-    :data:`CREDENTIAL_KEYS` from ``data`` (what was submitted) shows it masked: these go
-    to the log, to ``GET status`` and in a push."""
+    """The errors as ``{"key", "message"}``, where a message that repeats a camera URL
+    from ``data`` (what was submitted; it may carry credentials, http://user:password@...)
+    shows it masked: these go to the log, to ``GET status`` and in a push."""
     answer = []
     for error in errors:
         message = error.message
-        value = data.get(error.key)
-        if error.key in CREDENTIAL_KEYS and value is not None:
+        value = submitted_value(data, error.key)
+        if value is not None:
             shown = [value, value.strip()] if isinstance(value, str) else [value]
             for candidate in shown:
                 if candidate != "":

@@ -16,11 +16,11 @@ import flask
 
 from .. import settings as lc_settings
 from ..analysis.video.jobs import RenderRefused
-from ..analysis.video.plan import grid_size_of, images_per_position
+from ..analysis.video.plan import grid_size_of, images_per_position, print_cameras
 from ..analysis.video.renderer import VideoRenderer
 from ..calibration import CalibrationRefused, PluginCalibration
-from ..cameras.probe import camera_test_settings, probe_camera, unsaved_urls
-from ..cameras.sources import WebcamInfo, choose_camera
+from ..cameras.probe import camera_test_settings, probe_camera, unsaved_url
+from ..cameras.sources import WebcamInfo, camera_port
 from ..capture.estimate import MotionLimits
 from ..capture.status import LiveStatus, plan_layer_time
 from ..session import CaptureSession, gallery_print_id
@@ -155,6 +155,7 @@ class Endpoints:
             videos=index.videos(pid),
             grid_size=grid_size_of(page.items),
             positions=sorted(images_per_position(page.items)),
+            cameras=print_cameras(page.items),
             render=self.videos.job_for(pid),
             ffmpeg_error=self.videos.ffmpeg_problem(),
             fps=self.reader.video_fps(),
@@ -278,16 +279,15 @@ class Endpoints:
 
     def test_camera(self, body: Any) -> Any:
         saved = self.reader.stored()
-        unsaved = unsaved_urls(body, saved)
-        if unsaved and not self.may_change_settings():
+        if unsaved_url(body, saved) and not self.may_change_settings():
             message = (
-                f"{' and '.join(unsaved)} differ from the saved settings: trying a camera "
-                "address that is not saved needs the Settings permission (save it first, "
-                "or ask an administrator)"
+                "this camera's URL is not one of the saved cameras': trying a camera "
+                "address that is not saved needs the Settings permission (save it first, or "
+                "ask an administrator)"
             )
             return flask.make_response(flask.jsonify(ok=False, error=message), 403)
         try:
-            values = camera_test_settings(body, saved)
+            values, chosen = camera_test_settings(body, saved)
         except lc_settings.InvalidSettings as exc:
             form = body if isinstance(body, dict) else {}
             return _errors(400, api.settings_errors(exc.errors, form))
@@ -299,7 +299,7 @@ class Endpoints:
             message = "another camera test is running"
             return flask.make_response(flask.jsonify(ok=False, error=message), 409)
         try:
-            camera = choose_camera(values, self.webcams.find)
+            camera = camera_port(chosen, values, self.webcams.find)
             return flask.jsonify(probe_camera(camera, values))
         finally:
             self._camera_test.release()

@@ -4,7 +4,7 @@ streamed from disk with ranges and ETags (a browser seeks in a video with ranges
 print's zip (its videos too) produced on a worker thread while it is sent.
 
     GET /plugin/layercapture/files/<day>/<file>        view
-    GET /plugin/layercapture/download/<id>.zip         view   (streamed)
+    GET /plugin/layercapture/download/<id>.zip         view   (streamed; ?camera=<name>)
     GET /plugin/layercapture/export/<id>.zip           view   (streamed dataset)
 
 A zip is produced on a worker thread and only sent by the web server's one thread (see
@@ -90,7 +90,11 @@ def file_routes(
 
     class CaptureZipHandler(RequestlessExceptionLoggingMixin, tornado.web.RequestHandler):
         """One print's images and metadata as a zip, produced on a worker thread while it
-        is sent (see :class:`downloads.ZipDownloads`); this handler only passes blocks on."""
+        is sent (see :class:`downloads.ZipDownloads`); this handler only passes blocks on.
+        ``?camera=<name>`` keeps only that camera's images (``one_camera``)."""
+
+        one_camera = True
+        _camera: Optional[str] = None
 
         def _hang_up(self) -> None:
             connection = self.request.connection
@@ -115,6 +119,8 @@ def file_routes(
             if summary is None:
                 return self._refuse(404, "no such print")
             try:
+                if self.one_camera:
+                    self._camera = api.zip_camera(self.get_query_argument("camera", None), summary)
                 slot = zips.acquire(user, pid)
             except api.ApiError as exc:
                 return self._refuse(exc.status, exc.message)
@@ -124,11 +130,13 @@ def file_routes(
                 zips.release(slot)
 
         def _attachment(self, summary: Dict[str, Any], pid: str) -> str:
-            return api.zip_name(summary["gcode_file"], summary["print_start_time"], pid)
+            return api.zip_name(
+                summary["gcode_file"], summary["print_start_time"], pid, self._camera
+            )
 
         def _plan(self, index: CaptureIndex, pid: str, folder: str) -> Optional[downloads.ZipBody]:
             # thousands of files: listed and checked on the worker thread too
-            files = index.print_files(pid) or []
+            files = index.print_files(pid, camera=self._camera) or []
             entries = [(f"{folder}/{relative}", relative) for relative, _ in files]
             return downloads.ZipBody.of(entries, index.files_on_disk)
 
@@ -193,7 +201,9 @@ def file_routes(
     class DatasetExportHandler(CaptureZipHandler):
         """One print's captures as a Hugging Face ImageFolder dataset (analysis.dataset):
         streamed like the zip, counted with the zips per user, and paused while a capture
-        sequence moves the head."""
+        sequence moves the head. Every camera's images are in it (its ``camera`` column)."""
+
+        one_camera = False
 
         def _attachment(self, summary: Dict[str, Any], pid: str) -> str:
             return api.dataset_name(summary["gcode_file"], summary["print_start_time"], pid)

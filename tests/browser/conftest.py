@@ -142,6 +142,14 @@ def ui(browser_context: Any, ui_server: OctoPrintServer) -> Iterator[LoggedInPag
 
 
 @pytest.fixture(autouse=True)
+def _no_page_errors(ui: LoggedInPage) -> Iterator[None]:
+    """Every test also checks that no script error happened in the page meanwhile."""
+    before = len(ui.errors)
+    yield
+    assert ui.errors[before:] == []
+
+
+@pytest.fixture(autouse=True)
 def _browser_diagnostics(request: pytest.FixtureRequest) -> Iterator[None]:
     """On failure: a screenshot of the page and the server's logs in test-artifacts/."""
     yield

@@ -5,16 +5,18 @@ layer 3; the layer opens on its mosaic, the overlays switch on and off, the warn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
+
+from octoprint_layercapture.camera_settings import camera_entry
 
 TESTS = Path(__file__).resolve().parents[1]
 FIXTURE = TESTS / "fixtures" / "prusa_mosaic.gcode"
 TAB = "#tab_plugin_layercapture"
 SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 15.0,
@@ -32,13 +34,6 @@ SETTINGS: Dict[str, Any] = {
 @pytest.fixture(scope="module")
 def ui_server_options() -> Dict[str, Any]:
     return {"plugin_settings": SETTINGS}
-
-
-@pytest.fixture(autouse=True)
-def _no_page_errors(ui: Any) -> Iterator[None]:
-    before = len(ui.errors)
-    yield
-    assert ui.errors[before:] == []
 
 
 def loaded(page: Any, selector: str) -> bool:

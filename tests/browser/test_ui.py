@@ -12,51 +12,22 @@ import re
 import zipfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 from fake_frames import pixels_differing_below_overlay, probe_reference
 from gallery_tree import build_print
 from harness import VIEWER, OctoPrintServer
 from small_prints import write_square_print
+from ui_pages import PANEL, TAB, UI_SETTINGS, open_settings, open_tab, wait_thumbnails
 
-SETTINGS = {
-    "enabled": True,
-    "use_fake_camera": True,
-    "grid_center_x": 100.0,
-    "grid_center_y": 100.0,
-    "grid_spacing": 20.0,
-    "grid_size": 3,
-    "capture_every_n_layers": 2,
-    "capture_delay": 0.2,
-    "retract_length": 0.0,
-    "stop_mode": "hold",
-}
+SETTINGS = {**UI_SETTINGS, "capture_delay": 0.2}
 PRINT_NAME = "ui_square.gcode"
-PANEL = "#settings_plugin_layercapture"
-TAB = "#tab_plugin_layercapture"
 
 
 @pytest.fixture(scope="module")
 def ui_server_options() -> Dict[str, Any]:
     return {"plugin_settings": SETTINGS}
-
-
-@pytest.fixture(autouse=True)
-def _no_page_errors(ui: Any) -> Iterator[None]:
-    """Every test also checks that no script error happened in the page meanwhile."""
-    before = len(ui.errors)
-    yield
-    assert ui.errors[before:] == []
-
-
-def open_settings(ui: Any) -> Any:
-    page = ui.page
-    page.click('[data-test-id="settings-open"]')
-    page.wait_for_selector('[data-test-id="settings-dialog"]', state="visible")
-    page.click(f"{PANEL}_link a")
-    page.wait_for_selector(f"{PANEL} .lc-drawing circle.lc-point")
-    return page
 
 
 def link_display(page: Any) -> str:
@@ -66,16 +37,6 @@ def link_display(page: Any) -> str:
             ".display"
         )
     )
-
-
-def open_tab(ui: Any) -> Any:
-    page = ui.page
-    link = page.locator(f"{TAB}_link a")
-    if not link.is_visible():  # OctoPrint moved the tab into its overflow menu
-        page.click("#tabs .tabdrop > a.dropdown-toggle")
-    link.click()
-    page.wait_for_selector(f"{TAB} .lc-status-text", state="visible")
-    return page
 
 
 def wait_points(page: Any, total: int, outside: int) -> None:
@@ -168,10 +129,11 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
     assert pixels_differing_below_overlay(drawn, probe_reference(*saved, z_offset)) > 100
     camera.screenshot(path=str(screenshots / "settings_panel_camera_test.png"))
     # unsaved form values are what the test uses: a snapshot URL where nothing listens
-    page.uncheck(f"{PANEL} .lc-group-camera input[type=checkbox] >> nth=0")
+    first = f"{PANEL} .lc-camera[data-lc-camera='1']"
+    page.select_option(f"{first} .lc-camera-type", "snapshot")
     url = "http://127.0.0.1:9/snapshot"
-    page.fill(f"{PANEL} [data-lc-key=snapshot_url] input", url)
-    page.press(f"{PANEL} [data-lc-key=snapshot_url] input", "Tab")
+    page.fill(f"{first} .lc-camera-url-input", url)
+    page.press(f"{first} .lc-camera-url-input", "Tab")
     page.click(f"{PANEL} .lc-test-camera")
     result = page.locator(f"{PANEL} .lc-camera-result.text-error")
     result.wait_for(state="visible")
@@ -179,7 +141,7 @@ def test_test_camera_shows_the_image_or_the_exact_error(ui: Any, screenshots: Pa
     assert not image.is_visible()
     page.click('[data-test-id="settings-close-button"]')
     page.wait_for_selector('[data-test-id="settings-dialog"]', state="hidden")
-    assert ui.server.plugin_settings_now()["snapshot_url"] == "", "nothing was saved"
+    assert ui.server.plugin_settings_now()["cameras"] == SETTINGS["cameras"], "nothing saved"
 
 
 def test_an_invalid_value_shows_its_error_and_nothing_is_sent(ui: Any) -> None:
@@ -288,13 +250,6 @@ def open_layers(page: Any) -> List[int]:
             f"{TAB} .lc-layer.lc-layer-open", "ls => ls.map(l => l.dataset.layer)"
         )
     ]
-
-
-def wait_thumbnails(page: Any) -> None:
-    page.wait_for_function(
-        """() => [...document.querySelectorAll("#tab_plugin_layercapture .lc-cell img")]
-            .every((img) => img.complete && img.naturalWidth > 0)"""
-    )
 
 
 def test_the_gallery_lays_out_the_grid_and_opens_a_full_image(ui: Any, screenshots: Path) -> None:

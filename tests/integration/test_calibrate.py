@@ -20,6 +20,7 @@ from capture_checks import PLUGIN_TAG, apply_settings, parse
 from harness import ADMIN, OctoPrintServer
 from harness.server import OPERATOR, VIEW_MANAGE
 
+from octoprint_layercapture.camera_settings import camera_entry
 from octoprint_layercapture.settings import DEFAULTS
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ FAKE: Dict[str, Any] = {
 }
 SETTINGS: Dict[str, Any] = {
     "enabled": False,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "capture_delay": 0.0,
     "pre_capture_delay": 0.0,
     "camera_mounting": SAVED,

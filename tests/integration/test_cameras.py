@@ -25,6 +25,8 @@ from harness.camera_servers import SnapshotServer
 from harness.mjpeg_servers import MjpegRelay, ffmpeg_listen
 from PIL import Image, ImageStat
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = pytest.mark.integration
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "prusa_markers.gcode"
@@ -32,10 +34,7 @@ PLUGIN = "/plugin/layercapture"
 CAPTURE_AT = [1.0]  # one layer of the 13
 BASE_SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": False,
-    "webcam": "",
-    "snapshot_url": "",
-    "stream_url": "",
+    "cameras": [camera_entry()],  # OctoPrint's snapshot webcam, as by default
     "snapshot_timeout": 2.0,
     "snapshot_retries": 0,
     "capture_every_n_layers": 0,
@@ -83,6 +82,11 @@ def camera_test(server: OctoPrintServer, body: Any, user: str = "admin") -> Any:
     return server.api_as(user, "POST", f"{PLUGIN}/camera/test", json=body)
 
 
+def camera_body(kind: str, **fields: Any) -> Dict[str, Any]:
+    """A Test camera body for one camera of the form (the settings panel sends its row)."""
+    return {"camera": {"type": kind, **fields}}
+
+
 def image_of(answer: Mapping[str, Any]) -> bytes:
     prefix = "data:image/jpeg;base64,"
     assert answer["image"].startswith(prefix)
@@ -115,10 +119,11 @@ def test_camera_test_shows_the_image_as_received(
     octoprint_server: OctoPrintServer, snapshots: SnapshotServer
 ) -> None:
     url = snapshots.url("jpeg")
-    response = camera_test(octoprint_server, {"snapshot_url": url})
+    response = camera_test(octoprint_server, camera_body("snapshot", url=url, name="top"))
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["ok"] is True and answer["camera"] == f"snapshot URL {url}"
+    assert answer["name"] == "top"
     assert image_of(answer) == snapshots.jpeg
     assert (answer["width"], answer["height"]) == (640, 480)
     assert answer["size_bytes"] == len(snapshots.jpeg)
@@ -129,14 +134,15 @@ def test_camera_test_shows_the_exact_error(
     octoprint_server: OctoPrintServer, snapshots: SnapshotServer
 ) -> None:
     url = snapshots.url("html")
-    answer = camera_test(octoprint_server, {"snapshot_url": url}).json()
+    answer = camera_test(octoprint_server, camera_body("snapshot", url=url)).json()
     assert answer == {
         "ok": False,
+        "name": "main",
         "camera": f"snapshot URL {url}",
         "error": f"snapshot URL {url}: answered text/html with 72 bytes, not a JPEG",
         "duration_s": answer["duration_s"],
     }
-    answer = camera_test(octoprint_server, {"webcam": "garage"}).json()
+    answer = camera_test(octoprint_server, camera_body("webcam", webcam="garage")).json()
     assert answer["error"] == (
         "OctoPrint has no webcam named 'garage' (Settings > Webcam & Timelapse)"
     )
@@ -147,7 +153,7 @@ def test_a_hanging_camera_test_is_bounded_and_does_not_block_octoprint(
 ) -> None:
     url = snapshots.url("hang")
     answers: List[Any] = []
-    body = {"snapshot_url": url, "snapshot_timeout": 1.5, "snapshot_retries": 0}
+    body = {**camera_body("snapshot", url=url), "snapshot_timeout": 1.5, "snapshot_retries": 0}
     started = time.monotonic()
     thread = threading.Thread(target=lambda: answers.append(camera_test(octoprint_server, body)))
     thread.start()
@@ -157,7 +163,7 @@ def test_a_hanging_camera_test_is_bounded_and_does_not_block_octoprint(
         probe = time.monotonic()
         assert octoprint_server.api("GET", "/api/version").status_code == 200
         assert time.monotonic() - probe < 1.0
-        busy = camera_test(octoprint_server, {"snapshot_url": snapshots.url("jpeg")})
+        busy = camera_test(octoprint_server, camera_body("snapshot", url=snapshots.url("jpeg")))
         assert busy.status_code == 409 and "another camera test" in busy.json()["error"]
     finally:
         thread.join(15)
@@ -171,7 +177,7 @@ def test_a_hanging_camera_test_is_bounded_and_does_not_block_octoprint(
 def test_camera_test_grabs_a_frame_of_the_ffmpeg_stream(
     octoprint_server: OctoPrintServer, relay: MjpegRelay
 ) -> None:
-    answer = camera_test(octoprint_server, {"stream_url": relay.url}).json()
+    answer = camera_test(octoprint_server, camera_body("stream", url=relay.url)).json()
     assert answer["ok"] is True, answer
     client = relay.clients[-1]
     assert client.closed.wait(5), "the stream must be closed after the frame"
@@ -187,7 +193,7 @@ def test_camera_test_honours_the_webcams_flip_and_rotation(
 ) -> None:
     classic_webcam(octoprint_server, snapshot=snapshots.url("jpeg"), flipH=True, rotate90=True)
     try:
-        answer = camera_test(octoprint_server, {"webcam": "classic"}).json()
+        answer = camera_test(octoprint_server, camera_body("webcam", webcam="classic")).json()
     finally:
         classic_webcam(octoprint_server, flipH=False, rotate90=False)
     assert answer["ok"] is True, answer
@@ -208,7 +214,11 @@ def test_camera_test_honours_the_webcams_flip_and_rotation(
     [
         ({"snapshot_timeout": 0, "bogus": 1}, ["bogus"]),
         ({"snapshot_timeout": 0, "snapshot_retries": -1}, ["snapshot_retries", "snapshot_timeout"]),
-        ({"stream_url": "rtsp://cam/stream"}, ["stream_url"]),
+        (camera_body("stream", url="rtsp://cam/stream"), ["camera.url"]),
+        (camera_body("fake", name="Not A Name"), ["camera.name"]),
+        (camera_body("snapshot"), ["camera.url"]),
+        ({"camera": "fake"}, ["camera"]),
+        ({"snapshot_url": "http://cam/snap"}, ["snapshot_url"]),  # version 2's keys
         (["not", "an", "object"], ["settings"]),
     ],
 )
@@ -318,7 +328,7 @@ def test_a_print_with_the_classic_webcam(
     known, mark = start_print(server, {"grid_size": 3, "snapshot_timeout": 3.0})
     try:
         assert snapshots.gate_reached.wait(60), "the first snapshot was never asked for"
-        refused = camera_test(server, {"use_fake_camera": True})
+        refused = camera_test(server, camera_body("fake"))
         assert refused.status_code == 409 and "capture sequence is running" in refused.text
     finally:
         snapshots.gate_open.set()
@@ -357,7 +367,12 @@ def test_a_print_with_a_refused_snapshot_url(
 ) -> None:
     url = snapshots.refused_url()
     known, mark = start_print(
-        octoprint_server, {"snapshot_url": url, "snapshot_retries": 1, "snapshot_timeout": 1.0}
+        octoprint_server,
+        {
+            "cameras": [camera_entry(type="snapshot", url=url)],
+            "snapshot_retries": 1,
+            "snapshot_timeout": 1.0,
+        },
     )
     (meta,) = finish_print(octoprint_server, known, mark)
     assert meta["images"] == []
@@ -370,7 +385,9 @@ def test_a_print_with_the_ffmpeg_mjpeg_stream(
     octoprint_server: OctoPrintServer, relay: MjpegRelay
 ) -> None:
     clients_before = len(relay.clients)
-    known, mark = start_print(octoprint_server, {"stream_url": relay.url})
+    known, mark = start_print(
+        octoprint_server, {"cameras": [camera_entry(type="stream", url=relay.url)]}
+    )
     (meta,) = finish_print(octoprint_server, known, mark)
     assert meta["failures"] == [] and meta["camera"] == f"MJPEG stream {relay.url}"
     (image,) = meta["images"]

@@ -59,6 +59,7 @@ from safety_support import (
     scripted_block,
 )
 
+from octoprint_layercapture.camera_settings import camera_entry
 from octoprint_layercapture.schemas import load_schema
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ PRINT_TIMEOUT = 120.0
 
 BASE_SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,

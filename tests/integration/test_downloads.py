@@ -3,12 +3,12 @@
 OctoPrint answers every request on one thread. The module's capture folder holds a large
 print (300 layers x 9 images of random bytes, about 300 MB, written to the test's temp
 folder before start-up and removed afterwards) and a few small ones. While four zips of
-the large print download in parallel, ``GET /api/version`` must answer within 250 ms at the
-95th percentile (on a quiet 2-core VM it takes 25-55 ms; the bound leaves room for a
-loaded machine and still fails on the seconds a download on the web server's thread
-costs); a client that reads a little and hangs up frees its slot; the edge cases (every
-file of a print gone, a print deleted or its folder removed during its download) answer
-404/409 or end the download cleanly, never 500 or a traceback.
+the large print download in parallel, ``GET /api/version`` must answer within 100 ms at the
+95th percentile (the issue's bound; a quiet 2-core VM answers in 25-55 ms, one loaded by
+other builds once took 101 ms: these run alone, as make test does); a client that reads a
+little and hangs up frees its slot; the edge cases (every file of a print gone, a print
+deleted or its folder removed during its download) answer 404/409 or end the download
+cleanly, never 500 or a traceback.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ LARGE_LAYERS = 300  # x 9 images of IMAGE_BYTES: about 300 MB
 IMAGE_BYTES = 110_000
 MEDIUM_LAYERS = 30  # about 30 MB: more than the socket buffers hold
 PER_USER = 2  # api.ZIPS_PER_USER
-LATENCY_P95_S = 0.250  # quiet: 25-55 ms; one zip on the web server's thread: seconds
+LATENCY_P95_S = 0.100  # issue 21; quiet: 25-55 ms; one zip on the web server's thread: seconds
 STALL_S = 0.5  # no single answer may wait this long behind a download
 
 

@@ -37,6 +37,8 @@ from safety_support import (
     scripted_block,
 )
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = pytest.mark.integration
 MODES = ["pause", "hold"]
 
@@ -258,10 +260,9 @@ def test_camera_garbage_errors_and_hangs_are_recorded_and_the_print_goes_on(
             server,
             {
                 "stop_mode": mode,
-                "snapshot_url": url,
+                "cameras": [camera_entry(type="snapshot", url=url)],
                 "snapshot_timeout": 1.0,
                 "snapshot_retries": 0,
-                "use_fake_camera": False,
             },
         )
     finally:
@@ -292,10 +293,9 @@ def test_a_camera_that_refuses_connections_costs_no_print(
         server,
         {
             "stop_mode": mode,
-            "snapshot_url": snapshots.refused_url(),
+            "cameras": [camera_entry(type="snapshot", url=snapshots.refused_url())],
             "snapshot_timeout": 1.0,
             "snapshot_retries": 1,
-            "use_fake_camera": False,
             "grid_size": 1,
         },
     )

@@ -36,6 +36,8 @@ from capture_checks import (
 )
 from harness import OctoPrintServer, names_the_plugin
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = pytest.mark.integration
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -46,7 +48,7 @@ CONFIRM_TAG = "layercapture:confirm:"
 
 SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,

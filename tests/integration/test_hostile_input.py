@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, Set
+from typing import Any, Dict, Iterator, Set, Tuple
 
 import pytest
 import requests
@@ -30,8 +30,7 @@ KEYS = [
     "capture_every_n_layers",
     "capture_z_heights",
     "min_layer_height",
-    "webcam",
-    "snapshot_url",
+    "cameras",
     "snapshot_timeout",
     "image_quality",
     "stop_mode",
@@ -39,6 +38,7 @@ KEYS = [
     "retract_length",
     "capture_folder",
 ]
+CAMERA_FIELDS = ["name", "type", "webcam", "url", "mounting"]
 GRID_FIT_KEYS = ("grid_center_x", "grid_size", "bed_max_x")
 HOSTILE_VALUES = st.one_of(
     st.text(max_size=40),
@@ -90,24 +90,49 @@ def unchanged(server: OctoPrintServer) -> Iterator[None]:
     assert tree(folder) == files
 
 
+def validate_raw(server: OctoPrintServer, data: Dict[str, Any]) -> Tuple[int, Any]:
+    """``POST settings/validate`` of ``data``: 200 or 400, and the answer."""
+    # json.dumps writes NaN and Infinity as a browser's JSON.parse never would, but Python's
+    # own reader (Flask's) takes them: hostile input
+    response = server.api(
+        "POST",
+        f"{BASE}/settings/validate",
+        data=json.dumps(data, allow_nan=True),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code in (200, 400), response.text[:300]
+    return response.status_code, response.json()
+
+
+@FUZZ
+@given(field=st.sampled_from(CAMERA_FIELDS), value=HOSTILE_VALUES)
+def test_a_hostile_camera_field_is_named_or_accepted(
+    server: OctoPrintServer, unchanged: None, field: str, value: Any
+) -> None:
+    """The second of two cameras with one field hostile: 400 naming that field
+    (``cameras.1.<field>``), or a valid value."""
+    second = {"name": "nozzle", "type": "snapshot", "url": "http://cam/snap", field: value}
+    status, body = validate_raw(server, {"cameras": [{"name": "main", "type": "fake"}, second]})
+    if status == 400:
+        keys = {e["key"] for e in body["errors"]}
+        # a camera type without its URL is the URL's error; any name but main is fine
+        assert keys <= {f"cameras.1.{field}", "cameras.1.url"}, body["errors"]
+        assert all(e["message"] for e in body["errors"])
+    else:
+        assert body["errors"] == []
+
+
 @FUZZ
 @given(key=st.sampled_from(KEYS), value=HOSTILE_VALUES)
 def test_validate_answers_400_naming_the_field_or_accepts_a_valid_value(
     server: OctoPrintServer, unchanged: None, key: str, value: Any
 ) -> None:
-    # json.dumps writes NaN and Infinity as a browser's JSON.parse never would, but Python's
-    # own reader (Flask's) takes them: hostile input
-    body_text = json.dumps({key: value}, allow_nan=True)
-    response = server.api(
-        "POST",
-        f"{BASE}/settings/validate",
-        data=body_text,
-        headers={"Content-Type": "application/json"},
-    )
-    assert response.status_code in (200, 400), response.text[:300]
-    body = response.json()
-    if response.status_code == 400:
+    status, body = validate_raw(server, {key: value})
+    if status == 400:
         keys = [e["key"] for e in body["errors"]]
+        if key == "cameras":  # the list, or its entries and their fields (cameras.0.url)
+            assert all(k == key or k.startswith(key + ".") for k in keys), body["errors"]
+            keys = [key]
         # a grid that no longer fits the bed is reported on the spacing, whichever of the
         # grid's fields moved it
         assert keys in ([key], ["grid_spacing"]), body["errors"]
@@ -128,9 +153,11 @@ def test_saving_invalid_values_through_octoprint_changes_nothing(
         "stop_mode": "💥",
         "capture_folder": "../../outside",
         "image_quality": "1e999",
-        "webcam": "x" * 100_000,
+        "cameras": [{"name": "main", "type": "webcam", "webcam": "x" * 100_000}],
+        "snapshot_url": "http://cam/snap",  # settings version 2's: replaced by "cameras"
         "not_a_setting": 1,
     }
+    expected = {"cameras": "cameras.0.webcam"}
     for key, value in cases.items():
         mark = server.events.mark()
         response = server.save_plugin_settings({key: value})
@@ -138,7 +165,7 @@ def test_saving_invalid_values_through_octoprint_changes_nothing(
         rejected = server.wait_for_plugin_message(
             10, lambda data: data.get("type") == "settings_rejected", since=mark
         )
-        assert [e["key"] for e in rejected.payload["errors"]] == [key]
+        assert [e["key"] for e in rejected.payload["errors"]] == [expected.get(key, key)]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from PIL import Image
 
 from octoprint_layercapture.analysis.mosaic.registration import grey, phase_correlate
 from octoprint_layercapture.analysis.toolpath import PathStart, read_toolpath
+from octoprint_layercapture.camera_settings import camera_entry
 from octoprint_layercapture.cameras.toolhead import (
     Defect,
     render_bed,
@@ -66,11 +67,12 @@ FAKE = {
     "defect_layers": [3],
     "placement_noise": 0.8,
     "pixel_noise": 3.0,
+    "bed_texture": True,
     "true_mounting": None,
 }
 SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "z_offset": 5.0,

@@ -34,6 +34,7 @@ from expected_layers import Analysis, analyse
 from harness import Message, OctoPrintServer
 from PIL import Image
 
+from octoprint_layercapture.camera_settings import camera_entry
 from octoprint_layercapture.schemas import load_schema
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ EVENT = "plugin_layercapture_layer_captured"
 HOTEND_TARGET, AMBIENT = 35.0, 23.4
 SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,
@@ -162,13 +163,17 @@ def last_fan(lines: List[str], before: int) -> Optional[float]:
     return fan
 
 
-def test_captured_layers_carry_schema_version_2(run: Run) -> None:
+def test_captured_layers_carry_schema_version_3(run: Run) -> None:
     validator = jsonschema.Draft202012Validator(load_schema("metadata"))
     assert [meta["layer"] for _path, meta in run.metadata] == LAYERS
     for path, meta in run.metadata:
         errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(meta)]
         assert not errors, f"{path.name}:\n" + "\n".join(errors)
-        assert meta["schema_version"] == 2 and len(meta["images"]) == 9
+        assert meta["schema_version"] == 3 and len(meta["images"]) == 9
+        # version 3: one camera, the settings' "main", with its identity
+        assert [(c["name"], c["mounting"]) for c in meta["cameras"]] == [("main", "fixed")]
+        assert meta["cameras"][0]["camera_info"] == meta["camera_info"]
+        assert {image["camera_name"] for image in meta["images"]} == {"main"}
 
 
 def test_the_gcode_record_names_the_printed_file_and_the_layers_lines(run: Run) -> None:

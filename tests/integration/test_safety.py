@@ -49,6 +49,8 @@ from safety_support import (
     without_e_mode,
 )
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -58,8 +60,7 @@ PRINT_TIMEOUT = 90.0
 
 SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
-    "snapshot_url": "",
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_spacing": 20.0,
@@ -510,8 +511,7 @@ def test_a_dead_camera_skips_the_rest_of_the_layer(server: OctoPrintServer, mode
         server,
         {
             "stop_mode": mode,
-            "use_fake_camera": False,
-            "snapshot_url": "http://127.0.0.1:9/s.jpg",
+            "cameras": [camera_entry(type="snapshot", url="http://127.0.0.1:9/s.jpg")],
             "snapshot_retries": 0,
         },
     )

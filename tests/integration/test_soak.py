@@ -20,6 +20,8 @@ from harness import Message, OctoPrintServer
 from PIL import Image
 from small_prints import write_square_print
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(60 * 40),
@@ -54,7 +56,7 @@ def test_soak_every_layer_of_a_long_print(
 ) -> None:
     server: OctoPrintServer = make_server(
         plugin_settings={
-            "use_fake_camera": True,
+            "cameras": [camera_entry(type="fake")],
             "grid_center_x": 100.0,
             "grid_center_y": 100.0,
             "grid_size": 3,

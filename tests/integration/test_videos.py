@@ -21,11 +21,13 @@ import pytest
 from capture_checks import wait_for_captured_layers
 from expected_layers import expected_capture_layers, expected_layers
 from harness import VIEW_ONLY, VIEWER, OctoPrintServer
+from harness.camera_servers import SnapshotServer, make_jpeg
 from sampling import Sampler
 from small_prints import QUICK_CAPTURE
 from video_checks import FFMPEG, probe, require_ffmpeg
 
 from octoprint_layercapture.analysis.video.plan import plan_grid_layout
+from octoprint_layercapture.camera_settings import camera_entry
 
 pytestmark = pytest.mark.integration
 
@@ -432,3 +434,75 @@ def test_deleting_the_print_deletes_its_videos(printed: Printed) -> None:
     assert not any(path.exists() for path in files)
     assert printed.get(f"/prints/{printed.pid}/videos").status_code == 404
     assert list(printed.root.rglob("video_*_grid.mp4")), "the second print's videos stay"
+
+
+def test_two_cameras_one_video_per_camera_and_position_and_a_grid_video_each(
+    octoprint_server: OctoPrintServer,
+) -> None:
+    """The drawn camera first (today's video names) and a snapshot camera ``nozzle`` of
+    320x240 (its names carry ``_cam_nozzle``): after the print each camera has a video per
+    position and a grid video of its own images, one frame per captured layer."""
+    server = octoprint_server
+    nozzle_frame = (320, 240)
+    layers = expected_capture_layers(expected_layers(TINY), EVERY_N)
+    with SnapshotServer(make_jpeg(nozzle_frame, seed=2)) as nozzle:
+        cameras = [
+            camera_entry(type="fake"),
+            camera_entry(name="nozzle", type="snapshot", url=nozzle.url("jpeg")),
+        ]
+        assert server.save_plugin_settings({"cameras": cameras}).status_code == 200
+        try:
+            mark = server.mark()
+            server.start_print(TINY)
+            wait_for_captured_layers(server, len(layers), since=mark, timeout=90)
+            server.wait_print_done(timeout=90, since=mark)
+            queued = server.wait_for_plugin_message(
+                60, lambda d: d.get("type") == "video" and d["job"]["auto"], since=mark
+            )
+            job = queued.payload["job"]
+            done = wait_job(server, job["id"], ENDED, mark, timeout=180)
+            assert done["state"] == "done", done
+        finally:
+            server.save_plugin_settings({"cameras": QUICK_CAPTURE["cameras"]})
+    printed = Printed(server, job["print_id"], layers)
+    answer = printed.videos()
+    assert answer["cameras"] == ["main", "nozzle"]
+    videos = answer["videos"]
+    expected = [(camera, "grid", None) for camera in ("main",)]
+    expected += [("main", "position", i) for i in range(9)]
+    expected += [("nozzle", "grid", None)] + [("nozzle", "position", i) for i in range(9)]
+    assert [(v["camera"], v["kind"], v["index"]) for v in videos] == expected
+    pid = printed.pid
+    for video in videos:
+        name = video["path"].split("/", 1)[1]
+        part = "grid" if video["index"] is None else f"pos_{video['index']:02d}"
+        own = "" if video["camera"] == "main" else "_cam_nozzle"
+        assert name == f"video_{pid}_{part}{own}.mp4"
+        info = probe(printed.root / video["path"])
+        assert (info["codec_name"], info["pix_fmt"]) == ("h264", "yuv420p")
+        assert info["nb_read_frames"] == len(layers) == video["frame_count"], name
+        frame = FAKE_FRAME if video["camera"] == "main" else nozzle_frame
+        layout = plan_grid_layout(3, frame)
+        size = (layout.width, layout.height) if video["kind"] == "grid" else frame
+        assert (info["width"], info["height"]) == size, name
+        frames = json.loads((printed.root / video["metadata"]).read_text())
+        assert frames["camera"] == video["camera"]
+        images = (
+            [f["image"] for f in frames["frames"]]
+            if video["kind"] == "position"
+            else [t["image"] for f in frames["frames"] for t in f["tiles"]]
+        )
+        assert len(images) == len(layers) * (1 if video["kind"] == "position" else 9)
+        for image in images:
+            assert ("_cam_nozzle_" in image) == (video["camera"] == "nozzle"), image
+            assert (printed.root / image).is_file()
+        if video["camera"] == "nozzle" and video["kind"] == "position":
+            # each frame is the nozzle camera's own picture, as stored unchanged
+            assert all((printed.root / i).read_bytes() == nozzle.jpeg for i in images)
+    # the zip of one camera has only that camera's videos
+    archive = zipfile.ZipFile(
+        io.BytesIO(printed.get(f"/download/{pid}.zip", params={"camera": "nozzle"}).content)
+    )
+    zipped = [n.split("/", 1)[1] for n in archive.namelist() if n.endswith(".mp4")]
+    assert sorted(zipped) == sorted(v["path"] for v in videos if v["camera"] == "nozzle")
+    assert server.api("DELETE", f"{BASE}/prints/{pid}").status_code == 200

@@ -29,6 +29,8 @@ from harness.camera_servers import SnapshotServer
 from harness.events import EventListener
 from small_prints import write_square_print
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 pytestmark = pytest.mark.integration
 
 BASE = "/plugin/layercapture"
@@ -66,6 +68,11 @@ class Site:
         return self.internal.url("text")
 
 
+def camera_body(kind: str, url: str) -> Dict[str, Any]:
+    """A Test camera body: one camera of the form with this URL."""
+    return {"camera": {"type": kind, "url": url}}
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with SnapshotServer() as camera, SnapshotServer() as internal:
@@ -73,7 +80,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         server = OctoPrintServer(
             tmp_path_factory.mktemp("op-web-security"),
             plugin_settings={
-                "snapshot_url": camera.url("jpeg"),
+                "cameras": [camera_entry(type="snapshot", url=camera.url("jpeg"))],
                 "snapshot_timeout": 2.0,
                 "snapshot_retries": 0,
                 "capture_every_n_layers": 100,  # prints are armed (status pushes), not captured
@@ -110,28 +117,28 @@ def test_the_saved_camera_may_be_tested_with_manage_captures(site: Site) -> None
             assert answer["ok"] is True and answer["size_bytes"] == len(site.camera.jpeg)
     assert seen == expected
     # naming the saved address itself is no new address
-    same = site.camera_test(VIEW_MANAGE, {"snapshot_url": site.camera.url("jpeg")})
+    same = site.camera_test(VIEW_MANAGE, camera_body("snapshot", site.camera.url("jpeg")))
     assert same.status_code == 200 and same.json()["ok"] is True
 
 
-@pytest.mark.parametrize("key", ["snapshot_url", "stream_url"])
-def test_an_unsaved_camera_address_needs_the_settings_permission(site: Site, key: str) -> None:
+@pytest.mark.parametrize("kind", ["snapshot", "stream"])
+def test_an_unsaved_camera_address_needs_the_settings_permission(site: Site, kind: str) -> None:
     hits = len(site.internal.hits)
-    refused = site.camera_test(VIEW_MANAGE, {key: site.secret_url()})
+    refused = site.camera_test(VIEW_MANAGE, camera_body(kind, site.secret_url()))
     assert refused.status_code == 403, refused.text
-    assert refused.json()["error"].startswith(f"{key} differ from the saved settings")
+    assert refused.json()["error"].startswith("this camera's URL is not one of the saved")
     assert "needs the Settings permission" in refused.json()["error"]
     assert SECRET not in refused.text
     assert len(site.internal.hits) == hits, "the address was never asked"
     # an admin (Settings) may try it, and learns its type and size, not its content
-    allowed = site.camera_test(ADMIN, {key: site.secret_url()})
+    allowed = site.camera_test(ADMIN, camera_body(kind, site.secret_url()))
     assert allowed.status_code == 200
     answer = allowed.json()
     assert answer["ok"] is False and len(site.internal.hits) == hits + 1
     assert SECRET not in allowed.text and "api_token" not in allowed.text
     expected = (
         f"answered text/plain with {len(SECRET)} bytes, not a JPEG"
-        if key == "snapshot_url"
+        if kind == "snapshot"
         else "not an MJPEG stream (answered text/plain)"
     )
     assert answer["error"].endswith(expected), answer["error"]
@@ -145,7 +152,7 @@ def test_no_byte_of_an_answer_that_is_no_image_is_quoted(site: Site) -> None:
         ("status/404", "HTTP 404 Not Found"),
     ):
         url = site.internal.url(path)
-        response = site.camera_test(ADMIN, {"snapshot_url": url})
+        response = site.camera_test(ADMIN, camera_body("snapshot", url))
         answer = response.json()
         assert answer["ok"] is False, path
         assert "<html" not in answer["error"] and SECRET not in response.text, answer
@@ -155,13 +162,13 @@ def test_no_byte_of_an_answer_that_is_no_image_is_quoted(site: Site) -> None:
 def test_redirects_to_another_host_are_not_followed(site: Site) -> None:
     hits = len(site.internal.hits)
     away = site.camera.url("redirect?to=" + requests.utils.quote(site.secret_url(), safe=""))
-    answer = site.camera_test(ADMIN, {"snapshot_url": away}).json()
+    answer = site.camera_test(ADMIN, camera_body("snapshot", away)).json()
     assert answer["ok"] is False
     assert f"redirects to another host (http://127.0.0.1:{site.internal.port})" in answer["error"]
     assert "which is not followed" in answer["error"]
     assert len(site.internal.hits) == hits, "the other host was never asked"
     near = site.camera.url("redirect?to=/jpeg")  # the same host: followed
-    assert site.camera_test(ADMIN, {"snapshot_url": near}).json()["ok"] is True
+    assert site.camera_test(ADMIN, camera_body("snapshot", near)).json()["ok"] is True
 
 
 def test_a_camera_test_ends_within_30_s_whatever_the_settings(site: Site) -> None:
@@ -171,7 +178,7 @@ def test_a_camera_test_ends_within_30_s_whatever_the_settings(site: Site) -> Non
     started = time.monotonic()
     try:
         response = site.camera_test(
-            ADMIN, {"snapshot_url": url, "snapshot_timeout": 16, "snapshot_retries": 1}
+            ADMIN, {**camera_body("snapshot", url), "snapshot_timeout": 16, "snapshot_retries": 1}
         )
     finally:
         site.camera.release_hangs()
@@ -258,12 +265,17 @@ def test_the_layer_event_reaches_only_users_with_view_captures(site: Site, tmp_p
 
 def test_rejected_settings_reach_settings_users_only_with_credentials_masked(site: Site) -> None:
     server = site.server
-    saved = server.plugin_settings_now()["snapshot_url"]
+    saved = server.plugin_settings_now()["cameras"]
     since = server.log_size()
     listeners = listen_all(server)
     try:
         response = server.save_plugin_settings(
-            {"snapshot_url": "ftp://admin:hunter2@cam/snap", "stream_url": {"pwd": "hunter2"}}
+            {
+                "cameras": [
+                    camera_entry(type="snapshot", url="ftp://admin:hunter2@cam/snap"),
+                    {"name": "nozzle", "type": "stream", "url": {"pwd": "hunter2"}},
+                ]
+            }
         )
         assert response.status_code == 200, response.text
         server.barrier(list(listeners.values()))
@@ -273,15 +285,15 @@ def test_rejected_settings_reach_settings_users_only_with_credentials_masked(sit
     assert {user for user, got in rejected.items() if got} == {ADMIN}
     errors = {e["key"]: e["message"] for e in rejected[ADMIN][0]["errors"]}
     assert errors == {
-        "snapshot_url": "must be an http:// or https:// URL, got 'ftp://***@cam/snap'",
-        "stream_url": "must be text, got a dict",
+        "cameras.0.url": "must be an http:// or https:// URL, got 'ftp://***@cam/snap'",
+        "cameras.1.url": "must be text, got a dict",
     }
     status = server.api_as(VIEW_ONLY, "GET", f"{BASE}/status").json()
     assert {e["key"]: e["message"] for e in status["settings_errors"]} == errors
     line = server.wait_for_log("Refused invalid Layer Capture settings", since=since)
     assert "ftp://***@cam/snap" in line
     assert "hunter2" not in server.log_text(since)
-    assert server.plugin_settings_now()["snapshot_url"] == saved, "nothing was saved"
+    assert server.plugin_settings_now()["cameras"] == saved, "nothing was saved"
     assert all("hunter2" not in json.dumps(m) for got in rejected.values() for m in got)
 
 
@@ -292,7 +304,9 @@ def test_a_push_held_back_before_a_login_is_not_delivered_at_the_login(site: Sit
     early = server.listen_as(OPERATOR, defer_login=True)
     try:
         mark = server.mark()
-        response = server.save_plugin_settings({"snapshot_url": "ftp://admin:hunter2@cam/"})
+        response = server.save_plugin_settings(
+            {"cameras": [camera_entry(type="snapshot", url="ftp://admin:hunter2@cam/")]}
+        )
         assert response.status_code == 200, response.text
         # the admin got it, so it went out to every socket, the early one too
         server.wait_for_plugin_message(
@@ -403,6 +417,6 @@ def test_camera_urls_reach_only_users_who_may_change_settings(site: Site, user: 
     assert response.status_code == 200, response.text
     ours = response.json().get("plugins", {}).get("layercapture", {})
     if user == ADMIN:
-        assert ours["snapshot_url"] == url
+        assert ours["cameras"][0]["url"] == url
     else:
-        assert ours.get("snapshot_url") is None and ours.get("stream_url") is None, ours
+        assert not ours.get("cameras") and url not in json.dumps(ours), ours

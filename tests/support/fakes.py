@@ -26,6 +26,7 @@ from octoprint_layercapture.capture.ports import (
     StopReport,
     UnrecognisedReply,
 )
+from octoprint_layercapture.capture.shots import CameraRig, RigCamera
 
 
 class FakeClock:
@@ -343,6 +344,8 @@ class RecordingSink:
             raise OSError(28, "No space left on device")
         self.saved.append((request, when))
         name = f"layer_{request.layer:04d}_pos_{request.index:02d}"
+        if request.name_in_files:
+            name += f"_cam_{request.camera}"
         return SavedShot(f"{name}.jpg", f"{name}_thumb.jpg", len(snapshot.data))
 
 
@@ -408,10 +411,17 @@ def make_settings(**overrides: Any) -> lc_settings.CaptureSettings:
 
 @dataclass
 class Rig:
-    """Everything a sequence test needs, wired together."""
+    """Everything a sequence test needs, wired together: ``camera`` is the first camera
+    ("main"), ``others`` the cameras after it, by name."""
 
     clock: FakeClock
     printer: RecorderPrinter
     camera: FakeCamera
     sink: RecordingSink
     progress: List[Tuple[str, int, int]] = field(default_factory=list)
+    others: Dict[str, FakeCamera] = field(default_factory=dict)
+
+    def cameras(self) -> CameraRig:
+        first = RigCamera("main", self.camera)
+        rest = [RigCamera(name, camera, True) for name, camera in self.others.items()]
+        return CameraRig([first, *rest], clock=self.clock.monotonic)

@@ -45,6 +45,8 @@ from expected_layers import Analysis, analyse
 from harness import Message, OctoPrintServer
 from system_packages import require_program
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 FIXTURES = paths.FIXTURES
 TINY = FIXTURES / "prusa_tiny.gcode"  # 7 layers of 0.2 mm: every 3rd captures 3 and 6
 END_EVENTS = ("PrintDone", "PrintFailed", "PrintCancelled")
@@ -53,8 +55,7 @@ CLEARANCE = 1.0  # the plugin's travel clearance above the printed top (gcode.py
 # A 3x3 grid with a short settle delay: long enough (~2 s) to inject a fault mid-sequence.
 FAULT_SETTINGS: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
-    "snapshot_url": "",
+    "cameras": [camera_entry(type="fake")],
     "snapshot_timeout": 5.0,
     "snapshot_retries": 1,
     "grid_center_x": 100.0,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List
 
+from octoprint_layercapture.camera_settings import camera_entry
+
 
 def square_layers(layers: int, layer_height: float = 0.2, x: float = 90.0, y: float = 90.0) -> str:
     lines: List[str] = ["; tiny test print", "G90", "M82", "G28", "G92 E0", "G1 Z5 F3000"]
@@ -36,7 +38,7 @@ def write_square_print(folder: Path, name: str, layers: int) -> Path:
 # retract): what tests that need a captured print but not a particular capture use.
 QUICK_CAPTURE: Dict[str, Any] = {
     "enabled": True,
-    "use_fake_camera": True,
+    "cameras": [camera_entry(type="fake")],
     "grid_center_x": 100.0,
     "grid_center_y": 100.0,
     "grid_size": 3,

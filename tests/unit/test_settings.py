@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octoprint_layercapture import settings as s
+from octoprint_layercapture.camera_settings import camera_entry
 from octoprint_layercapture.capture.profile import bounds_from_profile
 
 BED = s.Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
@@ -47,7 +48,11 @@ def test_defaults_validate_and_round_trip():
         ("enabled", "yes", "true or false"),
         ("grid_center_x", "left", "must be a number"),
         ("grid_center_x", math.nan, "finite"),
-        ("snapshot_url", "file:///etc/passwd", "http"),
+        ("snapshot_url", "http://cam/snap", "replaced by the list 'cameras'"),
+        ("use_fake_camera", True, "replaced by the list 'cameras'"),
+        ("cameras", [], "at least one camera"),
+        ("cameras", "fake", "must be a list of cameras"),
+        ("cameras", [{"name": f"c{i}", "type": "fake"} for i in range(5)], "at most 4 cameras"),
         ("capture_folder", "../outside", "relative folder"),
         ("capture_folder", "/abs", "relative folder"),
         ("capture_folder", "", "relative folder"),
@@ -77,6 +82,168 @@ def test_wait_for_moves_is_stored_in_its_canonical_spelling(value, stored):
     values = s.validate({"wait_for_moves": value}, BED)
     assert values.wait_for_moves == stored
     assert s.to_storable(values)["wait_for_moves"] == stored
+
+
+def cameras_errors(*entries):
+    return errors_for({"cameras": list(entries)})
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "fragment"),
+    [
+        ({"name": "Nozzle", "type": "fake"}, "cameras.0.name", "lowercase letters, digits"),
+        ({"name": "top_cam", "type": "fake"}, "cameras.0.name", "file names carry it"),
+        ({"name": "a" * 17, "type": "fake"}, "cameras.0.name", "1 to 16"),
+        ({"type": "fake"}, "cameras.0.name", "got ''"),
+        ({"name": "top", "type": "rtsp"}, "cameras.0.type", "one of 'webcam', 'snapshot'"),
+        ({"name": "top", "type": "snapshot"}, "cameras.0.url", "needs its URL"),
+        ({"name": "top", "type": "stream", "url": ""}, "cameras.0.url", "needs its URL"),
+        ({"name": "top", "type": "snapshot", "url": "file:///etc/passwd"}, "cameras.0.url",
+         "http:// or https://"),
+        ({"name": "top", "type": "stream", "url": 5}, "cameras.0.url", "must be text"),
+        ({"name": "top", "type": "fake", "mounting": "toolhead"}, "cameras.0.mounting",
+         "'fixed'"),
+        ({"name": "top", "type": "fake", "zoom": 2}, "cameras.0.zoom", "not a camera setting"),
+        ("http://cam/snap", "cameras.0", "must be an object"),
+    ],
+)  # fmt: skip
+def test_invalid_cameras_are_refused_per_field(entry, key, fragment):
+    errors = cameras_errors(entry)
+    assert key in errors, errors
+    assert fragment in errors[key]
+
+
+def test_camera_names_are_unique():
+    errors = cameras_errors(
+        {"name": "main", "type": "fake"},
+        {"name": "top", "type": "fake"},
+        {"name": "main", "type": "snapshot", "url": "http://cam/snap"},
+    )
+    assert errors == {
+        "cameras.2.name": "'main' is the name of camera 1 already: each camera needs a name "
+        "of its own"
+    }
+
+
+def test_cameras_validate_and_round_trip():
+    cameras = [
+        {"name": "main", "type": "webcam", "webcam": "", "url": "", "mounting": "fixed"},
+        {"name": "nozzle", "type": "snapshot", "webcam": "", "url": " http://cam/snap ",
+         "mounting": "fixed"},
+        {"name": "top-2", "type": "stream", "url": "https://cam/stream"},
+        {"name": "4", "type": "fake"},
+    ]  # fmt: skip
+    values = s.validate({"cameras": cameras}, BED)
+    assert [(c.name, c.type, c.url) for c in values.cameras] == [
+        ("main", "webcam", ""),
+        ("nozzle", "snapshot", "http://cam/snap"),
+        ("top-2", "stream", "https://cam/stream"),
+        ("4", "fake", ""),
+    ]
+    stored = s.to_storable(values)["cameras"]
+    assert stored[2] == {
+        "name": "top-2",
+        "type": "stream",
+        "webcam": "",
+        "url": "https://cam/stream",
+        "mounting": "fixed",
+    }
+    assert s.validate({"cameras": stored}, BED).cameras == values.cameras
+
+
+def test_the_default_is_the_one_camera_of_before():
+    (camera,) = s.validate({}, BED).cameras
+    assert (camera.name, camera.type, camera.webcam) == ("main", "webcam", "")
+
+
+@pytest.mark.parametrize(
+    ("old", "camera", "unused"),
+    [
+        ({}, None, []),
+        ({"webcam": "garage"}, {"type": "webcam", "webcam": "garage", "url": ""}, []),
+        ({"snapshot_url": "http://cam/snap", "webcam": "garage"},
+         {"type": "snapshot", "webcam": "garage", "url": "http://cam/snap"}, []),
+        ({"stream_url": " http://cam/stream ", "snapshot_url": "http://cam/snap"},
+         {"type": "stream", "webcam": "", "url": "http://cam/stream"}, ["snapshot_url"]),
+        ({"use_fake_camera": True, "snapshot_url": "http://cam/snap"},
+         {"type": "fake", "webcam": "", "url": "http://cam/snap"}, []),
+        ({"use_fake_camera": False, "stream_url": "", "snapshot_url": "", "webcam": ""},
+         {"type": "webcam", "webcam": "", "url": ""}, []),
+    ],
+)  # fmt: skip
+def test_migrate_the_single_camera_of_version_2_to_the_first_of_the_list(old, camera, unused):
+    """First match wins as before (fake, stream, snapshot URL, webcam): the one camera
+    behaves the same, and as the first camera its files keep their names."""
+    dropped: list = []
+    migrated = s.migrate({"grid_size": 5, **old}, 2, dropped)
+    if camera is None:
+        assert migrated == {"grid_size": 5}
+    else:
+        expected = {"name": "main", "mounting": "fixed", **camera}
+        assert migrated == {"grid_size": 5, "cameras": [expected]}
+        s.validate(migrated, BED)
+    assert dropped == unused
+    assert s.migrate(old, None) == s.migrate(old, 2), "a config without a version too"
+
+
+def test_migrate_version_4_keeps_its_cameras():
+    data = {"cameras": [{"name": "top", "type": "fake"}]}
+    assert s.migrate(data, 4) == data
+
+
+@pytest.mark.parametrize("version", [None, 1, 2, 3])
+def test_migrate_chains_the_video_version_and_then_the_cameras_list(version):
+    """2 -> 3 adds the video settings (nothing to change), 3 -> 4 turns the one camera into
+    the list: settings of any older version end with one camera ``main`` (today's names)
+    and keep their video values."""
+    old = {"grid_size": 5, "snapshot_url": "http://cam/snap", "webcam": "garage"}
+    if version == 3:
+        old = {**old, "video_fps": 30, "video_hold_seconds": 2.0}
+    migrated = s.migrate(old, version)
+    camera = {"name": "main", "type": "snapshot", "webcam": "garage", "url": "http://cam/snap"}
+    assert migrated == {
+        **{key: value for key, value in old.items() if key not in ("snapshot_url", "webcam")},
+        "cameras": [{**camera, "mounting": "fixed"}],
+    }
+    values = s.validate(migrated, BED)
+    assert [c.name for c in values.cameras] == ["main"]
+    assert values.video_fps == (30 if version == 3 else 25)
+    assert values.camera_mounting.mode == "fixed"  # and 4 -> 5's defaults
+    assert s.SETTINGS_VERSION == 5
+
+
+camera_entries = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "name": st.one_of(st.sampled_from(["main", "top", "a-b", ""]), st.text(max_size=20)),
+            "type": st.sampled_from(["webcam", "snapshot", "stream", "fake", "x"]),
+        },
+        optional={
+            "url": st.one_of(st.just("http://cam/snap"), st.text(max_size=20), st.integers()),
+            "webcam": st.one_of(st.text(max_size=10), st.none()),
+            "mounting": st.sampled_from(["fixed", "toolhead"]),
+        },
+    ),
+    st.text(max_size=5),
+    st.none(),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(camera_entries, max_size=6))
+def test_camera_lists_never_crash_and_accepted_names_fit_file_names(cameras):
+    from octoprint_layercapture.store.names import is_camera_name
+
+    try:
+        values = s.validate({"cameras": cameras}, BED)
+    except s.InvalidSettings as exc:
+        assert exc.errors and all(e.key.startswith("cameras") for e in exc.errors)
+        return
+    names = [c.name for c in values.cameras]
+    assert 1 <= len(names) <= 4 and len(set(names)) == len(names)
+    assert all(is_camera_name(name) for name in names)
+    for camera in values.cameras:
+        assert camera.type not in ("snapshot", "stream") or camera.url.startswith("http")
 
 
 def test_grid_outside_the_bed_is_refused():
@@ -127,11 +294,11 @@ def test_migrate_keeps_current_keys_when_both_exist():
 def test_version_2_settings_keep_their_values_and_take_the_video_defaults():
     stored = {"grid_size": 5, "grid_spacing": 10.0, "stop_mode": "hold"}
     migrated = s.migrate(stored, 2)
-    assert migrated == stored and s.SETTINGS_VERSION == 4
+    assert migrated == stored and s.SETTINGS_VERSION == 5
     values = s.validate(migrated, BED)
     assert (values.video_fps, values.video_hold_seconds) == (25, 0.0)
     assert not values.video_render_after_print and not values.video_render_while_printing
-    assert values.camera_mounting.mode == "fixed"  # and version 4's defaults
+    assert values.camera_mounting.mode == "fixed"  # and version 5's defaults
 
 
 def test_version_3_settings_keep_their_video_values_and_take_the_mosaic_defaults():
@@ -217,12 +384,36 @@ def test_a_form_may_send_part_of_a_mapping_setting():
     assert merged["camera_mounting"]["rotation"] == 3.0
 
 
-def test_migrate_to_version_4_turns_a_mounting_word_into_the_mapping():
-    assert s.SETTINGS_VERSION == 4
-    for version in (2, 3):  # through 2 -> 3 (videos, nothing to change) -> 4
-        migrated = s.migrate({"camera_mounting": "toolhead", "grid_size": 5}, version)
-        assert migrated["camera_mounting"] == {**s.DEFAULTS["camera_mounting"], "mode": "toolhead"}
-        assert migrated["grid_size"] == 5
-        assert s.migrate({"grid_size": 5}, version) == {"grid_size": 5}
+@pytest.mark.parametrize("version", [None, 2, 3, 4])
+def test_migrate_to_version_5_chains_videos_cameras_and_the_mounting(version):
+    """2 -> 3 (videos, nothing to change), 3 -> 4 (the one camera becomes the list), 4 -> 5
+    (a hand-written mounting word becomes the mapping; the mosaic keys take defaults)."""
+    assert s.SETTINGS_VERSION == 5
+    old = {"camera_mounting": "toolhead", "grid_size": 5, "video_fps": 30}
+    if version == 4:
+        old["cameras"] = [camera_entry(type="fake")]
+    else:
+        old["use_fake_camera"] = True
+    migrated = s.migrate(old, version)
+    assert migrated == {
+        "camera_mounting": {**s.DEFAULTS["camera_mounting"], "mode": "toolhead"},
+        "grid_size": 5,
+        "video_fps": 30,
+        "cameras": [camera_entry(type="fake")],
+    }
+    values = s.validate(migrated, BED)
+    assert values.camera_mounting.on_toolhead and values.video_fps == 30
+    assert values.mounting_of(values.cameras[0]).on_toolhead
+    assert values.mosaic_max_correction == s.DEFAULTS["mosaic_max_correction"]
+    assert s.migrate({"grid_size": 5}, version) == {"grid_size": 5}
+
+
+def test_only_the_first_camera_takes_the_toolhead_mounting():
+    cameras = [camera_entry(type="fake"), camera_entry("side", type="fake")]
+    values = s.validate(
+        {**s.DEFAULTS, "cameras": cameras, "camera_mounting": {"mode": "toolhead"}}, BED
+    )
+    first, side = values.cameras
+    assert values.mounting_of(first).on_toolhead and not values.mounting_of(side).on_toolhead
     word = {"camera_mounting": "toolhead"}
-    assert s.migrate(word, 4) == word  # a current version's value is validated, not migrated
+    assert s.migrate(word, 5) == word  # a current version's value is validated, not migrated

@@ -1,12 +1,13 @@
 """One captured layer's mosaic, made from its files alone, and its metadata record.
 
-A layer whose metadata says the camera rode on the toolhead (``settings.camera_mounting``)
-is stitched from its images, each placed by the head's measured position (the commanded
-one where none was measured), registered to its neighbours and to the layer's toolpath
-file; the mosaic (JPEG), the toolpath overlay and the departure map (PNGs, on the mosaic's
-lattice) are written beside the metadata under :func:`store.names.mosaic_name`, and the
-metadata's ``mosaic`` record is rewritten atomically (docs/metadata.md). Without numpy the
-record says what the analysis extra would add. Importable without numpy.
+A layer whose metadata says the first camera rode on the toolhead
+(``settings.camera_mounting``) is stitched from that camera's images, each placed by the
+head's measured position (the commanded one where none was measured), registered to its
+neighbours and to the layer's toolpath file; the mosaic (JPEG), the toolpath overlay and
+the departure map (PNGs, on the mosaic's lattice) are written beside the metadata under
+:func:`store.names.mosaic_name`, and the metadata's ``mosaic`` record is rewritten
+atomically (docs/metadata.md). Without numpy the record says what the analysis extra
+would add. Importable without numpy.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def make_mosaic(
         name = raw.get("path") if isinstance(raw, Mapping) else None
         parsed = None if not isinstance(name, str) else parse_image_name(name)
         head = _head(raw) if isinstance(raw, Mapping) else None
-        if parsed is None or parsed.is_thumbnail or head is None:
+        # only the first camera's shots (the one camera_mounting describes): the other
+        # cameras' names carry _cam_<name>
+        if parsed is None or parsed.is_thumbnail or parsed.camera or head is None:
             continue
         with Image.open(folder / str(name)) as picture:
             tiles.append(Tile(parsed.index, picture.convert("RGB"), head))

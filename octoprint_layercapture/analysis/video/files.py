@@ -2,8 +2,9 @@
 of an interrupted one.
 
 Pure module (stdlib + :mod:`store`). The names are :mod:`store.names` (``video_<print
-id>_grid.mp4``, ``video_<print id>_pos_04.mp4``, each with a ``.json`` frames file of the
-same stem), in the day folder of the print's first captured layer. The frames file says,
+id>_grid.mp4``, ``video_<print id>_pos_04.mp4``, with ``_cam_<name>`` for every camera but
+the first, each with a ``.json`` frames file of the same stem), in the day folder of the
+print's first captured layer. The frames file says,
 per frame, the layer and the image file(s) it shows, so a frame can be traced to its
 capture; the gallery's record of it is :func:`store.entries.video_record`. While a video
 is rendered it is a temporary name (:func:`store.names.temp_video_name`), renamed when the
@@ -114,6 +115,7 @@ def frames_document(
         "video": video_name,
         "kind": plan.kind,
         "index": plan.index,
+        "camera": plan.camera,
         "row": None if plan.index is None else first.row,
         "col": None if plan.index is None else first.col,
         "grid_size": plan.grid_size,

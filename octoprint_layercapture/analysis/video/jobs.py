@@ -117,6 +117,7 @@ class RenderJob:
             "gcode_file": self.gcode_file,
             "target": self.target.kind,
             "index": self.target.index,
+            "camera": self.target.camera,
             "auto": self.auto,
             "state": self.state,
             "reason": self.reason,

@@ -12,6 +12,10 @@ Pure module (stdlib only): it decides, :mod:`.ffmpeg` writes the command lines,
   :data:`GRID_MAX_WIDTH` wide; ffmpeg decodes the camera JPEGs at the smallest DCT scale
   (``-lowres``) that still covers a tile, since each grid frame decodes n x n of them.
 * **Hold the last frame N s** adds ``round(N * fps)`` copies of the last frame.
+* **Several cameras**: each camera has its own videos, one per position and one of the grid,
+  from its own images (the layer records' ``camera``); the first camera of the print keeps
+  the names of a single-camera print, the others' carry the camera's name
+  (:func:`store.names.video_name`). A request names one camera or means every camera.
 
 The names are :mod:`store.names`; the frames file beside each video :mod:`.files`.
 """
@@ -46,15 +50,18 @@ class VideoError(Exception):
 @dataclass(frozen=True)
 class RenderTarget:
     """``all`` (every position that has an image, and the grid), ``grid``, or one
-    ``position`` (``index``)."""
+    ``position`` (``index``); of every camera of the print, or only of ``camera``."""
 
     kind: str
     index: Optional[int] = None
+    camera: Optional[str] = None
 
     def describe(self) -> str:
         if self.kind == KIND_POSITION and self.index is not None:
-            return position_name(self.index)
-        return "all videos" if self.kind == TARGET_ALL else "the grid video"
+            text = position_name(self.index)
+        else:
+            text = "all videos" if self.kind == TARGET_ALL else "the grid video"
+        return text if self.camera is None else f"{text} of camera {self.camera}"
 
 
 @dataclass(frozen=True)
@@ -84,16 +91,20 @@ class VideoPlan:
     index: Optional[int]
     grid_size: int
     inputs: Tuple[PositionFrames, ...]
+    camera: str = ""  # the camera's name ("": the one camera of an older print)
+    first_camera: bool = True  # the print's first camera: the names without a camera
+    several_cameras: bool = False  # the print has several: labels name the camera
 
     @property
     def layer_count(self) -> int:
         return len(self.inputs[0].frames) if self.inputs else 0
 
     def file_name(self, print_id: str) -> str:
-        return video_name(print_id, self.index)
+        return video_name(print_id, self.index, None if self.first_camera else self.camera)
 
     def label(self) -> str:
-        return "grid video" if self.index is None else f"{position_name(self.index)} video"
+        text = "grid video" if self.index is None else f"{position_name(self.index)} video"
+        return f"{text} of camera {self.camera}" if self.several_cameras else text
 
 
 def grid_size_of(layers: Sequence[Mapping[str, Any]]) -> int:
@@ -102,11 +113,33 @@ def grid_size_of(layers: Sequence[Mapping[str, Any]]) -> int:
     return max(sizes) if sizes else 1
 
 
-def images_per_position(layers: Sequence[Mapping[str, Any]]) -> Dict[int, int]:
-    """How many captured images each position has in these layers."""
+def print_cameras(layers: Sequence[Mapping[str, Any]]) -> List[str]:
+    """A print's camera names, the first camera first (the layer records' ``cameras``,
+    then any other an image names); ``[""]`` for a print of one unnamed camera."""
+    names: Dict[str, None] = {}
+    for layer in layers:
+        for name in layer.get("cameras") or []:
+            names.setdefault(str(name), None)
+        for image in layer.get("images") or []:
+            names.setdefault(str(image.get("camera") or ""), None)
+    return list(names) or [""]
+
+
+def _image_camera(image: Mapping[str, Any], first: str) -> str:
+    return str(image.get("camera") or first)
+
+
+def images_per_position(
+    layers: Sequence[Mapping[str, Any]], camera: Optional[str] = None
+) -> Dict[int, int]:
+    """How many captured images each position has in these layers (of every camera, or
+    only of ``camera``)."""
+    first = print_cameras(layers)[0]
     counts: Dict[int, int] = {}
     for layer in layers:
         for image in layer.get("images") or []:
+            if camera is not None and _image_camera(image, first) != camera:
+                continue
             counts[int(image["index"])] = counts.get(int(image["index"]), 0) + 1
     return counts
 
@@ -116,9 +149,15 @@ def target_problem(layers: Sequence[Mapping[str, Any]], target: RenderTarget) ->
     if not layers:
         return "this print has no captured layers"
     size = grid_size_of(layers)
-    counts = images_per_position(layers)
+    cameras = print_cameras(layers)
+    if target.camera is not None and target.camera not in cameras:
+        names = ", ".join(repr(c) for c in cameras)
+        return f"camera must be one of this print's cameras ({names}), got {target.camera!r}"
+    counts = images_per_position(layers, target.camera)
     if not counts:
-        return "this print has no images"
+        return "this print has no images" + (
+            "" if target.camera is None else f" of camera {target.camera}"
+        )
     if target.kind == KIND_GRID and size == 1:
         return "a 1x1 print has no grid video: render its position (index 0)"
     if target.kind == KIND_POSITION:
@@ -130,23 +169,35 @@ def target_problem(layers: Sequence[Mapping[str, Any]], target: RenderTarget) ->
     return None
 
 
-def missing_reason(layer: Mapping[str, Any], index: int) -> str:
-    """Why a layer has no image at ``index``: the skip reason or the failure messages."""
+def missing_reason(layer: Mapping[str, Any], index: int, camera: Optional[str] = None) -> str:
+    """Why a layer has no image at ``index`` (of ``camera``): the skip reason or the failure
+    messages (a failure that names another camera is not this camera's)."""
     for skipped in layer.get("skipped") or []:
         if skipped.get("index") == index and skipped.get("reason"):
             return str(skipped["reason"])
     messages = [
         str(f["message"])
         for f in layer.get("failures") or []
-        if f.get("index") == index and f.get("message")
+        if f.get("index") == index
+        and f.get("message")
+        and (camera is None or f.get("camera") in (None, camera))
     ]
     return "; ".join(messages) if messages else "no image"
 
 
-def _position_frames(layers: Sequence[Mapping[str, Any]], index: int, size: int) -> PositionFrames:
+def _position_frames(
+    layers: Sequence[Mapping[str, Any]], index: int, size: int, camera: str, first: str
+) -> PositionFrames:
     frames = []
     for layer in layers:
-        image = next((i for i in layer.get("images") or [] if i.get("index") == index), None)
+        image = next(
+            (
+                i
+                for i in layer.get("images") or []
+                if i.get("index") == index and _image_camera(i, first) == camera
+            ),
+            None,
+        )
         z = layer.get("z_height")
         frames.append(
             FrameSource(
@@ -154,7 +205,7 @@ def _position_frames(layers: Sequence[Mapping[str, Any]], index: int, size: int)
                 z_height=float(z) if isinstance(z, (int, float)) else None,
                 metadata=str(layer["metadata"]),
                 image=None if image is None else str(image["path"]),
-                missing=None if image is not None else missing_reason(layer, index),
+                missing=None if image is not None else missing_reason(layer, index, camera),
             )
         )
     row, col = divmod(index, size)
@@ -163,28 +214,38 @@ def _position_frames(layers: Sequence[Mapping[str, Any]], index: int, size: int)
 
 def plan_videos(layers: Sequence[Mapping[str, Any]], target: RenderTarget) -> List[VideoPlan]:
     """The videos ``target`` asks for, from a print's layer records (the gallery's, lowest
-    layer first): position videos by index, then the grid video. Raises
-    :class:`VideoError` when the target cannot be rendered (see :func:`target_problem`)."""
+    layer first): per camera (the print's order; only ``target.camera`` when it names one,
+    else each camera that has images there), position videos by index, then the grid
+    video. Raises :class:`VideoError` when the target cannot be rendered (see
+    :func:`target_problem`)."""
     problem = target_problem(layers, target)
     if problem is not None:
         raise VideoError(problem)
     ordered = sorted(layers, key=lambda d: (int(d["layer"]), str(d.get("timestamp") or "")))
     size = grid_size_of(ordered)
+    cameras = print_cameras(ordered)
+    first, several = cameras[0], len(cameras) > 1
     plans: List[VideoPlan] = []
-    if target.kind == KIND_POSITION:
-        assert target.index is not None
-        indexes = [target.index]
-    elif target.kind == TARGET_ALL:
-        indexes = sorted(images_per_position(ordered))
-    else:
-        indexes = []
-    for index in indexes:
-        plans.append(
-            VideoPlan(KIND_POSITION, index, size, (_position_frames(ordered, index, size),))
-        )
-    if target.kind == KIND_GRID or (target.kind == TARGET_ALL and size > 1):
-        inputs = tuple(_position_frames(ordered, i, size) for i in range(size * size))
-        plans.append(VideoPlan(KIND_GRID, None, size, inputs))
+    for camera in cameras if target.camera is None else [target.camera]:
+        counts = images_per_position(ordered, camera)
+        if not counts:
+            continue  # a camera that failed at every shot: nothing to show
+        if target.kind == KIND_POSITION:
+            assert target.index is not None
+            indexes = [target.index] if target.index in counts else []
+        elif target.kind == TARGET_ALL:
+            indexes = sorted(counts)
+        else:
+            indexes = []
+        own = (camera, camera == first, several)
+        for index in indexes:
+            frames = (_position_frames(ordered, index, size, camera, first),)
+            plans.append(VideoPlan(KIND_POSITION, index, size, frames, *own))
+        if target.kind == KIND_GRID or (target.kind == TARGET_ALL and size > 1):
+            inputs = tuple(
+                _position_frames(ordered, i, size, camera, first) for i in range(size * size)
+            )
+            plans.append(VideoPlan(KIND_GRID, None, size, inputs, *own))
     return plans
 
 

@@ -93,8 +93,10 @@
         return this.base.getBaseUrl() + this.url("files/" + encodePath(path));
     };
 
-    OctoPrintLayerCaptureClient.prototype.zipUrl = function (id) {
-        return this.base.getBaseUrl() + this.url("download/" + encodeURIComponent(id) + ".zip");
+    // every camera's images, or only those of camera ``camera`` (a name of the print's cameras)
+    OctoPrintLayerCaptureClient.prototype.zipUrl = function (id, camera) {
+        var url = this.base.getBaseUrl() + this.url("download/" + encodeURIComponent(id) + ".zip");
+        return camera ? url + "?" + $.param({camera: camera}) : url;
     };
 
     // The print as a Hugging Face ImageFolder dataset (images, metadata.jsonl, toolpaths)

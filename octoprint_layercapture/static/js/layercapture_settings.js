@@ -1,17 +1,26 @@
 /*
  * Layer Capture settings panel: live validation through the plugin's /settings/validate,
- * errors next to the fields, the grid drawing, the webcam picker and "Test camera".
+ * errors next to the fields, the grid drawing, the list of cameras (add, remove, the
+ * webcam picker and "Test camera" per camera).
  */
 $(function () {
     "use strict";
 
     var PLUGIN = "layercapture";
-    // what "Test camera" sends: the unsaved camera fields of the form, and the grid centre
-    // and height, where the fake camera draws the head; the keys come from the server
-    // (cameras/probe.py), which accepts exactly these
+    // what "Test camera" sends: the camera of its row (unsaved), the settings every camera
+    // shares and the grid centre and height, where the fake camera draws the head; the
+    // keys come from the server (cameras/probe.py), which accepts exactly these
     function cameraTestKeys() {
         var keys = $(".layercapture-settings").attr("data-camera-test-keys");
         return keys ? JSON.parse(keys) : [];
+    }
+
+    // one entry of the "cameras" setting (camera_settings.py): only these fields are sent
+    var CAMERA_FIELDS = ["name", "type", "webcam", "url", "mounting"];
+    var MAX_CAMERAS = 4; // camera_settings.MAX_CAMERAS; the server checks it too
+
+    function plainCamera(camera) {
+        return _.pick(ko.toJS(camera) || {}, CAMERA_FIELDS);
     }
 
     function LayerCaptureSettingsViewModel(parameters) {
@@ -70,8 +79,24 @@ $(function () {
         });
         self.webcams = ko.observableArray([]);
         self.webcamsError = ko.observable("");
-        self.cameraTest = ko.observable(null);
-        self.cameraTesting = ko.observable(false);
+        self.cameraTest = ko.observable(null); // {index, result} of the last test
+        self.cameraTesting = ko.observable(null); // the index of the camera being tested
+        self.maxCameras = MAX_CAMERAS;
+        self.snapshotUrlLabel = gettext("Snapshot URL");
+        self.streamUrlLabel = gettext("MJPEG stream URL");
+        self.cameraTypes = [
+            {value: "webcam", text: gettext("OctoPrint webcam")},
+            {value: "snapshot", text: gettext("Snapshot URL")},
+            {value: "stream", text: gettext("MJPEG stream URL")},
+            {value: "fake", text: gettext("Fake camera (test images)")}
+        ];
+        self.cameraFieldLabels = {
+            name: gettext("name"),
+            type: gettext("type"),
+            webcam: gettext("OctoPrint webcam"),
+            url: gettext("URL"),
+            mounting: gettext("mounting")
+        };
         self._checkSeq = 0;
 
         self.gridSizes = [
@@ -95,9 +120,7 @@ $(function () {
             capture_every_n_layers: gettext("Every N layers"),
             capture_z_heights: gettext("At Z heights"),
             min_layer_height: gettext("Minimum layer height"),
-            webcam: gettext("OctoPrint webcam"),
-            snapshot_url: gettext("Snapshot URL"),
-            stream_url: gettext("MJPEG stream URL"),
+            cameras: gettext("Cameras"),
             snapshot_timeout: gettext("Timeout"),
             snapshot_retries: gettext("Retries"),
             capture_delay: gettext("Settle delay"),
@@ -122,6 +145,14 @@ $(function () {
         };
 
         self.labelFor = function (key) {
+            // cameras.1.url: "Camera 2 URL"; cameras.1: "Camera 2"
+            var camera = /^cameras\.(\d+)(?:\.(\w+))?$/.exec(key || "");
+            if (camera) {
+                var title = _.sprintf(gettext("Camera %(number)s"), {
+                    number: Number(camera[1]) + 1
+                });
+                return camera[2] ? title + " " + (self.cameraFieldLabels[camera[2]] || camera[2]) : title;
+            }
             return self.labels[key] || key;
         };
 
@@ -208,6 +239,19 @@ $(function () {
             return self.errorFor.apply(self, arguments) !== "";
         };
 
+        // the errors of camera ``index``'s fields ("" for the entry itself)
+        var cameraKeys = function (index, fields) {
+            return _.map(fields, function (field) {
+                return field ? "cameras." + index + "." + field : "cameras." + index;
+            });
+        };
+        self.cameraErrorFor = function (index) {
+            return self.errorFor.apply(self, cameraKeys(index, _.rest(_.toArray(arguments))));
+        };
+        self.cameraHasError = function () {
+            return self.cameraErrorFor.apply(self, arguments) !== "";
+        };
+
         // ---- form values
 
         self.zHeightsText = ko.pureComputed({
@@ -226,7 +270,65 @@ $(function () {
             _.each(ko.toJS(self.s) || {}, function (value, key) {
                 if (key.charAt(0) !== "_") data[key] = value;
             });
+            if (_.isArray(data.cameras)) data.cameras = _.map(data.cameras, plainCamera);
             return data;
+        };
+
+        // ---- the list of cameras
+
+        self.cameraList = function () {
+            var cameras = self.s ? self.s.cameras : null;
+            return ko.isObservable(cameras) ? cameras : null;
+        };
+
+        self.cameraRows = ko.pureComputed(function () {
+            var cameras = self.cameraList();
+            return _.map(cameras ? cameras() : [], function (camera, index) {
+                return {
+                    camera: camera,
+                    index: index,
+                    number: index + 1,
+                    title:
+                        index === 0
+                            ? gettext("Camera 1 (plain file names)")
+                            : _.sprintf(gettext("Camera %(number)s"), {number: index + 1})
+                };
+            });
+        });
+
+        self.camerasLeftText = ko.pureComputed(function () {
+            var left = self.maxCameras - self.cameraRows().length;
+            if (left <= 0) {
+                return _.sprintf(gettext("at most %(count)s cameras"), {count: self.maxCameras});
+            }
+            return "";
+        });
+
+        self.addCamera = function () {
+            var cameras = self.cameraList();
+            if (!cameras || cameras().length >= self.maxCameras) return;
+            var taken = _.map(cameras(), function (camera) {
+                return ko.unwrap(camera.name);
+            });
+            var number = cameras().length + 1;
+            while (_.contains(taken, "cam" + number)) number++;
+            cameras.push(
+                ko.mapping.fromJS({
+                    name: "cam" + number,
+                    type: "snapshot",
+                    webcam: "",
+                    url: "",
+                    mounting: "fixed"
+                })
+            );
+            self.cameraTest(null);
+        };
+
+        self.removeCamera = function (row) {
+            var cameras = self.cameraList();
+            if (!cameras || cameras().length <= 1) return;
+            cameras.remove(row.camera);
+            self.cameraTest(null);
         };
 
         self.isChanged = function () {
@@ -414,8 +516,8 @@ $(function () {
 
         // ---- webcams
 
-        self.webcamOptions = ko.pureComputed(function () {
-            var current = self.s ? ko.unwrap(self.s.webcam) : "";
+        self.webcamOptionsFor = function (camera) {
+            var current = ko.unwrap(camera.webcam) || "";
             var options = [{value: "", text: gettext("OctoPrint's snapshot webcam")}];
             var found = false;
             _.each(self.webcams(), function (cam) {
@@ -430,7 +532,7 @@ $(function () {
                 options.push({value: current, text: current + " - " + gettext("not found")});
             }
             return options;
-        });
+        };
 
         self.loadWebcams = function () {
             OctoPrint.plugins.layercapture
@@ -451,19 +553,37 @@ $(function () {
 
         // ---- test camera
 
-        self.testCamera = function () {
-            self.cameraTesting(true);
+        self.cameraTestOf = function (index) {
+            var test = self.cameraTest();
+            return test && test.index === index ? test.result : null;
+        };
+
+        self.testCamera = function (row) {
+            var index = row.index;
+            var body = _.pick(self.formData(), cameraTestKeys());
+            body.camera = plainCamera(row.camera);
+            self.cameraTesting(index);
             self.cameraTest(null);
+            var show = function (result) {
+                self.cameraTest({index: index, result: result});
+            };
             OctoPrint.plugins.layercapture
-                .testCamera(_.pick(self.formData(), cameraTestKeys()))
-                .done(function (response) {
-                    self.cameraTest(response);
-                })
+                .testCamera(body)
+                .done(show)
                 .fail(function (xhr) {
                     var response = xhr.responseJSON || {};
                     var message;
                     if (xhr.status === 400 && response.errors) {
-                        self.errors(response.errors);
+                        // the test names its camera's fields camera.<field>: shown at this row
+                        self.errors(
+                            _.map(response.errors, function (e) {
+                                var key = String(e.key);
+                                if (key === "camera" || key.indexOf("camera.") === 0) {
+                                    key = "cameras." + index + key.slice("camera".length);
+                                }
+                                return {key: key, message: e.message};
+                            })
+                        );
                         message = gettext("The camera settings are not valid, see above.");
                     } else if (xhr.status === 409) {
                         message = gettext("A capture is running; try again when it is done.");
@@ -473,10 +593,10 @@ $(function () {
                             error: response.error || ""
                         });
                     }
-                    self.cameraTest({ok: false, error: message});
+                    show({ok: false, error: message});
                 })
                 .always(function () {
-                    self.cameraTesting(false);
+                    self.cameraTesting(null);
                 });
         };
 

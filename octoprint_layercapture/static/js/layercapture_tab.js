@@ -1,6 +1,7 @@
 /*
  * Layer Capture tab: the live status (pushed as plugin messages) and the gallery of
- * captured prints, layers laid out as the physical grid, with the full image, its
+ * captured prints, layers laid out as the physical grid (one camera at a time, chosen
+ * with the camera selector when a print has several), with the full image, its
  * metadata, the zip download and deleting. A print's videos: layercapture_videos.js;
  * the viewer's stepping, compare modes and deep links: layercapture_compare.js.
  */
@@ -168,6 +169,9 @@ $(function () {
         self.openLayer = ko.observable(null);
         self.galleryError = ko.observable("");
         self.viewer = ko.observable(null);
+        // the camera whose pictures the grid shows: a name of the selected print's
+        // cameras ("" for prints of one camera from before several were possible)
+        self.camera = ko.observable("");
         self.deleting = ko.observable(null);
         self.deleteBusy = ko.observable(false);
         self.tabActive = false;
@@ -175,8 +179,8 @@ $(function () {
         self.fileUrl = function (path) {
             return self.client().fileUrl(path);
         };
-        self.zipUrl = function (id) {
-            return self.client().zipUrl(id);
+        self.zipUrl = function (id, camera) {
+            return self.client().zipUrl(id, camera);
         };
         self.exportUrl = function (id) {
             return self.client().exportUrl(id);
@@ -246,11 +250,33 @@ $(function () {
                 self.layersPageIndex(0);
                 self.layersTotal(print.layer_count);
                 self.openLayer(null);
+                self.camera((print.cameras || [""])[0] || "");
             }
             self.selected(print);
             self.loadLayers();
             self.videos.load(print);
         };
+
+        // ---- cameras of the selected print
+
+        self.cameras = ko.pureComputed(function () {
+            var print = self.selected();
+            return print && print.cameras ? print.cameras : [];
+        });
+        self.severalCameras = ko.pureComputed(function () {
+            return self.cameras().length > 1;
+        });
+        self.chooseCamera = function (name) {
+            if (name === self.camera()) return;
+            self.camera(name);
+            self.layers(_.map(self.layers(), function (layer) {
+                return self.layerView(layer.record);
+            }));
+        };
+        self.cameraZipUrl = ko.pureComputed(function () {
+            var print = self.selected();
+            return print && self.camera() ? self.zipUrl(print.id, self.camera()) : "";
+        });
 
         // The API lists a print's layers lowest first: a page of the newest is a slice
         // from the end of that list.
@@ -327,11 +353,19 @@ $(function () {
 
         self.layerView = function (layer) {
             var size = layer.grid_size || 1;
-            var images = _.indexBy(layer.images, "index");
+            var camera = self.camera();
+            var cameras = layer.cameras || [""];
+            // the chosen camera's pictures; a layer without it shows its first camera's
+            var shown = _.contains(cameras, camera) ? camera : cameras[0] || "";
+            var mine = _.filter(layer.images, function (image) {
+                return (image.camera || "") === shown;
+            });
+            var images = _.indexBy(mine, "index");
             var skipped = _.indexBy(layer.skipped, "index");
             var failures = _.groupBy(
                 _.filter(layer.failures, function (f) {
-                    return f.index !== null && f.index !== undefined;
+                    var ours = !f.camera || f.camera === shown;
+                    return ours && f.index !== null && f.index !== undefined;
                 }),
                 "index"
             );
@@ -367,15 +401,29 @@ $(function () {
                     });
                 }
             }
-            return _.extend({}, layer, self.mosaicView(layer), {
+            var subtitle = _.sprintf(gettext("Z %(z)s mm, %(when)s, %(count)s images"), {
+                z: number(layer.z_height, 2),
+                when: self.when(layer.timestamp),
+                count: layer.images.length
+            });
+            if (cameras.length > 1) {
+                subtitle +=
+                    " " +
+                    _.sprintf(gettext("(%(count)s of camera %(camera)s)"), {
+                        count: mine.length,
+                        camera: shown
+                    });
+            }
+            // the mosaic is the first camera's (the one camera_mounting describes)
+            var mosaic = self.mosaicView(shown === (cameras[0] || "") ? layer : {});
+            return _.extend({}, layer, mosaic, {
+                record: layer,
+                camera: shown,
+                several: cameras.length > 1,
                 cells: cells,
                 columns: "repeat(" + size + ", minmax(0, 1fr))",
                 title: _.sprintf(gettext("Layer %(layer)s"), layer),
-                subtitle: _.sprintf(gettext("Z %(z)s mm, %(when)s, %(count)s images"), {
-                    z: number(layer.z_height, 2),
-                    when: self.when(layer.timestamp),
-                    count: layer.images.length
-                }),
+                subtitle: subtitle,
                 failureText: layer.failures.length
                     ? _.pluck(layer.failures, "message").join("; ")
                     : ""
@@ -444,12 +492,18 @@ $(function () {
                 row(gettext("Size"), formatSize(image.size_bytes)),
                 row(gettext("G-code file"), layer.gcode_file || "-")
             ]);
+            if (layer.several) rows.splice(1, 0, row(gettext("Camera name"), image.camera));
+            var title = _.sprintf(gettext("Layer %(layer)s, position %(number)s of %(count)s"), {
+                layer: layer.layer,
+                number: positionNumber(image.index),
+                count: count
+            });
+            if (layer.several) {
+                title += " " + _.sprintf(gettext("(camera %(camera)s)"), {camera: image.camera});
+            }
+            var fileName = String(image.path).split("/").pop();
             self.viewer({
-                title: _.sprintf(gettext("Layer %(layer)s, position %(number)s of %(count)s"), {
-                    layer: layer.layer,
-                    number: positionNumber(image.index),
-                    count: count
-                }),
+                title: title,
                 imageUrl: self.fileUrl(image.path),
                 metadataUrl: self.fileUrl(layer.metadata),
                 toolpathUrl: layer.toolpath_svg ? self.fileUrl(layer.toolpath_svg) : null,
@@ -459,7 +513,8 @@ $(function () {
             self.client()
                 .getFile(layer.metadata)
                 .done(function (meta) {
-                    var shot = _.findWhere(meta.images || [], {index: image.index}) || {};
+                    // this camera's picture of this position: the one with this file name
+                    var shot = _.findWhere(meta.images || [], {path: fileName}) || {};
                     var measured = shot.measured || {};
                     // E only where the job stopped: during the capture the extruder is
                     // retracted (and may report in relative mode), so its E means nothing there
@@ -493,6 +548,9 @@ $(function () {
                         );
                     }
                     _.each(meta.failures || [], function (failure) {
+                        if (failure.camera && image.camera && failure.camera !== image.camera) {
+                            return; // another camera's
+                        }
                         extra.push(row(gettext("Failure"), failure.message));
                     });
                     rows.push.apply(rows, extra);

@@ -2,6 +2,8 @@
  * Layer Capture tab: the videos of the print that is open in the gallery. Lists them,
  * plays one inline, asks for renders and cancels them, and follows the render's progress
  * (pushed as "video" plugin messages). Used by the tab's view model (layercapture_tab.js).
+ * A print of several cameras has videos per camera: the tab's camera selector chooses
+ * whose are listed, and a render of the grid or of one position is that camera's.
  */
 (function (global) {
     "use strict";
@@ -28,9 +30,15 @@
         self.positions = ko.observableArray([]); // the indexes with an image, from the server
         self.gridSize = ko.observable(1);
 
+        // the camera whose videos are shown: the tab's choice, when the print has several
+        self.camera = ko.pureComputed(function () {
+            return self.tab.severalCameras() ? self.tab.camera() : null;
+        });
+
         // positions are numbered 1 to n as everywhere in the tab; the API takes the index
         self.targets = ko.pureComputed(function () {
-            var options = [{value: "all", text: gettext("All videos")}];
+            var all = self.camera() === null ? gettext("All videos") : gettext("All videos of every camera");
+            var options = [{value: "all", text: all}];
             if (self.gridSize() > 1) options.push({value: "grid", text: gettext("Grid video")});
             _.each(self.positions(), function (index) {
                 options.push({
@@ -93,7 +101,11 @@
         });
 
         self.items = ko.pureComputed(function () {
-            return _.map(self.videos(), function (video) {
+            var camera = self.camera();
+            var shown = _.filter(self.videos(), function (video) {
+                return camera === null || video.camera === camera;
+            });
+            return _.map(shown, function (video) {
                 var label =
                     video.kind === "grid"
                         ? gettext("Grid video")
@@ -138,6 +150,11 @@
         self.play = function (item) {
             self.playing(item);
         };
+
+        // another camera chosen in the tab: play that camera's first video
+        self.tab.camera.subscribe(function () {
+            self.playing(self.items()[0] || null);
+        });
 
         // ---- loading
 
@@ -193,6 +210,7 @@
             if (choice.indexOf("position:") === 0) {
                 body = {target: "position", index: Number(choice.split(":")[1])};
             }
+            if (choice !== "all" && self.camera() !== null) body.camera = self.camera();
             self.requestError("");
             self.busy(true);
             self.tab

@@ -224,13 +224,28 @@ def records(_lines: List[str], gcode: Optional[GcodeFile] = None) -> PrintRecord
     )
 
 
-def layer_metadata() -> LayerMetadata:
+def layer_metadata(*others: str) -> LayerMetadata:
+    """Two positions of camera "main", and of each camera in ``others``."""
     images = [
         ImageRecord(path="layer_0002_pos_00_z_0_40_20240115_103000.jpg", position=XYZ, index=0),
         ImageRecord(path="layer_0002_pos_01_z_0_40_20240115_103000.jpg", position=XYZ, index=1),
     ]
+    for name in others:
+        images += [
+            ImageRecord(
+                path=f"layer_0002_pos_0{i}_cam_{name}_z_0_40_20240115_103000.jpg",
+                position=XYZ,
+                index=i,
+                camera_name=name,
+            )
+            for i in (0, 1)
+        ]
     settings = {"grid_spacing": 20.0, "grid_center": {"x": 100.0, "y": 100.0}, "grid_size": 3}
-    return LayerMetadata(2, 0.4, WHEN.isoformat(), "print.gcode", None, images, settings)
+    meta = LayerMetadata(2, 0.4, WHEN.isoformat(), "print.gcode", None, images, settings)
+    meta.cameras = [
+        {"name": name, "mounting": "fixed", "camera_info": None} for name in ("main", *others)
+    ]
+    return meta
 
 
 def test_complete_metadata_end_to_end(tmp_path: Path) -> None:
@@ -241,13 +256,15 @@ def test_complete_metadata_end_to_end(tmp_path: Path) -> None:
     meta = layer_metadata()
     observed = StopObservation(
         {"tool0": {"actual": 200.0, "target": 200.0, "offset": 0.0}},
-        describe_camera(FakeCamera(90, None, [])),
+        {"main": describe_camera(FakeCamera(90, None, []))},
     )
-    written = {0: WrittenImage("a" * 64, 640, 480, 0.0123456, (640, 480))}
+    written = {(0, "main"): WrittenImage("a" * 64, 640, 480, 0.0123456, (640, 480))}
     complete_metadata(meta, context, observed, written, store, WHEN)
     data = meta.to_dict()
     jsonschema.validate(data, SCHEMA)
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
+    (main,) = data["cameras"]
+    assert main == {"name": "main", "mounting": "fixed", "camera_info": data["camera_info"]}
     gcode = data["gcode"]
     assert gcode["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (gcode["first_line"], gcode["last_line"]) == (9, 11)  # 1-based: lines 9..11
@@ -272,6 +289,43 @@ def test_complete_metadata_end_to_end(tmp_path: Path) -> None:
     assert (folder / toolpath["svg"]).read_text().startswith("<svg")
 
 
+def test_complete_metadata_of_several_cameras(tmp_path: Path) -> None:
+    """Each image gets its own camera's facts; each camera its identity and resolution;
+    camera_info stays the first camera's (what version 2 readers know)."""
+    _path, ends = write_gcode(tmp_path, LAYER_LINES)
+    context = feed_like_the_hook(LAYER_LINES, ends)
+    meta = layer_metadata("nozzle")
+    observed = StopObservation(
+        {},
+        {
+            "main": describe_camera(FakeCamera(90, None, [])),
+            "nozzle": describe_camera(SnapshotUrlCamera("http://u:pw@cam/snap", 1.0, 0)),
+        },
+    )
+    written = {
+        (0, "main"): WrittenImage("a" * 64, 640, 480, 0.01, (640, 480)),
+        (0, "nozzle"): WrittenImage("b" * 64, 320, 240, 0.02, (320, 240)),
+        (1, "nozzle"): WrittenImage("c" * 64, 320, 240, 0.03, (320, 240)),
+    }
+    complete_metadata(meta, context, observed, written, CaptureStore(tmp_path), WHEN)
+    data = meta.to_dict()
+    jsonschema.validate(data, SCHEMA)
+    facts = [(i["camera_name"], i["index"], i["sha256"]) for i in data["images"]]
+    assert facts == [
+        ("main", 0, "a" * 64),
+        ("main", 1, None),
+        ("nozzle", 0, "b" * 64),
+        ("nozzle", 1, "c" * 64),
+    ]
+    main, nozzle = data["cameras"]
+    assert main["camera_info"]["kind"] == "fake"
+    assert main["camera_info"]["resolution"] == {"width": 640, "height": 480}
+    assert nozzle["camera_info"]["kind"] == "snapshot_url"
+    assert nozzle["camera_info"]["url"] == "http://***@cam/snap"
+    assert nozzle["camera_info"]["resolution"] == {"width": 320, "height": 240}
+    assert data["camera_info"] == main["camera_info"]
+
+
 def test_complete_metadata_without_the_file(tmp_path: Path) -> None:
     _path, ends = write_gcode(tmp_path, LAYER_LINES)
     context = feed_like_the_hook(LAYER_LINES, ends)
@@ -292,16 +346,19 @@ def test_complete_metadata_without_the_file(tmp_path: Path) -> None:
 def test_event_payload(tmp_path: Path) -> None:
     uploads = tmp_path / "uploads"
     metadata_file = uploads / "layercapture" / "2024-01-15" / "layer_0002_metadata_x.json"
-    meta = layer_metadata().to_dict()
+    meta = layer_metadata("nozzle").to_dict()
     meta["toolpath"] = {"path": "t.json", "svg": "t.svg"}
     payload = layer_event_payload(metadata_file, meta, uploads, "abc")
     assert payload["metadata"] == "layercapture/2024-01-15/layer_0002_metadata_x.json"
     assert payload["images"] == [
         "layercapture/2024-01-15/layer_0002_pos_00_z_0_40_20240115_103000.jpg",
         "layercapture/2024-01-15/layer_0002_pos_01_z_0_40_20240115_103000.jpg",
+        "layercapture/2024-01-15/layer_0002_pos_00_cam_nozzle_z_0_40_20240115_103000.jpg",
+        "layercapture/2024-01-15/layer_0002_pos_01_cam_nozzle_z_0_40_20240115_103000.jpg",
     ]
     assert payload["toolpath"] == "layercapture/2024-01-15/t.json"
-    assert (payload["layer"], payload["print_id"], payload["image_count"]) == (2, "abc", 2)
+    assert (payload["layer"], payload["print_id"], payload["image_count"]) == (2, "abc", 4)
+    assert payload["cameras"] == ["main", "nozzle"]
     assert str(tmp_path) not in json.dumps(payload)
 
 

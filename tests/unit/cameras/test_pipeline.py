@@ -21,6 +21,7 @@ from octoprint_layercapture.cameras.base import Transform
 from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
 from octoprint_layercapture.capture.ports import ShotRequest, Snapshot
+from octoprint_layercapture.capture.shots import RigCamera
 from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
 from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
@@ -33,16 +34,21 @@ PHOTO = tiny_jpeg((10, 200, 90), size=(64, 32))
 
 
 class Camera:
-    """Returns ``PHOTO``; ``transform`` as a webcam with flip/rotate settings has."""
+    """Returns ``photo``; ``transform`` as a webcam with flip/rotate settings has."""
 
-    name = "test camera"
-
-    def __init__(self, transform: Optional[Transform] = None) -> None:
+    def __init__(
+        self,
+        transform: Optional[Transform] = None,
+        photo: bytes = PHOTO,
+        name: str = "test camera",
+    ) -> None:
         self.transform = transform or Transform()
+        self.photo = photo
+        self.name = name
         self.closed = False
 
     def take(self, request: ShotRequest) -> Snapshot:
-        return Snapshot(PHOTO, "image/jpeg", 0.01, self.name)
+        return Snapshot(self.photo, "image/jpeg", 0.01, self.name)
 
     def close(self) -> None:
         self.closed = True
@@ -69,16 +75,25 @@ def make_request(tmp_path: Path, **settings: Any) -> CaptureRequest:
 
 
 class Rig:
-    def __init__(self, camera: Camera, writer: Optional[ImageWriter] = None) -> None:
+    def __init__(
+        self,
+        camera: Camera,
+        writer: Optional[ImageWriter] = None,
+        others: Optional[Dict[str, Camera]] = None,
+    ) -> None:
         self.clock = FakeClock()
         self.camera = camera
+        self.others = others or {}
         self.printer = RecorderPrinter(self.clock, HeadState(x=90.0, y=95.0, z=0.8, e=1.0))
         self.statuses: List[Dict[str, Any]] = []
         self.continued = threading.Event()
         self.captured = threading.Event()
         self.worker = CaptureWorker(
             make_printer=lambda: self.printer,
-            make_camera=lambda request, plan: self.camera,
+            make_cameras=lambda request, plan: [
+                RigCamera("main", self.camera),
+                *(RigCamera(name, cam, True) for name, cam in self.others.items()),
+            ],
             on_status=self._status,
             on_finished=lambda request, result: self.continued.set(),
             plugin_version="test",
@@ -119,9 +134,73 @@ def test_camera_bytes_are_stored_as_received(tmp_path):
         thumb = Image.open(meta["_folder"] / image["thumbnail"])
         assert thumb.format == "JPEG" and thumb.size == (64, 32)
     assert rig.camera.closed, "the worker closes the camera after the sequence"
-    assert meta["schema_version"] == 2
+    assert meta["schema_version"] == 3
     assert meta["camera_info"]["resolution"] == {"width": 64, "height": 32}
+    assert {image["camera_name"] for image in meta["images"]} == {"main"}
     assert meta["camera_info"]["kind"] == "none"  # a test double, none of the plugin's
+
+
+def test_several_cameras_each_store_their_own_bytes_under_their_names(tmp_path):
+    """The first camera keeps the single-camera names; the others carry theirs. Each image
+    is its camera's bytes (or flipped as that camera, and only that one, asks)."""
+    nozzle = Camera(photo=tiny_jpeg((200, 10, 10), size=(48, 40)), name="snapshot URL http://n")
+    turned = Camera(Transform(rotate90=True), tiny_jpeg((10, 10, 200), size=(64, 32)), "webcam")
+    rig = Rig(Camera(), others={"nozzle": nozzle, "side-2": turned})
+    meta = rig.run(make_request(tmp_path))
+    assert meta["failures"] == [] and len(meta["images"]) == 27
+    assert [(c["name"], c["mounting"]) for c in meta["cameras"]] == [
+        ("main", "fixed"),
+        ("nozzle", "fixed"),
+        ("side-2", "fixed"),
+    ]
+    # each camera's identity and the size it delivered (before side-2's rotation)
+    resolutions = [c["camera_info"]["resolution"] for c in meta["cameras"]]
+    assert resolutions == [
+        {"width": 64, "height": 32},
+        {"width": 48, "height": 40},
+        {"width": 64, "height": 32},
+    ]
+    assert meta["camera"] == "test camera"
+    assert meta["camera_info"] == meta["cameras"][0]["camera_info"]
+    by_camera: Dict[str, List[Dict[str, Any]]] = {}
+    for image in meta["images"]:
+        by_camera.setdefault(image["camera_name"], []).append(image)
+    assert {name: len(images) for name, images in by_camera.items()} == {
+        "main": 9,
+        "nozzle": 9,
+        "side-2": 9,
+    }
+    for image in by_camera["main"]:
+        assert "_cam_" not in image["path"] and image["camera"] == "test camera"
+        assert (meta["_folder"] / image["path"]).read_bytes() == PHOTO
+    for image in by_camera["nozzle"]:
+        assert f"_pos_{image['index']:02d}_cam_nozzle_z_0_60_" in image["path"]
+        assert (meta["_folder"] / image["path"]).read_bytes() == nozzle.photo
+        assert image["sha256"] == hashlib.sha256(nozzle.photo).hexdigest()
+        assert (image["width"], image["height"]) == (48, 40)
+        assert image["thumbnail"] == image["path"].replace(".jpg", "_thumb.jpg")
+    for image in by_camera["side-2"]:
+        stored = (meta["_folder"] / image["path"]).read_bytes()
+        assert "_cam_side-2_" in image["path"]
+        assert Image.open(io.BytesIO(stored)).size == (32, 64), "rotated as it asks"
+    assert len(list(meta["_folder"].glob("*.jpg"))) == 54
+    assert all(camera.closed for camera in (rig.camera, nozzle, turned))
+
+
+def test_a_write_failure_names_its_camera(tmp_path, monkeypatch):
+    real_write = image_writer.write_atomic
+
+    def failing_write(path, data, mode=0o644):
+        if "_pos_04_cam_nozzle_z" in path.name and not path.name.endswith("_thumb.jpg"):
+            raise OSError(28, "No space left on device")
+        real_write(path, data, mode)
+
+    monkeypatch.setattr(image_writer, "write_atomic", failing_write)
+    meta = Rig(Camera(), others={"nozzle": Camera()}).run(make_request(tmp_path))
+    (failure,) = meta["failures"]
+    assert (failure["index"], failure["phase"], failure["camera"]) == (4, "write", "nozzle")
+    assert len(meta["images"]) == 17
+    assert {i["camera_name"] for i in meta["images"] if i["index"] == 4} == {"main"}
 
 
 def test_flip_and_rotate_are_applied_when_the_webcam_asks(tmp_path):

@@ -33,7 +33,7 @@ from octoprint_layercapture.cameras.probe import (
     CAMERA_TEST_LIMIT_S,
     camera_test_settings,
     probe_camera,
-    unsaved_urls,
+    unsaved_url,
     within_test_limit,
 )
 from octoprint_layercapture.cameras.sources import (
@@ -41,7 +41,8 @@ from octoprint_layercapture.cameras.sources import (
     NoCamera,
     OctoPrintWebcam,
     WebcamInfo,
-    choose_camera,
+    camera_port,
+    rig_cameras,
     webcam_info,
 )
 from octoprint_layercapture.capture.ports import CameraError, ShotRequest
@@ -69,38 +70,63 @@ def webcam(name: str = "classic", chunks: Iterable[bytes] = (JPEG,), **kw) -> We
 # ---- which camera -------------------------------------------------------------------------
 
 
-def test_precedence_fake_then_stream_then_snapshot_url_then_webcam():
+def cams(*entries: dict) -> dict:
+    """Settings of these cameras (``cameras`` entries; names main, cam2, cam3...)."""
+    named = [
+        {"name": "main" if n == 0 else f"cam{n + 1}", **entry} for n, entry in enumerate(entries)
+    ]
+    return {"cameras": named}
+
+
+def test_each_camera_type_gives_its_port():
     found: List[str] = []
 
     def find(name: str):
         found.append(name)
         return webcam()
 
-    every = {
-        "use_fake_camera": True,
-        "stream_url": "http://cam/stream",
-        "snapshot_url": "http://cam/snap",
-        "webcam": "classic",
-    }
-    assert isinstance(choose_camera(validate(every), find), FakeCamera)
-    every["use_fake_camera"] = False
-    assert isinstance(choose_camera(validate(every), find), MjpegStreamCamera)
-    every["stream_url"] = ""
-    assert isinstance(choose_camera(validate(every), find), SnapshotUrlCamera)
-    every["snapshot_url"] = ""
-    camera = choose_camera(validate(every), find)
-    assert isinstance(camera, OctoPrintWebcam) and camera.name == "webcam 'classic'"
-    assert found == ["classic"], "the webcam is only looked up when no URL is set"
+    values = validate(
+        cams(
+            {"type": "fake"},
+            {"type": "stream", "url": "http://cam/stream"},
+            {"type": "snapshot", "url": "http://cam/snap"},
+            {"type": "webcam", "webcam": "classic", "url": "http://not/used"},
+        )
+    )
+    ports = [camera_port(camera, values, find) for camera in values.cameras]
+    assert [type(p) for p in ports] == [
+        FakeCamera,
+        MjpegStreamCamera,
+        SnapshotUrlCamera,
+        OctoPrintWebcam,
+    ]
+    assert ports[3].name == "webcam 'classic'"
+    assert found == ["classic"], "a webcam is looked up only for a webcam camera"
+    for port in ports:
+        port.close()
+
+
+def test_the_first_camera_keeps_the_single_camera_file_names_the_others_carry_theirs():
+    values = validate(cams({"type": "fake"}, {"type": "fake"}, {"type": "fake"}))
+    rig = rig_cameras(values, lambda name: None)
+    assert [(c.name, c.name_in_files, c.mounting) for c in rig] == [
+        ("main", False, "fixed"),
+        ("cam2", True, "fixed"),
+        ("cam3", True, "fixed"),
+    ]
 
 
 def test_missing_or_unusable_webcams_give_a_camera_that_explains():
-    none = choose_camera(validate({"webcam": "garage"}), lambda name: None)
+    values = validate({})
+    (default_camera,) = values.cameras
+    garage = validate(cams({"type": "webcam", "webcam": "garage"})).cameras[0]
+    none = camera_port(garage, values, lambda name: None)
     with pytest.raises(CameraError, match=r"OctoPrint has no webcam named 'garage'"):
         none.take(REQUEST)
-    default = choose_camera(validate({}), lambda name: None)
+    default = camera_port(default_camera, values, lambda name: None)
     with pytest.raises(CameraError, match=r"^OctoPrint has no snapshot webcam \(Settings"):
         default.take(REQUEST)
-    blind = choose_camera(validate({}), lambda name: webcam(can_snapshot=False))
+    blind = camera_port(default_camera, values, lambda name: webcam(can_snapshot=False))
     assert isinstance(blind, NoCamera)
     with pytest.raises(CameraError, match=r"webcam 'classic': cannot take snapshots"):
         blind.take(REQUEST)
@@ -108,9 +134,13 @@ def test_missing_or_unusable_webcams_give_a_camera_that_explains():
 
 def test_settings_reach_the_camera():
     values = validate(
-        {"snapshot_url": "http://cam/snap", "snapshot_timeout": 2.5, "snapshot_retries": 3}
+        {
+            **cams({"type": "snapshot", "url": "http://cam/snap"}),
+            "snapshot_timeout": 2.5,
+            "snapshot_retries": 3,
+        }
     )
-    camera = choose_camera(values, lambda name: None)
+    camera = camera_port(values.cameras[0], values, lambda name: None)
     assert isinstance(camera, SnapshotUrlCamera)
     assert camera.timeout == 2.5 and camera.attempts == 4
     camera.close()
@@ -351,18 +381,36 @@ def test_io_errors_read_well():
 
 
 def test_camera_test_settings_take_the_body_over_the_saved_values():
-    saved = {"snapshot_url": "http://saved/snap", "snapshot_timeout": 9.0, "grid_size": 99}
-    values = camera_test_settings({"snapshot_timeout": "2"}, saved)
-    assert values.snapshot_url == "http://saved/snap" and values.snapshot_timeout == 2.0
+    saved = {
+        **cams({"type": "snapshot", "url": "http://saved/snap"}),
+        "snapshot_timeout": 9.0,
+        "grid_size": 99,
+    }
+    values, camera = camera_test_settings({"snapshot_timeout": "2"}, saved)
+    assert camera.url == "http://saved/snap" and values.snapshot_timeout == 2.0
+    body = {"camera": {"name": "top", "type": "stream", "url": "http://cam/stream"}}
+    values, camera = camera_test_settings(body, saved)
+    assert (camera.name, camera.type, camera.url) == ("top", "stream", "http://cam/stream")
+    assert values.cameras == (camera,)
     with pytest.raises(InvalidSettings) as error:
-        camera_test_settings({"snapshot_timeout": -1, "stream_url": "ftp://x", "grid_size": 3}, {})
+        camera_test_settings({"snapshot_timeout": -1, "camera": {"url": "x"}, "grid_size": 3}, {})
     keys = sorted(e.key for e in error.value.errors)
     assert keys == ["grid_size"], "unknown keys are refused before anything else"
     with pytest.raises(InvalidSettings) as error:
-        camera_test_settings({"snapshot_timeout": -1, "stream_url": "ftp://x"}, {})
-    assert sorted(e.key for e in error.value.errors) == ["snapshot_timeout", "stream_url"]
+        camera_test_settings(
+            {"snapshot_timeout": -1, "camera": {"type": "stream", "url": "ftp://x"}}, {}
+        )
+    assert sorted(e.key for e in error.value.errors) == ["camera.url", "snapshot_timeout"]
     with pytest.raises(InvalidSettings):
         camera_test_settings(["not", "an", "object"], {})
+    with pytest.raises(InvalidSettings) as error:
+        camera_test_settings({"camera": "http://cam/snap"}, {})
+    assert [e.key for e in error.value.errors] == ["camera"]
+    # settings version 2's camera keys point to the camera entry that replaced them
+    with pytest.raises(InvalidSettings) as error:
+        camera_test_settings({"snapshot_url": "http://cam/snap"}, {})
+    ((key, message),) = [(e.key, e.message) for e in error.value.errors]
+    assert key == "snapshot_url" and message.startswith("was replaced by 'camera'")
 
 
 def test_probe_answers_with_the_image_or_the_exact_error():
@@ -387,6 +435,7 @@ def test_probe_answers_with_the_image_or_the_exact_error():
         Closing(webcam(chunks=[b"<html>"]), 1, 0).take(REQUEST)
     assert answer == {
         "ok": False,
+        "name": "main",
         "camera": "webcam 'classic'",
         "error": str(error.value),
         "duration_s": answer["duration_s"],
@@ -396,7 +445,7 @@ def test_probe_answers_with_the_image_or_the_exact_error():
 
 def test_camera_test_settings_take_the_grid_centre_from_the_form_then_the_saved_values():
     saved = {"grid_center_x": 90.0, "grid_center_y": 95.0, "z_offset": 3.0, "grid_size": 5}
-    values = camera_test_settings({"grid_center_x": "60", "use_fake_camera": True}, saved)
+    values, _ = camera_test_settings({"grid_center_x": "60", "camera": {"type": "fake"}}, saved)
     assert (values.grid_center_x, values.grid_center_y, values.z_offset) == (60.0, 95.0, 3.0)
     assert values.grid_size == 3, "only the camera and position keys are taken"
     with pytest.raises(InvalidSettings) as error:
@@ -405,8 +454,8 @@ def test_camera_test_settings_take_the_grid_centre_from_the_form_then_the_saved_
 
 
 def test_the_fake_camera_test_draws_the_head_at_the_forms_centre():
-    values = camera_test_settings({"use_fake_camera": True, "grid_center_x": 60}, {})
-    answer = probe_camera(choose_camera(values, lambda name: None), values)
+    values, camera = camera_test_settings({"camera": {"type": "fake"}, "grid_center_x": 60}, {})
+    answer = probe_camera(camera_port(camera, values, lambda name: None), values)
     drawn = base64.b64decode(answer["image"].split(",", 1)[1])
     at_form = probe_reference(60.0, 105.0, values.z_offset)
     at_default = probe_reference(125.0, 105.0, values.z_offset)
@@ -415,9 +464,9 @@ def test_the_fake_camera_test_draws_the_head_at_the_forms_centre():
 
 
 def test_probe_with_the_fake_camera():
-    values = validate({"use_fake_camera": True})
-    answer = probe_camera(choose_camera(values, lambda name: None), values)
-    assert answer["ok"] and answer["camera"] == "fake camera"
+    values = validate(cams({"type": "fake"}))
+    answer = probe_camera(camera_port(values.cameras[0], values, lambda name: None), values)
+    assert answer["ok"] and answer["camera"] == "fake camera" and answer["name"] == "main"
     assert (answer["width"], answer["height"]) == (640, 480)
 
 
@@ -432,23 +481,31 @@ def test_probe_with_the_fake_camera():
     ],
 )
 def test_a_camera_test_ends_within_30_s_whatever_the_settings(timeout, retries, limited):
-    values = camera_test_settings({"snapshot_timeout": timeout, "snapshot_retries": retries}, {})
+    values, _ = camera_test_settings({"snapshot_timeout": timeout, "snapshot_retries": retries}, {})
     assert (values.snapshot_timeout, values.snapshot_retries) == limited
     assert values.snapshot_timeout * (values.snapshot_retries + 1) <= CAMERA_TEST_LIMIT_S
     assert within_test_limit(values) == values
 
 
-def test_urls_other_than_the_saved_ones_are_named():
-    saved = {"snapshot_url": "http://cam/snap", "stream_url": ""}
-    assert unsaved_urls({"snapshot_url": " http://cam/snap "}, saved) == []
-    assert unsaved_urls({"snapshot_url": "", "stream_url": "", "webcam": "x"}, saved) == []
-    assert unsaved_urls({"snapshot_url": "http://10.0.0.1/"}, saved) == ["snapshot_url"]
-    assert unsaved_urls({"stream_url": "http://cam/stream", "snapshot_url": 5}, saved) == [
-        "snapshot_url",
-        "stream_url",
-    ]
-    assert unsaved_urls({"stream_url": "http://cam/stream"}, {}) == ["stream_url"]
-    assert unsaved_urls(["not", "an", "object"], saved) == []
+def test_urls_no_saved_camera_has_are_told_apart():
+    saved = cams(
+        {"type": "snapshot", "url": "http://cam/snap"},
+        {"type": "stream", "url": "http://cam2/stream"},
+    )
+
+    def test(**camera) -> bool:
+        return unsaved_url({"camera": camera}, saved)
+
+    assert not test(type="snapshot", url=" http://cam/snap ")
+    assert not test(type="snapshot", url="http://cam2/stream"), "any saved camera's address"
+    assert not test(type="stream", url="")
+    assert not test(type="webcam", webcam="x", url="http://10.0.0.1/"), "a webcam fetches no URL"
+    assert not test(type="fake", url="http://10.0.0.1/")
+    assert test(type="snapshot", url="http://10.0.0.1/")
+    assert test(type="stream", url="http://cam/stream")
+    assert unsaved_url({"camera": {"type": "stream", "url": "http://cam/stream"}}, {})
+    assert not unsaved_url(["not", "an", "object"], saved)
+    assert not unsaved_url({"camera": "http://10.0.0.1/"}, saved)
 
 
 def test_redirect_targets_keep_to_the_same_scheme_host_and_port():

@@ -99,7 +99,9 @@ def test_the_camera_draws_at_the_measured_position() -> None:
     camera = ToolheadFakeCamera(MOUNTING, FakeToolheadOptions(pixel_noise=0.0), 90, load)
     request = ShotRequest(3, 0.9, 4, 9, 100.0, 100.0, 5.9)
     commanded = camera.take(request)
-    measured = camera.take(ShotRequest(3, 0.9, 4, 9, 100.0, 100.0, 5.9, Position(101.0, 100, 5.9)))
+    measured = camera.take(
+        ShotRequest(3, 0.9, 4, 9, 100.0, 100.0, 5.9, measured=Position(101.0, 100, 5.9))
+    )
     assert loads == [(3, 0.9)]  # once per layer
     assert commanded.camera == "fake toolhead camera"
     with Image.open(io.BytesIO(commanded.data)) as a, Image.open(io.BytesIO(measured.data)) as b:

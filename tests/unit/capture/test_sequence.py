@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import pytest
 from fakes import (
@@ -34,6 +34,7 @@ from octoprint_layercapture.capture.sequence import (
     CaptureTask,
     SequenceResult,
 )
+from octoprint_layercapture.capture.shots import CameraRig
 from octoprint_layercapture.vocabulary import PHASES, StopSource
 
 LOGGER = logging.getLogger("octoprint.plugins.layercapture.test")
@@ -63,6 +64,7 @@ def run_sequence(
     motion: Optional[FakeMotion] = None,
     lines_checked: bool = False,
     e: float = 1234.5,
+    others: Optional[Dict[str, Dict[str, Any]]] = None,
     **setting_overrides: Any,
 ) -> Tuple[Rig, CaptureTask, SequenceResult]:
     job_settings = make_settings(**setting_overrides)
@@ -84,6 +86,8 @@ def run_sequence(
         pause_script=pause_script,
     )
     rig = Rig(clock, printer, FakeCamera(clock, camera_fails), RecordingSink(clock, sink_fails))
+    # cameras after the first: name -> FakeCamera's arguments (on the run's clock)
+    rig.others = {name: FakeCamera(clock, **kw) for name, kw in (others or {}).items()}
     x, y, z = stop if tracker_knows_position else (None, None, None)
     motion = motion or FakeMotion(x, y, z, e, absolute_xyz, absolute_e, feedrate)
     if motion.firmware_retraction:
@@ -101,7 +105,7 @@ def run_sequence(
     )
     sequence = CaptureSequence(
         rig.printer,
-        rig.camera,
+        rig.cameras(),
         rig.sink,
         clock,
         LOGGER,
@@ -764,7 +768,7 @@ def test_a_broken_progress_callback_does_not_stop_the_sequence():
 
     job = CaptureTask(3, 0.6, snake_plan(1, 5.6), FakeMotion(*STOP, 0.0), make_settings())
     result = CaptureSequence(
-        printer, FakeCamera(clock), RecordingSink(clock), clock, LOGGER, broken
+        printer, CameraRig.single(FakeCamera(clock)), RecordingSink(clock), clock, LOGGER, broken
     ).run(job)
     assert result.outcome == "completed"
 
@@ -773,7 +777,8 @@ def test_return_to_origin_off_still_returns_and_says_so_once(caplog):
     caplog.set_level(logging.INFO, logger=LOGGER.name)
     clock = FakeClock()
     printer = RecorderPrinter(clock, HeadState(*STOP, e=0.0))
-    sequence = CaptureSequence(printer, FakeCamera(clock), RecordingSink(clock), clock, LOGGER)
+    cameras = CameraRig.single(FakeCamera(clock))
+    sequence = CaptureSequence(printer, cameras, RecordingSink(clock), clock, LOGGER)
     job = CaptureTask(
         3, 0.6, snake_plan(1, 5.6), FakeMotion(*STOP, 0.0), make_settings(return_to_origin=False)
     )
@@ -924,6 +929,72 @@ def test_two_camera_failures_in_a_row_skip_the_rest_of_the_layer():
     assert result.continued and result.outcome == "completed_with_failures"
     _, _, result = run_sequence(camera_fails=frozenset({3, 5, 7}))
     assert len(result.shots) == 9, "failures apart skip nothing"
+
+
+def test_every_camera_is_taken_at_every_position():
+    rig, _, result = run_sequence(others={"nozzle": {}, "top": {}})
+    nozzle, top = rig.others["nozzle"], rig.others["top"]
+    assert result.outcome == "completed" and result.failures == []
+    assert len(result.shots) == 27
+    for name, camera in (("main", rig.camera), ("nozzle", nozzle), ("top", top)):
+        shots = [shot for shot in result.shots if shot.camera == name]
+        assert [shot.index for shot in shots] == [p.index for p in snake_plan(3, 5.6).points]
+        assert all(shot.saved is not None for shot in shots)
+        assert [r.index for r in camera.requests] == [shot.index for shot in shots]
+        assert {(r.camera, r.name_in_files) for r in camera.requests} == {(name, name != "main")}
+    # one move and one confirmation per position, whatever the number of cameras
+    assert sum(1 for line in rig.printer.sent if line.startswith("G0 X")) == 9 + 1
+    names = [shot.saved.path for shot in result.shots[:3]]
+    assert names == [
+        "layer_0003_pos_00.jpg",
+        "layer_0003_pos_00_cam_nozzle.jpg",
+        "layer_0003_pos_00_cam_top.jpg",
+    ]
+
+
+def test_a_dead_second_camera_skips_no_position_of_the_first():
+    rig, _, result = run_sequence(others={"nozzle": {"fail_at": frozenset(range(1, 10))}})
+    dead = rig.others["nozzle"]
+    main = [shot for shot in result.shots if shot.camera == "main"]
+    assert len(main) == 9 and all(shot.saved is not None for shot in main)
+    assert len(dead.requests) == 2, "not asked again once dropped for the layer"
+    failures = [(f.index, f.camera, f.message) for f in result.failures]
+    assert failures == [
+        (0, "nozzle", "position 1 of 9 (nozzle): snapshot timed out after 5.0 s"),
+        (1, "nozzle", "position 2 of 9 (nozzle): snapshot timed out after 5.0 s"),
+        (
+            None,
+            "nozzle",
+            "camera 'nozzle': 2 failures in a row: its remaining 7 positions of this layer "
+            "are skipped; the other cameras go on",
+        ),
+    ]
+    assert result.continued and result.outcome == "completed_with_failures"
+
+
+def test_every_camera_failing_twice_in_a_row_skips_the_rest_of_the_layer():
+    rig, _, result = run_sequence(
+        camera_fails=frozenset({2, 3}), others={"nozzle": {"fail_at": frozenset({2, 3})}}
+    )
+    dead = rig.others["nozzle"]
+    assert len(rig.camera.requests) == 3 and len(dead.requests) == 3
+    assert [f.message for f in result.failures[-2:]] == [
+        f"camera '{name}': 2 failures in a row: its remaining 6 positions of this layer are "
+        "skipped; no camera is left, so the layer's remaining positions are skipped"
+        for name in ("main", "nozzle")
+    ]
+    assert len({shot.index for shot in result.shots}) == 3, "the head went to 3 positions"
+    assert result.continued
+
+
+def test_a_camera_failure_is_recorded_with_its_camera_and_its_own_duration():
+    slow = {"fail_at": frozenset({1}), "seconds": 2.0}
+    _, _, result = run_sequence(size=1, others={"nozzle": slow})
+    (failure,) = result.failures
+    assert (failure.phase, failure.index, failure.camera) == ("capture", 0, "nozzle")
+    assert failure.duration == pytest.approx(2.0, abs=0.2)
+    (saved,) = [shot for shot in result.shots if shot.saved is not None]
+    assert saved.camera == "main"
 
 
 def test_firmware_retraction_uses_g10_and_g11():

@@ -13,6 +13,7 @@ from fakes import FakeCamera, FakeClock, HeadState, RecorderPrinter
 
 from octoprint_layercapture.capture.armed import ArmedPrint, PrintInfo
 from octoprint_layercapture.capture.layers import LayerTrigger, MotionState
+from octoprint_layercapture.capture.shots import RigCamera
 from octoprint_layercapture.capture.worker import CaptureRequest, CaptureWorker
 from octoprint_layercapture.schemas import load_schema
 from octoprint_layercapture.settings import Bounds, validate
@@ -43,7 +44,7 @@ def make_request(tmp_path: Path, **settings: Any) -> CaptureRequest:
 
 
 class Harness:
-    def __init__(self, make_camera: Any = None, on_layer_saved: Any = None, **hooks: Any) -> None:
+    def __init__(self, make_cameras: Any = None, on_layer_saved: Any = None, **hooks: Any) -> None:
         self.clock = FakeClock()
         self.printer = RecorderPrinter(
             self.clock, HeadState(x=90.0, y=95.0, z=0.8, e=12.5, feedrate=1800.0)
@@ -54,7 +55,7 @@ class Harness:
         self.done = threading.Event()
         self.worker = CaptureWorker(
             make_printer=lambda: self.printer,
-            make_camera=make_camera or (lambda request, plan: self.camera),
+            make_cameras=make_cameras or (lambda request, plan: [RigCamera("main", self.camera)]),
             on_status=self._status,
             on_finished=lambda request, result: self.finished.append(result),
             plugin_version="test",
@@ -127,7 +128,7 @@ def test_a_failing_preparation_still_continues_the_job(tmp_path):
     def broken_camera(request, plan):
         raise RuntimeError("camera driver exploded")
 
-    harness = Harness(make_camera=broken_camera)
+    harness = Harness(make_cameras=broken_camera)
     request = make_request(tmp_path)
     harness.run(request)
 

@@ -282,7 +282,11 @@ def test_records_of_sparse_or_odd_metadata():
     assert image["position"] == {"x": 1.0, "y": None}
     assert image["thumbnail"] == "2024-01-15/" + name.replace(".jpg", "_thumb.jpg")
     assert record["size_bytes"] == 1100
-    assert record["failures"] == [{"index": 2, "phase": "capture", "message": "timed out"}]
+    assert record["failures"] == [
+        {"index": 2, "phase": "capture", "message": "timed out", "camera": None}
+    ]
+    # metadata that names no camera: one unnamed camera
+    assert image["camera"] == "" and record["cameras"] == [""]
 
 
 def test_layers_json_is_the_page_as_json(tmp_path):

@@ -9,6 +9,7 @@ from octoprint_layercapture.store.names import (
     ImageName,
     day_folder,
     image_name,
+    is_camera_name,
     is_day_folder_name,
     is_temp_video_name,
     metadata_name,
@@ -92,9 +93,32 @@ def test_parse_image_name_round_trips():
     assert thumb is not None and thumb.is_thumbnail and thumb.index == 24
 
 
+def test_cameras_after_the_first_carry_their_name():
+    assert image_name(3, 0, 0.6, WHEN) == "layer_0003_pos_00_z_0_60_20240115_103000.jpg"
+    named = image_name(3, 0, 0.6, WHEN, camera="nozzle")
+    assert named == "layer_0003_pos_00_cam_nozzle_z_0_60_20240115_103000.jpg"
+    assert parse_image_name(named) == ImageName(3, 0, 0.6, "20240115_103000", False, "nozzle")
+    thumb = parse_image_name(thumbnail_name(image_name(7, 12, 1.4, WHEN, camera="top-2")))
+    assert thumb == ImageName(7, 12, 1.4, "20240115_103000", True, "top-2")
+    assert parse_image_name(image_name(3, 0, 0.6, WHEN)).camera is None
+    for name in ("a" * 16, "0", "z-9"):
+        assert is_camera_name(name) and parse_image_name(image_name(1, 1, 1, WHEN, name))
+
+
+@pytest.mark.parametrize("camera", ["", "Nozzle", "top_cam", "a" * 17, "-top", "x/y", "x.y"])
+def test_names_unfit_for_file_names_are_refused(camera):
+    assert not is_camera_name(camera)
+    with pytest.raises(ValueError):
+        image_name(3, 0, 0.6, WHEN, camera=camera)
+
+
 @pytest.mark.parametrize(
     "name",
     [
+        "layer_0003_pos_00_cam__z_0_60_20240115_103000.jpg",
+        "layer_0003_pos_00_cam_Top_z_0_60_20240115_103000.jpg",
+        "layer_0003_pos_00_cam_a_b_z_0_60_20240115_103000.jpg",
+        "layer_0003_pos_00_cam_aaaaaaaaaaaaaaaaa_z_0_60_20240115_103000.jpg",
         "layer_0003_metadata_20240115_103000.json",
         "layer_0003_pos_00_z_0_60_20240115_103000.png",
         "layer_003_pos_00_z_0_60_20240115_103000.jpg",
@@ -163,6 +187,21 @@ def test_names_read_back_and_nothing_else_parses():
         video_frames_name("video.json")
     with pytest.raises(ValueError):
         video_name(PID, -1)
+
+
+def test_videos_of_cameras_after_the_first_carry_their_name():
+    assert video_name(PID, 4, "nozzle") == f"video_{PID}_pos_04_cam_nozzle.mp4"
+    assert video_name(PID, None, "top-2") == f"video_{PID}_grid_cam_top-2.mp4"
+    parsed = parse_video_name(video_frames_name(video_name(PID, 4, "nozzle")))
+    assert parsed is not None and (parsed.index, parsed.camera, parsed.is_frames_file) == (
+        4,
+        "nozzle",
+        True,
+    )
+    assert parse_video_name(video_name(PID, None)).camera is None  # type: ignore[union-attr]
+    assert parse_video_name(f"video_{PID}_grid_cam_Nozzle.mp4") is None
+    with pytest.raises(ValueError):
+        video_name(PID, 4, "top_cam")
 
 
 def test_a_video_renders_to_a_temporary_name_beside_it():

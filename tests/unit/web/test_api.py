@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from octoprint_layercapture.settings import DEFAULTS, Bounds, InvalidSettings, validate
+from octoprint_layercapture.settings import (
+    DEFAULTS,
+    Bounds,
+    InvalidSettings,
+    SettingsError,
+    validate,
+)
 from octoprint_layercapture.web import api
 
 BED = Bounds(0.0, 0.0, 200.0, 200.0, 200.0)
@@ -69,18 +75,20 @@ def settings(**values):
 
 
 @pytest.mark.parametrize(
-    ("body", "kind", "index"),
+    ("body", "kind", "index", "camera"),
     [
-        ({}, "all", None),
-        ({"target": "all"}, "all", None),
-        ({"target": "grid"}, "grid", None),
-        ({"target": "position", "index": 4}, "position", 4),
-        ({"target": "position", "index": 99}, "position", 99),  # the renderer checks the grid
+        ({}, "all", None, None),
+        ({"target": "all"}, "all", None, None),
+        ({"target": "grid"}, "grid", None, None),
+        ({"target": "position", "index": 4}, "position", 4, None),
+        ({"target": "position", "index": 99}, "position", 99, None),  # the renderer checks it
+        ({"target": "grid", "camera": "nozzle"}, "grid", None, "nozzle"),
+        ({"target": "position", "index": 4, "camera": "top"}, "position", 4, "top"),
     ],
 )
-def test_render_requests(body, kind, index):
+def test_render_requests(body, kind, index, camera):
     target = api.parse_render_request(body)
-    assert (target.kind, target.index) == (kind, index)
+    assert (target.kind, target.index, target.camera) == (kind, index, camera)
 
 
 @pytest.mark.parametrize(
@@ -96,6 +104,7 @@ def test_render_requests(body, kind, index):
         ({"target": "position", "index": 1.5}, "index must be a whole number"),
         ({"target": "grid", "index": 2}, "only for target 'position'"),
         ({"target": "all", "fps": 60}, "unknown field(s): fps"),
+        ({"target": "all", "camera": 2}, "camera must be a camera's name"),
     ],
 )
 def test_bad_render_requests_are_a_400(body, fragment):
@@ -159,15 +168,37 @@ def test_preview_without_bounds_and_with_unusable_grid_values():
     ],
 )
 def test_rejected_camera_urls_are_shown_masked(value, shown):
-    data = {**DEFAULTS, "snapshot_url": value, "stream_url": value, "grid_size": "x"}
+    cameras = [
+        {"name": "main", "type": "snapshot", "url": value},
+        {"name": "nozzle", "type": "stream", "url": value},
+    ]
+    data = {**DEFAULTS, "cameras": cameras, "grid_size": "x"}
     with pytest.raises(InvalidSettings) as info:
         validate(data)
     errors = api.settings_errors(info.value.errors, data)
     by_key = {e["key"]: e["message"] for e in errors}
-    assert set(by_key) == {"snapshot_url", "stream_url", "grid_size"}
-    for key in ("snapshot_url", "stream_url"):
+    assert set(by_key) == {"cameras.0.url", "cameras.1.url", "grid_size"}
+    for key in ("cameras.0.url", "cameras.1.url"):
         assert "hunter2" not in by_key[key] and by_key[key].endswith(shown), by_key[key]
     assert by_key["grid_size"] == next(e.message for e in info.value.errors if e.key == "grid_size")
+    # a camera test's URL too
+    test_errors = [SettingsError("camera.url", f"must be a URL, got {value!r}")]
+    (masked,) = api.settings_errors(test_errors, {"camera": {"url": value}})
+    assert "hunter2" not in masked["message"] and masked["message"].endswith(shown)
+
+
+def test_a_zip_of_one_camera_names_it_and_only_a_camera_of_the_print():
+    summary = {"cameras": ["main", "nozzle"]}
+    assert api.zip_camera(None, summary) is None and api.zip_camera("", summary) is None
+    assert api.zip_camera("nozzle", summary) == "nozzle"
+    with pytest.raises(api.ApiError) as error:
+        api.zip_camera("side", summary)
+    assert error.value.status == 400
+    assert error.value.message == "this print has no camera 'side' (its cameras: 'main', 'nozzle')"
+    with pytest.raises(api.ApiError, match="none with a name"):
+        api.zip_camera("main", {"cameras": [""]})  # a print from before version 3
+    name = api.zip_name("box.gcode", "2024-01-15T10:00:00", "0123456789abcdef", "nozzle")
+    assert name == "layercapture-box-20240115_100000-nozzle.zip"
 
 
 def test_a_toolhead_camera_draws_each_shots_footprint() -> None:

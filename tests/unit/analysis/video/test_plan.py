@@ -12,8 +12,11 @@ from octoprint_layercapture.analysis.video.plan import (
     hold_frame_count,
     plan_grid_layout,
     plan_videos,
+    print_cameras,
     target_problem,
 )
+
+PID = "0123456789abcdef"
 
 
 def test_all_means_each_position_with_an_image_and_the_grid_one_frame_per_layer_in_order():
@@ -57,6 +60,75 @@ def test_targets_that_cannot_be_rendered_say_why():
     only = plan_videos(layers, RenderTarget("position", 1))
     assert [(p.kind, p.index) for p in only] == [("position", 1)]
     assert [p.kind for p in plan_videos(layers, RenderTarget("grid"))] == ["grid"]
+
+
+def test_a_single_camera_print_keeps_todays_video_names():
+    layers = [layer(3, NINE), layer(6, NINE)]
+    names = [p.file_name(PID) for p in plan_videos(layers, ALL)]
+    assert names == [f"video_{PID}_pos_{i:02d}.mp4" for i in NINE] + [f"video_{PID}_grid.mp4"]
+    assert [p.label() for p in plan_videos(layers, ALL)][-2:] == [
+        "position 9 video",
+        "grid video",
+    ]
+    assert print_cameras(layers) == [""]
+
+
+def test_several_cameras_one_video_per_camera_and_position_and_a_grid_each():
+    """The first camera keeps the names of a single-camera print, the other adds its name;
+    each video shows only its camera's images, a position the camera missed is a blank
+    that names that camera's failure (not the other's)."""
+    cams = {"main": NINE, "nozzle": [i for i in NINE if i != 2]}
+    layers = [
+        layer(3, NINE, cameras=cams),
+        layer(6, NINE, cameras={"main": NINE, "nozzle": [0, 1]}),
+    ]
+    layers[1]["failures"] = [
+        {"index": 4, "phase": "capture", "message": "nozzle timed out", "camera": "nozzle"},
+    ]
+    plans = plan_videos(layers, ALL)
+    assert print_cameras(layers) == ["main", "nozzle"]
+    assert [(p.camera, p.kind, p.index) for p in plans] == (
+        [("main", "position", i) for i in NINE]
+        + [("main", "grid", None)]
+        + [("nozzle", "position", i) for i in NINE if i != 2]
+        + [("nozzle", "grid", None)]
+    )
+    names = [p.file_name(PID) for p in plans]
+    assert names[:10] == [f"video_{PID}_pos_{i:02d}.mp4" for i in NINE] + [f"video_{PID}_grid.mp4"]
+    assert names[10] == f"video_{PID}_pos_00_cam_nozzle.mp4"
+    assert names[-1] == f"video_{PID}_grid_cam_nozzle.mp4"
+    assert len(set(names)) == len(names)
+    main4, nozzle4 = plans[4].inputs[0], plans[10 + 3].inputs[0]
+    assert nozzle4.index == 4
+    assert [f.image for f in main4.frames] == [
+        "2024-01-01/layer_0003_pos_04.jpg",
+        "2024-01-01/layer_0006_pos_04.jpg",
+    ]
+    assert nozzle4.frames[0].image == "2024-01-01/layer_0003_pos_04_cam_nozzle.jpg"
+    assert nozzle4.frames[1].image is None and nozzle4.frames[1].missing == "nozzle timed out"
+    assert plans[-1].inputs[2].frames[0].missing == "no image"  # nozzle never took 2
+    assert plans[-1].label() == "grid video of camera nozzle"
+    assert plans[4].label() == "position 5 video of camera main"
+
+
+def test_a_render_of_one_camera_or_one_position_of_every_camera():
+    cams = {"main": NINE, "nozzle": [0, 1]}
+    layers = [layer(3, NINE, cameras=cams)]
+    one = plan_videos(layers, RenderTarget("all", camera="nozzle"))
+    assert [(p.camera, p.index) for p in one] == [("nozzle", 0), ("nozzle", 1), ("nozzle", None)]
+    both = plan_videos(layers, RenderTarget("position", 1))
+    assert [(p.camera, p.index) for p in both] == [("main", 1), ("nozzle", 1)]
+    only_main = plan_videos(layers, RenderTarget("position", 5))
+    assert [(p.camera, p.index) for p in only_main] == [("main", 5)]
+    grids = plan_videos(layers, RenderTarget("grid"))
+    assert [(p.camera, p.file_name(PID)) for p in grids] == [
+        ("main", f"video_{PID}_grid.mp4"),
+        ("nozzle", f"video_{PID}_grid_cam_nozzle.mp4"),
+    ]
+    assert "one of this print's cameras ('main', 'nozzle')" in str(
+        target_problem(layers, RenderTarget("all", camera="top"))
+    )
+    assert "no image" in str(target_problem(layers, RenderTarget("position", 5, "nozzle")))
 
 
 @pytest.mark.parametrize(

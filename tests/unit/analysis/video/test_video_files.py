@@ -21,8 +21,11 @@ from octoprint_layercapture.store.names import video_frames_name, video_name
 PID = "0123456789abcdef"
 
 
-def _plans():
-    layers = [layer(3, NINE), layer(6, [i for i in NINE if i != 2], failed={2: "camera down"})]
+def _plans(cameras=None):
+    layers = [
+        layer(3, NINE, cameras=cameras),
+        layer(6, [i for i in NINE if i != 2], failed={2: "camera down"}, cameras=cameras),
+    ]
     return plan_videos(layers, RenderTarget("all"))
 
 
@@ -76,6 +79,8 @@ def test_the_gallery_record_comes_from_the_names_and_needs_the_video_file():
         "print_id": PID,
         "kind": "position",
         "index": 4,
+        "camera": "",
+        "first_camera": True,
         "row": 1,
         "col": 1,
         "path": f"2024-01-01/{name}",
@@ -96,6 +101,8 @@ def test_the_gallery_record_comes_from_the_names_and_needs_the_video_file():
         "print_id": PID,
         "kind": "grid",
         "index": None,
+        "camera": "",
+        "first_camera": True,
         "row": None,
         "col": None,
         "path": f"2024-01-01/video_{PID}_grid.mp4",
@@ -104,6 +111,23 @@ def test_the_gallery_record_comes_from_the_names_and_needs_the_video_file():
         "layers": [],
         "hold_frames": 0,
     }
+
+
+def test_the_record_of_another_cameras_video_names_it_from_the_file_name():
+    """The first camera's videos carry no camera in their names: the frames file's
+    ``camera`` names it; another camera's name comes from the file name, not the document."""
+    plans = [p for p in _plans(cameras={"main": NINE, "nozzle": NINE}) if p.index == 4]
+    main, nozzle = plans
+    sizes = lambda n: 5  # noqa: E731
+    for plan, camera, first in ((main, "main", True), (nozzle, "nozzle", False)):
+        name = plan.file_name(PID)
+        doc = frames_document(plan, name, INFO, (640, 480), 10, 0, 0.0)
+        assert doc["camera"] == camera
+        doc["camera"] = "top" if not first else doc["camera"]  # not trusted for the others
+        record = video_record(f"2024-01-01/{video_frames_name(name)}", "2024-01-01", doc, sizes)
+        assert record is not None
+        assert (record["camera"], record["first_camera"]) == (camera, first)
+        assert record["path"] == f"2024-01-01/{name}"
 
 
 def test_saving_writes_the_frames_file_then_renames_the_video(tmp_path: Path):
