@@ -190,6 +190,15 @@ def proc_state(pid: int) -> Optional[str]:
     return fields[0]
 
 
+def wait_stopped(pid: int, within: float) -> None:
+    """Until the process shows T: a SIGSTOP takes effect once the process leaves an
+    uninterruptible sleep (D, e.g. writing its output to disk)."""
+    started = time.monotonic()
+    while proc_state(pid) != "T":
+        assert time.monotonic() - started < within, proc_state(pid)
+        time.sleep(0.002)
+
+
 def proc_nice(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[16])
@@ -359,7 +368,7 @@ def test_cancel_mid_render_kills_ffmpeg_and_leaves_nothing_behind(rig: Rig):
     job = rig.renderer.submit(rig.pid(), ALL)
     rig.wait(job["id"], lambda j: j["frames_done"] > 0)
     pid = fake_pid(rig)
-    assert proc_state(pid) in ("R", "S")
+    assert proc_state(pid) in ("R", "S", "D")
     assert rig.renderer.cancel(job["id"]) is not None
     ended = rig.wait(job["id"], lambda j: j["state"] in ENDED, timeout=10)
     assert ended["state"] == "cancelled" and ended["error"] is None
@@ -386,7 +395,7 @@ def test_the_gate_keeps_a_job_waiting_and_stops_ffmpeg_while_closed(rig: Rig):
     rig.gate = "a print is running"
     paused = rig.wait(job["id"], lambda j: j["state"] == "paused")
     assert paused["reason"] == "a print is running"
-    assert proc_state(pid) == "T"
+    wait_stopped(pid, within=1.0)
     frames = paused["frames_done"]
     time.sleep(0.4)
     assert rig.renderer.job_for(rig.pid())["frames_done"] <= frames + 1  # type: ignore[index]
@@ -404,11 +413,8 @@ def test_hold_now_stops_ffmpeg_at_once_and_it_goes_on_when_the_gate_opens(tmp_pa
         job = rig.renderer.submit(rig.pid(), RenderTarget("position", 0))
         pid = fake_pid(rig)
         rig.gate = "a capture sequence is running"
-        started = time.monotonic()
         rig.renderer.hold_now()
-        while proc_state(pid) != "T":
-            assert time.monotonic() - started < 0.2
-            time.sleep(0.002)
+        wait_stopped(pid, within=0.2)
         rig.gate = None
         rig.renderer.wake()
         rig.wait(job["id"], lambda j: j["state"] == "done", timeout=30)
