@@ -199,7 +199,10 @@ def _box(bounds: Optional[lc_settings.Bounds]) -> Optional[Dict[str, Optional[fl
     return box
 
 
-_USERINFO = re.compile(r"[^\s/@'\"]+@")
+# a match starts only where a run of such characters starts: without the look-behind every
+# position of a long run without "@" would be tried again, quadratic in its length (a
+# hostile 100 kB value held the request for a minute)
+_USERINFO = re.compile(r"(?<![^\s/@'\"])[^\s/@'\"]+@")
 
 
 def masked_value(value: Any) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from octoprint_layercapture.settings import (
@@ -212,3 +214,18 @@ def test_a_toolhead_camera_draws_each_shots_footprint() -> None:
     assert (sum(xs) / 4, sum(ys) / 4) == pytest.approx((first["x"], first["y"]))
     fixed = api.grid_preview(settings(), BED)
     assert fixed is not None and "footprint" not in fixed["points"][0]
+
+
+def test_masking_shows_urls_without_their_credentials():
+    assert api.masked_value("http://admin:secret@cam/snap") == "'http://***@cam/snap'"
+    assert api.masked_value("a b:c@d e") == "'a ***@d e'"
+    assert api.masked_value(12) == "a int"
+
+
+def test_masking_a_long_value_takes_linear_time():
+    # the settings API's hostile-input test sends values of 100 kB; a pattern that tries
+    # every start again took a minute on them and held the request
+    started = time.monotonic()
+    for value in ("a" * 200_000, "a" * 100_000 + "@x", "a:" * 100_000):
+        api.masked_value(value)
+    assert time.monotonic() - started < 1.0
