@@ -11,7 +11,7 @@ SEMGREP_VERSION ?= 1.185.0
 SEMGREP := SEMGREP_ENABLE_VERSION_CHECK=0 $(TOOLS_VENV)/bin/semgrep
 SEMGREP_RULES := .semgrep/octoprint-plugin.yml
 
-.PHONY: venv test test-packages unit test-compat check-fresh docs-screenshots demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
+.PHONY: venv test test-packages fixtures unit test-compat check-fresh docs-screenshots demo demo-stop lint semgrep bench soak clean babel-extract babel-new babel-update babel-compile
 
 # The Debian packages a target calls (debian-packages.txt, the one list): the missing ones
 # are installed when make runs as root (apt-get update once, one apt-get install);
@@ -46,9 +46,16 @@ test: test-packages lint
 	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile -m "not alone" --basetemp="$(CURDIR)/.pytest-tmp" $(PYTEST_ARGS)
 	$(PY) -m pytest -q -ra -m alone --basetemp="$(CURDIR)/.pytest-tmp/alone" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# ffmpeg, chromium... before the venv: on a fresh machine one apt-get run installs all
+# gcc and python3-dev (netifaces), ffmpeg (with ffprobe), chromium... before the venv: on a
+# fresh machine one apt-get run installs all
 test-packages:
 	@$(call debian_packages,make test,venv test)
+
+# Slices the fixtures in tests/fixtures again with Debian's prusa-slicer and slic3r (the
+# tests read the committed files and call neither)
+fixtures: venv
+	@$(call debian_packages,make fixtures,fixtures)
+	$(PY) tests/fixtures/make_fixtures.py
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
